@@ -1,0 +1,155 @@
+"""``pamong``: the operator's and developer's command line."""
+# eventlet must patch the standard library before nameko, kombu or pymongo are imported
+import warnings
+
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+import eventlet  # noqa: E402
+
+eventlet.monkey_patch()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+
+from pamong.config import load_config  # noqa: E402
+from pamong.modules import installed, load_service  # noqa: E402
+
+
+def _services(args):
+    if args.service:
+        return [load_service(spec) for spec in args.service]
+    return list(installed().values())
+
+
+def _handler_queues(args):
+    from pamong.events.topology import bindings_of
+
+    queues = [b.queue for cls in _services(args) for b in bindings_of(cls)]
+    if getattr(args, "queue", None):
+        if args.queue not in queues and not args.service:
+            raise SystemExit(f"unknown handler queue {args.queue!r}")
+        return [args.queue]
+    return queues
+
+
+def cmd_token(args, config):
+    from pamong.auth import mint_token
+
+    print(mint_token(config, sub=args.sub, roles=args.role, opd=args.opd, name=args.name,
+                     nip=args.nip, nik=args.nik, ttl_seconds=args.ttl))
+
+
+def cmd_bus_declare(args, config):
+    from kombu import Connection
+
+    from pamong.events.topology import declare_service
+
+    retry_steps = len(config["RETRY_DELAYS"])
+    with Connection(config["AMQP_URI"]) as connection:
+        for service_cls in _services(args):
+            for binding in declare_service(connection, service_cls, retry_steps):
+                print(f"{binding.queue} <- {binding.source}.events [{binding.event_type}]")
+            print(f"{service_cls.name}.events declared")
+
+
+def cmd_dlq(args, config):
+    from pamong.events import dlq
+
+    uri = config["AMQP_URI"]
+    if args.action == "list":
+        for name, count in dlq.list_dlqs(uri, _handler_queues(args)):
+            print(f"{name}\t{'not declared' if count is None else count}")
+        return
+    if not args.queue:
+        raise SystemExit(f"dlq {args.action} needs a handler queue name (see: pamong dlq list)")
+    if args.action == "show":
+        for item in dlq.show(uri, args.queue, args.limit):
+            print(json.dumps(item, default=str, ensure_ascii=False))
+    elif args.action == "replay":
+        print(f"replayed {dlq.replay(uri, args.queue, args.id)} message(s) to {args.queue}")
+    elif args.action == "purge":
+        print(f"purged {dlq.purge(uri, args.queue)} message(s) from {args.queue}.dlq")
+
+
+def cmd_events_tail(args, config):
+    from pamong.events.tail import tail
+
+    sources = args.source or [cls.name for cls in _services(args)]
+    if not sources:
+        raise SystemExit("no sources: pass --source NAME or install a module")
+    for line in tail(config["AMQP_URI"], sources, args.count):
+        print(line, flush=True)
+
+
+def cmd_serve(args, config):
+    from pamong.launcher import serve
+
+    serve(load_service(args.module), config, port=args.port)
+
+
+def cmd_run(args, config):
+    from pamong.launcher import run_all
+
+    return run_all(args.module or list(installed()), first_port=args.first_port)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="pamong", description=__doc__)
+    parser.add_argument("--config", help="YAML config file (default: $PAMONG_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    token = commands.add_parser("token", help="mint a development JWT (HS256, JWT_SECRET)")
+    token.add_argument("--sub", required=True)
+    token.add_argument("--role", action="append", required=True, help="repeat for more roles")
+    token.add_argument("--opd", help="unit code the caller belongs to")
+    token.add_argument("--name")
+    token.add_argument("--nip")
+    token.add_argument("--nik")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds")
+    token.set_defaults(func=cmd_token)
+
+    service_opt = argparse.ArgumentParser(add_help=False)
+    service_opt.add_argument("--service", action="append",
+                             help="service class as module:Class (default: installed modules)")
+
+    bus = commands.add_parser("bus", help="message bus topology")
+    bus_commands = bus.add_subparsers(dest="bus_command", required=True)
+    declare = bus_commands.add_parser("declare", parents=[service_opt],
+                                      help="declare exchanges, queues, delay queues and DLQs")
+    declare.set_defaults(func=cmd_bus_declare)
+
+    dlq = commands.add_parser("dlq", parents=[service_opt], help="dead-letter queues")
+    dlq.add_argument("action", choices=["list", "show", "replay", "purge"])
+    dlq.add_argument("queue", nargs="?", help="handler queue, e.g. letters.on_employee_upserted")
+    dlq.add_argument("--id", help="replay only the message with this event id")
+    dlq.add_argument("--limit", type=int, default=20, help="show at most this many")
+    dlq.set_defaults(func=cmd_dlq)
+
+    events = commands.add_parser("events", help="watch the bus")
+    event_commands = events.add_subparsers(dest="events_command", required=True)
+    tail = event_commands.add_parser("tail", parents=[service_opt],
+                                     help="print every event published (debugging)")
+    tail.add_argument("--source", action="append", help="publishing service (repeatable)")
+    tail.add_argument("--count", type=int, help="stop after this many events")
+    tail.set_defaults(func=cmd_events_tail)
+
+    serve = commands.add_parser("serve", help="run one service in this process")
+    serve.add_argument("module", help="installed module name or module:Class")
+    serve.add_argument("--port", type=int, help="HTTP port (default: WEB_SERVER_ADDRESS)")
+    serve.set_defaults(func=cmd_serve)
+
+    run = commands.add_parser("run", help="run every installed module, one process each")
+    run.add_argument("module", nargs="*")
+    run.add_argument("--first-port", type=int, default=8001)
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    config = load_config(args.config)
+    return args.func(args, config) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Configuration: a YAML file with ``${VAR:default}`` interpolation, merged over defaults.
+
+The result is the plain dict nameko hands to every extension as ``container.config``.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import yaml
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+
+DEFAULTS = {
+    "AMQP_URI": "amqp://guest:guest@127.0.0.1:5672/",
+    "MONGO_URI": "mongodb://127.0.0.1:27017/",
+    "MONGO_DB_PREFIX": "pamong_",
+    # retry schedule for event handlers: delay before attempt 2, 3, ... (seconds)
+    "RETRY_DELAYS": [1, 5, 30, 120, 600],
+    "RETRY_JITTER": 0.2,
+    "OUTBOX_POLL_SECONDS": 0.5,
+    "OUTBOX_SWEEP_SECONDS": 60,
+    "OUTBOX_LEASE_SECONDS": 30,
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def interpolate(value):
+    """Replace ``${VAR}`` / ``${VAR:default}`` in strings, recursively through lists and dicts.
+
+    A whole-string reference keeps YAML typing of the substituted text (``${PORT:8000}`` -> 8000).
+    A variable without a default that is not set is an error, not an empty string.
+    """
+    if isinstance(value, dict):
+        return {key: interpolate(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def lookup(match):
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is None:
+            raise ConfigError(f"environment variable {name} is not set and has no default")
+        return default
+
+    whole = _VAR.fullmatch(value)
+    if whole:
+        text = lookup(whole)
+        return yaml.safe_load(text) if text else ""
+    return _VAR.sub(lookup, value)
+
+
+def load_config(path=None, overrides=None):
+    """Defaults, then the YAML file (``PAMONG_CONFIG`` if no path), then ``overrides``."""
+    config = dict(DEFAULTS)
+    for key in ("AMQP_URI", "MONGO_URI", "MONGO_DB_PREFIX"):
+        if key in os.environ:
+            config[key] = os.environ[key]
+    path = path or os.environ.get("PAMONG_CONFIG")
+    if path:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        config.update(interpolate(loaded))
+    config.update(overrides or {})
+    return config
+
+
+def service_section(config, service_name):
+    """The per-service section (``services: {name: {...}}``) of a loaded config, or {}."""
+    return (config.get("services") or {}).get(service_name) or {}

@@ -1,0 +1,60 @@
+"""The registry of event contracts: one marshmallow schema per (type, version).
+
+Publishers dump ``data`` through the contract before it enters the outbox; consumers load it
+through the same contract, so both ends agree on the published language. Product contracts
+live in ``pamong/contracts/<service>.py`` and register themselves on import.
+"""
+
+from marshmallow import RAISE, Schema, ValidationError
+
+_registry: dict[tuple[str, int], type[Schema]] = {}
+
+
+class UnknownContract(ValidationError):
+    pass
+
+
+def contract(event_type, version=1):
+    """Class decorator: ``@contract("permit.status_changed", 1) class StatusChanged(Schema)``."""
+
+    def register(schema_cls):
+        key = (event_type, version)
+        if key in _registry and _registry[key] is not schema_cls:
+            # a second schema for the same contract would make publishers and consumers disagree
+            raise ValueError(f"contract {event_type} v{version} is already registered")
+        _registry[key] = schema_cls
+        return schema_cls
+
+    return register
+
+
+def schema_for(event_type, version=1):
+    try:
+        return _registry[(event_type, version)](unknown=RAISE)
+    except KeyError:
+        raise UnknownContract(
+            {"type": [f"no contract registered for {event_type} v{version}"]}
+        ) from None
+
+
+def registered():
+    """All registered (type, version) -> schema class pairs, for docs and contract tests."""
+    return dict(_registry)
+
+
+def dump_data(event_type, version, data):
+    """Validate outgoing ``data`` against its contract and return its JSON-ready form."""
+    schema = schema_for(event_type, version)
+    try:
+        dumped = schema.dump(data)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(
+            {"_schema": [f"data does not fit contract {event_type} v{version}: {exc}"]}
+        ) from exc
+    schema.load(dumped)  # raises ValidationError when a publisher breaks its own contract
+    return dumped
+
+
+def load_data(event_type, version, data):
+    """Validate incoming ``data``; raise ValidationError naming the bad fields."""
+    return schema_for(event_type, version).load(data)

@@ -1,0 +1,325 @@
+"""The transactional outbox (DESIGN §4): state and its events in one document write.
+
+Writing: ``outbox.insert(...)`` / ``outbox.update(...)`` put the new events into the
+document's ``_outbox`` array in the same single-document write that changes its state, then
+touch a *hint* (``_outbox_hints``, one small document per pending aggregate) so the relay
+finds pending work without scanning big collections.
+
+Relaying: the relay claims hints under a lease (so two replicas rarely overlap), reads each
+document by ``_id``, publishes its events with publisher confirms and ``mandatory=True``,
+pulls exactly those events out of the document, and deletes the hint only when no writer
+touched it meanwhile. A crash anywhere repeats a publish, never loses one:
+- crash after the state write, before the hint: the periodic sweep finds the document;
+- crash after publishing, before the pull: the events are published again (consumers are
+  idempotent by event id);
+- a writer adding events while the relay works: it touches the hint after its write, so
+  the hint's counter changes and the relay keeps the hint for the next round.
+"""
+
+import json
+import logging
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import eventlet
+from amqp import Message
+from kombu import Connection
+from nameko.extensions import DependencyProvider
+
+from pamong import metrics
+from pamong.events import contracts
+from pamong.events.envelope import new_event
+from pamong.events.topology import event_exchange
+
+log = logging.getLogger(__name__)
+
+OUTBOX = "_outbox"
+HINTS = "_outbox_hints"
+OUTBOX_INDEXES = []  # hints are read by _id or scanned whole (the collection stays small)
+BATCH = 500
+
+
+def _hint_id(collection, doc_id):
+    return f"{collection}/{doc_id}"
+
+
+def with_events(update, events):
+    """Add ``events`` to a MongoDB update document (same write, so atomic with the state)."""
+    update = {op: dict(fields) for op, fields in update.items()}
+    push = update.setdefault("$push", {})
+    if OUTBOX in push:
+        raise ValueError("the update already pushes to the outbox")
+    push[OUTBOX] = {"$each": list(events)}
+    return update
+
+
+class OutboxWriter:
+    """What a service method gets from ``Outbox``: build events and write them with state."""
+
+    def __init__(self, db, source, relay, correlation_id=None, actor=None):
+        self.db = db
+        self.source = source
+        self.relay = relay
+        self.correlation_id = correlation_id
+        self.actor = actor
+
+    def event(self, event_type, data, *, version=1, opd=None):
+        """An envelope whose ``data`` is validated and dumped by the registered contract."""
+        return new_event(
+            self.source, event_type, contracts.dump_data(event_type, version, data),
+            version=version, opd=opd, correlation_id=self.correlation_id, actor=self.actor,
+        )
+
+    def insert(self, collection, document, events):
+        document = dict(document)
+        document[OUTBOX] = list(events)
+        result = self.db[collection].insert_one(document)
+        if events:
+            self.touch(collection, result.inserted_id)
+        return result
+
+    def update(self, collection, filter, update, events, upsert=False):
+        """``update_one`` plus events; ``filter`` must name the document's ``_id``."""
+        if "_id" not in filter:
+            raise ValueError("outbox updates address one document by _id")
+        if not events:
+            return self.db[collection].update_one(filter, update, upsert=upsert)
+        result = self.db[collection].update_one(filter, with_events(update, events), upsert=upsert)
+        if result.matched_count or result.upserted_id is not None:
+            self.touch(collection, filter["_id"])
+        return result
+
+    def touch(self, collection, doc_id):
+        self.db[HINTS].update_one(
+            {"_id": _hint_id(collection, doc_id)},
+            {"$inc": {"n": 1}, "$setOnInsert": {"collection": collection, "doc_id": doc_id,
+                                                "lease_until": 0.0}},
+            upsert=True,
+        )
+        self.relay.wake()
+
+
+class ConfirmingPublisher:
+    """Publishes a batch on one channel in confirm mode and waits for all confirms at once."""
+
+    def __init__(self, amqp_uri, timeout=10.0):
+        self.amqp_uri = amqp_uri
+        self.timeout = timeout
+        self.connection = None
+        self.channel = None
+        self.declared = set()
+
+    def _connect(self):
+        if self.connection is None:
+            self.connection = Connection(self.amqp_uri, heartbeat=0)
+            self.connection.connect()
+            raw = self.connection.connection
+            self.channel = raw.channel()
+            self.channel.confirm_select()
+            self.channel.events["basic_ack"].add(self._on_ack)
+            self.channel.events["basic_nack"].add(self._on_nack)
+            self.channel.events["basic_return"].add(self._on_return)
+            self.next_tag = 1
+            self.declared = set()
+
+    def close(self):
+        if self.connection is not None:
+            try:
+                self.connection.release()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                log.debug("closing publisher connection failed", exc_info=True)
+        self.connection = self.channel = None
+
+    def _on_ack(self, tag, multiple):
+        self._settle(tag, multiple, ok=True)
+
+    def _on_nack(self, tag, multiple):
+        self._settle(tag, multiple, ok=False)
+
+    def _settle(self, tag, multiple, ok):
+        tags = [t for t in self.unconfirmed if t <= tag] if multiple else [tag]
+        for t in tags:
+            if self.unconfirmed.pop(t, None) is not None and not ok:
+                self.nacked.add(t)
+
+    def _on_return(self, exc, exchange, routing_key, message):
+        self.returned.append(message.properties.get("message_id"))
+
+    def publish(self, items):
+        """``items``: [(source, envelope)]. Returns ids the broker returned as unroutable.
+
+        Raises when the broker nacks or the confirms do not arrive; the caller then keeps
+        the events in the outbox and tries again.
+        """
+        self._connect()
+        self.unconfirmed, self.nacked, self.returned = {}, set(), []
+        for source, envelope in items:
+            exchange = event_exchange(source)
+            if exchange.name not in self.declared:
+                self.channel.exchange_declare(exchange.name, "topic", durable=True,
+                                              auto_delete=False)
+                self.declared.add(exchange.name)
+            message = Message(
+                json.dumps(envelope, separators=(",", ":")),
+                content_type="application/json", content_encoding="utf-8",
+                delivery_mode=2, message_id=envelope["id"],
+                correlation_id=envelope.get("correlation_id"), type=envelope["type"],
+            )
+            self.channel.basic_publish(message, exchange.name, envelope["type"], mandatory=True)
+            self.unconfirmed[self.next_tag] = envelope["id"]
+            self.next_tag += 1
+        deadline = time.monotonic() + self.timeout
+        while self.unconfirmed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{len(self.unconfirmed)} publishes not confirmed")
+            self.connection.connection.drain_events(timeout=remaining)
+        if self.nacked:
+            raise RuntimeError(f"broker refused {len(self.nacked)} publishes")
+        return self.returned
+
+
+class Relay:
+    """Moves events from documents' outboxes to the bus. One per service process."""
+
+    def __init__(self, db, amqp_uri, service_name, config):
+        self.db = db
+        self.service_name = service_name
+        self.publisher = ConfirmingPublisher(amqp_uri)
+        self.poll = float(config.get("OUTBOX_POLL_SECONDS", 0.5))
+        self.sweep_every = float(config.get("OUTBOX_SWEEP_SECONDS", 60))
+        self.lease = float(config.get("OUTBOX_LEASE_SECONDS", 30))
+        self.owner = uuid.uuid4().hex
+        self._wake = eventlet.event.Event()
+        self._next_sweep = 0.0
+        self.running = False
+
+    def wake(self):
+        if not self._wake.ready():
+            self._wake.send(True)
+
+    def run(self):
+        self.running = True
+        backoff = self.poll
+        while self.running:
+            try:
+                if time.monotonic() >= self._next_sweep:
+                    self.sweep()
+                    self._next_sweep = time.monotonic() + self.sweep_every
+                published = self.publish_pending()
+                backoff = self.poll
+            except Exception:  # noqa: BLE001 - the relay must outlive broker/db outages
+                log.warning("outbox relay round failed; retrying in %.1fs", backoff,
+                            exc_info=True)
+                self.publisher.close()
+                published = 0
+                backoff = min(backoff * 2, 10.0)
+            if published == 0:
+                with eventlet.Timeout(backoff, False):
+                    self._wake.wait()
+                self._wake = eventlet.event.Event()
+
+    def stop(self):
+        self.running = False
+        self.wake()
+        self.publisher.close()
+
+    def sweep(self):
+        """Re-create hints for documents with pending events (after a crash mid-write)."""
+        for name in self.db.list_collection_names():
+            if name.startswith("_") or name.startswith("system."):
+                continue
+            for doc in self.db[name].find({f"{OUTBOX}.0": {"$exists": True}}, {"_id": 1}):
+                self.db[HINTS].update_one(
+                    {"_id": _hint_id(name, doc["_id"])},
+                    {"$setOnInsert": {"collection": name, "doc_id": doc["_id"], "n": 0,
+                                      "lease_until": 0.0}},
+                    upsert=True,
+                )
+
+    def _claim(self):
+        now = time.time()
+        token = uuid.uuid4().hex
+        free = [h["_id"] for h in
+                self.db[HINTS].find({"lease_until": {"$lt": now}}, {"_id": 1}).limit(BATCH)]
+        if not free:
+            return []
+        # the lease condition is repeated so that of two replicas only one wins each hint
+        self.db[HINTS].update_many(
+            {"_id": {"$in": free}, "lease_until": {"$lt": now}},
+            {"$set": {"lease_until": now + self.lease, "owner": token}},
+        )
+        return list(self.db[HINTS].find({"owner": token}).limit(BATCH))
+
+    def publish_pending(self):
+        hints = self._claim()
+        if not hints:
+            metrics.OUTBOX_PENDING.labels(self.service_name).set(0)
+            return 0
+        work = []  # (hint, events)
+        for hint in hints:
+            doc = self.db[hint["collection"]].find_one({"_id": hint["doc_id"]}, {OUTBOX: 1})
+            work.append((hint, (doc or {}).get(OUTBOX) or []))
+        items = [(self.service_name, envelope) for _, events in work for envelope in events]
+        if items:
+            returned = set(self.publisher.publish(items))
+            self._record(items, returned)
+        for hint, events in work:
+            if events:
+                self.db[hint["collection"]].update_one(
+                    {"_id": hint["doc_id"]}, {"$pullAll": {OUTBOX: events}}
+                )
+            deleted = self.db[HINTS].delete_one({"_id": hint["_id"], "n": hint["n"],
+                                                 "owner": hint["owner"]})
+            if not deleted.deleted_count:  # a writer touched it meanwhile: next round
+                self.db[HINTS].update_one({"_id": hint["_id"], "owner": hint["owner"]},
+                                          {"$set": {"lease_until": 0.0}})
+        metrics.OUTBOX_PENDING.labels(self.service_name).set(self.db[HINTS].count_documents({}))
+        return len(items)
+
+    def _record(self, items, returned):
+        now = datetime.now(UTC)
+        oldest = min(datetime.fromisoformat(env["occurred_at"]) for _, env in items)
+        metrics.OUTBOX_LAG.labels(self.service_name).set((now - oldest) / timedelta(seconds=1))
+        for source, envelope in items:
+            metrics.EVENTS_PUBLISHED.labels(source, envelope["type"]).inc()
+            if envelope["id"] in returned:
+                metrics.EVENTS_UNROUTABLE.labels(source, envelope["type"]).inc()
+                log.warning("event %s %s had no subscriber queue", envelope["type"],
+                            envelope["id"])
+
+
+class Outbox(DependencyProvider):
+    """``outbox = Outbox()`` on a service that also has ``db = Mongo(...)``.
+
+    Injects an OutboxWriter; runs the relay in a green thread for the container's lifetime.
+    """
+
+    def setup(self):
+        from pamong.storage import Mongo
+
+        providers = [d for d in self.container.dependencies if isinstance(d, Mongo)]
+        if len(providers) != 1:
+            raise RuntimeError("Outbox needs exactly one Mongo dependency on the service")
+        self.mongo = providers[0]
+        self.relay = None
+
+    def start(self):
+        self.relay = Relay(self.mongo.db, self.container.config["AMQP_URI"],
+                           self.container.service_name, self.container.config)
+        self.container.spawn_managed_thread(self.relay.run, identifier="outbox-relay")
+
+    def stop(self):
+        if self.relay:
+            self.relay.stop()
+
+    def kill(self):
+        self.stop()
+
+    def get_dependency(self, worker_ctx):
+        return OutboxWriter(
+            self.mongo.db, self.container.service_name, self.relay,
+            correlation_id=worker_ctx.data.get("correlation_id"),
+            actor=worker_ctx.data.get("actor"),
+        )

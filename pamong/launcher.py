@@ -1,0 +1,73 @@
+"""Our own service launcher (instead of the ``nameko run`` command, which needs
+``pkg_resources``): one service per process, graceful stop on SIGTERM/SIGINT.
+
+The caller has already monkey-patched with eventlet (``pamong.cli.main`` does it first).
+"""
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+
+import eventlet
+from nameko.runners import ServiceRunner
+
+log = logging.getLogger(__name__)
+
+
+def serve(service_cls, config, port=None):
+    config = dict(config)
+    if port:
+        config["WEB_SERVER_ADDRESS"] = f"0.0.0.0:{port}"
+    config.setdefault("WEB_SERVER_ADDRESS", "0.0.0.0:8000")
+    logging.basicConfig(level=logging.INFO)
+    runner = ServiceRunner(config)
+    runner.add_service(service_cls)
+    stopping = eventlet.event.Event()
+
+    def on_signal(signum, frame):
+        if stopping.ready():  # second signal: stop waiting for in-flight workers
+            runner.kill()
+        else:
+            stopping.send(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    runner.start()
+    log.info("%s serving on %s", service_cls.name, config["WEB_SERVER_ADDRESS"])
+    runner_done = eventlet.spawn(runner.wait)
+    eventlet.spawn(lambda: (stopping.wait(), runner.stop()))
+    runner_done.wait()
+
+
+def run_all(modules, first_port=8001):
+    """Start each module in its own process; stop them all on Ctrl-C. Returns an exit code."""
+    if not modules:
+        print("no modules installed under services/ yet: the bus and databases are up, "
+              "nothing to serve", file=sys.stderr)
+        return 1
+    processes = {}
+    for offset, name in enumerate(modules):
+        port = first_port + offset
+        processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "pamong.cli.main", "serve", name, "--port", str(port)]
+        )
+        print(f"{name:12} http://127.0.0.1:{port}/api/{name}/v1/  (health: /health/ready)")
+    try:
+        while all(p.poll() is None for p in processes.values()):
+            time.sleep(0.5)
+        failed = [n for n, p in processes.items() if p.poll() is not None]
+        print(f"stopped unexpectedly: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()

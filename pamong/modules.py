@@ -1,0 +1,38 @@
+"""Which service modules are installed, and loading a service class by name or path."""
+
+import importlib
+import os
+import pkgutil
+
+
+def load_service(spec):
+    """``"services.letters.service:LettersService"`` or an installed module name -> class."""
+    if ":" not in spec:
+        modules = installed()
+        if spec not in modules:
+            raise SystemExit(f"unknown module {spec!r}; installed: {', '.join(modules) or 'none'}")
+        return modules[spec]
+    module_name, class_name = spec.split(":", 1)
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def installed():
+    """``{name: service class}`` for every ``services/<name>/service.py`` present.
+
+    ``PAMONG_MODULES=directory,letters`` restricts it to the modules an OPD adopted.
+    """
+    import services
+
+    wanted = {m.strip() for m in os.environ.get("PAMONG_MODULES", "").split(",") if m.strip()}
+    found = {}
+    for info in pkgutil.iter_modules(services.__path__):
+        if not info.ispkg or (wanted and info.name not in wanted):
+            continue
+        try:
+            module = importlib.import_module(f"services.{info.name}.service")
+        except ModuleNotFoundError:
+            continue
+        service_cls = getattr(module, "SERVICE", None)
+        if service_cls is not None:
+            found[service_cls.name] = service_cls
+    return dict(sorted(found.items()))

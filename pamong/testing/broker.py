@@ -1,0 +1,47 @@
+"""A throw-away RabbitMQ vhost through the management HTTP API."""
+
+import os
+import uuid
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import requests
+
+MANAGEMENT_URL = os.environ.get("RABBIT_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")
+
+
+def _api(path):
+    parts = urlsplit(MANAGEMENT_URL)
+    auth = (parts.username or "guest", parts.password or "guest")
+    base = urlunsplit((parts.scheme, parts.hostname + (f":{parts.port}" if parts.port else ""),
+                       "", "", ""))
+    return base + "/api" + path, auth
+
+
+def create_vhost(prefix="pamong-test"):
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    url, auth = _api(f"/vhosts/{quote(name, safe='')}")
+    requests.put(url, auth=auth, timeout=10).raise_for_status()
+    url, auth = _api(f"/permissions/{quote(name, safe='')}/{auth[0]}")
+    requests.put(url, json={"configure": ".*", "write": ".*", "read": ".*"}, auth=auth,
+                 timeout=10).raise_for_status()
+    return name
+
+
+def delete_vhost(name):
+    url, auth = _api(f"/vhosts/{quote(name, safe='')}")
+    requests.delete(url, auth=auth, timeout=10)
+
+
+def amqp_uri_for(vhost, base_uri=None):
+    base = urlsplit(base_uri or os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/"))
+    return urlunsplit((base.scheme, base.netloc, "/" + quote(vhost, safe=""), "", ""))
+
+
+def queue_depth(vhost, queue):
+    """Messages ready + unacknowledged in ``queue`` (None when it does not exist)."""
+    url, auth = _api(f"/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}")
+    response = requests.get(url, auth=auth, timeout=10)
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    return response.json().get("messages", 0)

@@ -1,0 +1,212 @@
+"""The outbox, relay and consumer kernel against the real RabbitMQ and database."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from marshmallow import ValidationError
+
+from pamong.cli.main import main as pamong_cli
+from pamong.events import dlq
+from pamong.events.envelope import new_event
+from pamong.events.outbox import HINTS, OUTBOX, OutboxWriter, Relay
+from pamong.storage import client_for, database_name
+from pamong.testing import publish_raw, rpc_proxy, running, wait_until
+from tests.kernel_services import Consumer, Producer
+
+pytestmark = pytest.mark.integration
+
+SINK_QUEUE = "probesink.on_recorded"
+
+
+def db_of(config, service):
+    return client_for(config["MONGO_URI"])[database_name(config, service)]
+
+
+def totals(config):
+    return {d["_id"]: d for d in db_of(config, "probesink").totals.find()}
+
+
+def envelope(key, amount=1, **overrides):
+    event = new_event("probe", "probe.recorded", {"key": key, "amount": amount})
+    event.update(overrides)
+    return event
+
+
+def write_pending(config, keys, hint=True):
+    """Documents with unpublished events, as a producer that died before relaying leaves them."""
+    db = db_of(config, "probe")
+    writer = OutboxWriter(db, "probe", Relay(db, config["AMQP_URI"], "probe", config))
+    for amount, key in enumerate(keys):
+        event = writer.event("probe.recorded", {"key": key, "amount": amount})
+        if hint:
+            writer.insert("records", {"_id": key, "amount": amount}, [event])
+        else:  # died between the state write and the hint
+            db.records.insert_one({"_id": key, "amount": amount, OUTBOX: [event]})
+
+
+def test_recorded_event_changes_consumer_state_once(config):
+    with running(config, Producer, Consumer), rpc_proxy(config) as rpc:
+        rpc.probe.record("a", 5)
+        wait_until(lambda: totals(config).get("a"), message="effect of a")
+        wait_until(lambda: not db_of(config, "probe").records.find_one({"_id": "a"})[OUTBOX],
+                   message="outbox emptied")
+    assert totals(config)["a"]["times"] == 1
+    assert totals(config)["a"]["sum"] == 5
+    assert db_of(config, "probe")[HINTS].count_documents({}) == 0
+
+
+def test_same_event_delivered_twice_changes_state_once(config):
+    event = envelope("twice", 3)
+    with running(config, Consumer):
+        publish_raw(config, "probe", "probe.recorded", event)
+        publish_raw(config, "probe", "probe.recorded", event)
+        publish_raw(config, "probe", "probe.recorded", envelope("after", 1))
+        wait_until(lambda: "after" in totals(config) and "twice" in totals(config))
+        inbox = db_of(config, "probesink")["_inbox"]
+        wait_until(lambda: inbox.count_documents({"state": "done"}) == 2)
+    assert totals(config)["twice"]["times"] == 1
+
+
+def test_handler_failing_twice_succeeds_after_backoff(config):
+    db_of(config, "probesink").faults.insert_one({"_id": "flaky", "remaining": 2})
+    with running(config, Consumer):
+        publish_raw(config, "probe", "probe.recorded", envelope("flaky", 7))
+        wait_until(lambda: totals(config).get("flaky"), timeout=15, message="retried effect")
+    assert db_of(config, "probesink").faults.find_one({"_id": "flaky"})["remaining"] == 0
+    assert totals(config)["flaky"]["times"] == 1
+    assert dlq.list_dlqs(config["AMQP_URI"], [SINK_QUEUE]) == [(f"{SINK_QUEUE}.dlq", 0)]
+
+
+def test_always_failing_handler_parks_in_dlq_and_replay_delivers_after_fix(config):
+    faults = db_of(config, "probesink").faults
+    faults.insert_one({"_id": "broken", "remaining": 1000})
+    event = envelope("broken", 9)
+    with running(config, Consumer):
+        publish_raw(config, "probe", "probe.recorded", event)
+        wait_until(lambda: dlq.list_dlqs(config["AMQP_URI"], [SINK_QUEUE])[0][1] == 1,
+                   timeout=15, message="message parked")
+        [parked] = dlq.show(config["AMQP_URI"], SINK_QUEUE)
+        assert parked["message_id"] == event["id"]
+        assert parked["reason"] == "exhausted"
+        assert parked["attempts"] == len(config["RETRY_DELAYS"]) + 1
+        assert "injected fault for broken" in parked["error"]
+        assert faults.find_one({"_id": "broken"})["remaining"] == 1000 - parked["attempts"]
+        assert "broken" not in totals(config)
+
+        faults.delete_one({"_id": "broken"})  # the operator fixes the fault
+        os.environ["AMQP_URI"] = config["AMQP_URI"]
+        try:
+            assert pamong_cli(["dlq", "replay", SINK_QUEUE,
+                               "--service", "tests.kernel_services:Consumer"]) == 0
+        finally:
+            del os.environ["AMQP_URI"]
+        wait_until(lambda: totals(config).get("broken"), message="replayed effect")
+    assert totals(config)["broken"]["times"] == 1
+    assert dlq.list_dlqs(config["AMQP_URI"], [SINK_QUEUE]) == [(f"{SINK_QUEUE}.dlq", 0)]
+
+
+@pytest.mark.parametrize("bad_body, content_type", [
+    ({"id": "not-a-uuid", "type": "probe.recorded"}, "application/json"),
+    (None, "application/json"),  # valid envelope, data breaks the contract (amount not int)
+    (b"{not json", "application/json"),
+    (b"\x00\x01binary", "application/octet-stream"),
+])
+def test_invalid_message_goes_to_dlq_and_next_is_processed(config, bad_body, content_type):
+    if bad_body is None:
+        bad_body = envelope("bad", 1)
+        bad_body["data"]["amount"] = "eleven"
+    with running(config, Consumer):
+        publish_raw(config, "probe", "probe.recorded", bad_body, content_type=content_type)
+        publish_raw(config, "probe", "probe.recorded", envelope("good", 2))
+        wait_until(lambda: totals(config).get("good"), message="valid event after poison")
+        wait_until(lambda: dlq.list_dlqs(config["AMQP_URI"], [SINK_QUEUE])[0][1] == 1)
+        [parked] = dlq.show(config["AMQP_URI"], SINK_QUEUE)
+    assert parked["reason"] in {"invalid", "undecodable"}
+    assert parked["attempts"] == 1
+    dlq.purge(config["AMQP_URI"], SINK_QUEUE)
+
+
+def test_event_published_before_consumer_ever_started_is_kept_by_bus_declare(config):
+    os.environ["AMQP_URI"] = config["AMQP_URI"]
+    try:
+        assert pamong_cli(["bus", "declare", "--service", "tests.kernel_services:Consumer"]) == 0
+    finally:
+        del os.environ["AMQP_URI"]
+    with running(config, Producer), rpc_proxy(config) as rpc:
+        rpc.probe.record("early", 4)
+        wait_until(lambda: not db_of(config, "probe").records.find_one({"_id": "early"})[OUTBOX])
+    with running(config, Consumer):
+        wait_until(lambda: totals(config).get("early"), message="early event consumed")
+    assert totals(config)["early"]["times"] == 1
+
+
+def test_pending_events_left_by_a_crash_are_published_on_restart(config):
+    write_pending(config, ["h1", "h2"])
+    write_pending(config, ["n1"], hint=False)  # crash before the hint: the sweep finds it
+    # crash after publishing but before pulling: those events go out a second time
+    db = db_of(config, "probe")
+    relay = Relay(db, config["AMQP_URI"], "probe", config)
+    with running(config, Consumer):
+        relay.publisher.publish([("probe", e) for d in db.records.find() for e in d[OUTBOX]])
+        relay.publisher.close()
+        with running(config, Producer):
+            wait_until(lambda: set(totals(config)) == {"h1", "h2", "n1"}, message="all effects")
+            wait_until(lambda: db.records.count_documents({f"{OUTBOX}.0": {"$exists": True}}) == 0)
+            inbox = db_of(config, "probesink")["_inbox"]
+            wait_until(lambda: inbox.count_documents({"state": "done"}) == 3)
+    assert all(t["times"] == 1 for t in totals(config).values())
+
+
+def test_relay_killed_mid_batch_delivers_each_event_once_after_restart(config):
+    keys = [f"k{i}" for i in range(600)]
+    write_pending(config, keys)
+    env = dict(os.environ, AMQP_URI=config["AMQP_URI"], MONGO_URI=config["MONGO_URI"],
+               MONGO_DB_PREFIX=config["MONGO_DB_PREFIX"])
+    command = [sys.executable, "-m", "pamong.cli.main", "serve", "tests.kernel_services:Producer"]
+    db = db_of(config, "probe")
+    pending = lambda: db.records.count_documents({f"{OUTBOX}.0": {"$exists": True}})  # noqa: E731
+    with running(config, Consumer):
+        relay_process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+        try:  # kill it while some but not all events have left the outbox
+            wait_until(lambda: 0 < len(totals(config)) or pending() < len(keys), timeout=30)
+        finally:
+            relay_process.send_signal(signal.SIGKILL)
+            relay_process.wait()
+        assert pending() > 0, "the relay finished before it could be killed; use more events"
+        restarted = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: len(totals(config)) == len(keys), timeout=60, message="all effects")
+        finally:
+            restarted.send_signal(signal.SIGTERM)
+            restarted.wait(timeout=30)
+    assert {t["times"] for t in totals(config).values()} == {1}
+
+
+def test_two_relay_replicas_give_each_event_one_effect(config):
+    keys = [f"r{i}" for i in range(300)]
+    with running(config, Consumer):
+        first, second = running(config, Producer), running(config, Producer)
+        with first, second:
+            write_pending(config, keys)
+            wait_until(lambda: len(totals(config)) == len(keys), timeout=60)
+    assert {t["times"] for t in totals(config).values()} == {1}
+
+
+def test_outbox_update_requires_the_document_id(config):
+    db = db_of(config, "probe")
+    writer = OutboxWriter(db, "probe", Relay(db, config["AMQP_URI"], "probe", config))
+    with pytest.raises(ValueError, match="by _id"):
+        writer.update("records", {"amount": 1}, {"$set": {"amount": 2}}, [envelope("x")])
+
+
+def test_publishing_data_that_breaks_its_contract_is_refused(config):
+    db = db_of(config, "probe")
+    writer = OutboxWriter(db, "probe", Relay(db, config["AMQP_URI"], "probe", config))
+    with pytest.raises(ValidationError, match="probe.recorded v1"):
+        writer.event("probe.recorded", {"key": "k", "amount": "many"})
+    with pytest.raises(ValidationError, match="key"):
+        writer.event("probe.recorded", {"amount": 1})
+    assert db.records.count_documents({}) == 0

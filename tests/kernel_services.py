@@ -1,0 +1,56 @@
+"""A small producer and consumer used to test the kernel (not product modules)."""
+
+from marshmallow import Schema, fields
+from nameko.rpc import rpc
+
+from pamong.events.consumer import handles
+from pamong.events.contracts import contract
+from pamong.events.outbox import Outbox
+from pamong.storage import Mongo
+
+
+@contract("probe.recorded", 1)
+class ProbeRecorded(Schema):
+    key = fields.String(required=True)
+    amount = fields.Integer(required=True)
+
+
+class Producer:
+    """Records amounts; each record is a document plus a ``probe.recorded`` event."""
+
+    name = "probe"
+    db = Mongo()
+    outbox = Outbox()
+
+    @rpc
+    def record(self, key, amount):
+        event = self.outbox.event("probe.recorded", {"key": key, "amount": amount})
+        self.outbox.insert("records", {"_id": key, "amount": amount}, [event])
+        return event["id"]
+
+    @rpc
+    def record_many(self, prefix, count):
+        for i in range(count):
+            self.record(f"{prefix}-{i}", i)
+        return count
+
+
+class Consumer:
+    """Sums amounts; ``faults`` documents make the handler fail a set number of times."""
+
+    name = "probesink"
+    db = Mongo()
+
+    @handles("probe", "probe.recorded")
+    def on_recorded(self, event):
+        fault = self.db.faults.find_one_and_update(
+            {"_id": event.data["key"], "remaining": {"$gt": 0}}, {"$inc": {"remaining": -1}}
+        )
+        if fault is not None:
+            raise RuntimeError(f"injected fault for {event.data['key']}")
+        # deliberately not idempotent on its own: the consumer kernel must prevent doubles
+        self.db.totals.update_one(
+            {"_id": event.data["key"]},
+            {"$inc": {"times": 1, "sum": event.data["amount"]}},
+            upsert=True,
+        )
