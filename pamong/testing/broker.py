@@ -45,3 +45,20 @@ def queue_depth(vhost, queue):
         return None
     response.raise_for_status()
     return response.json().get("messages", 0)
+
+
+def drop_all_connections(vhost):
+    """What a broker restart looks like to a client: every connection closed by the server."""
+    from pamong.testing import wait_until
+
+    url, auth = _api("/connections")
+
+    def listed():  # the management API lists new connections a few seconds late
+        return [c["name"] for c in requests.get(url, auth=auth, timeout=10).json()
+                if c.get("vhost") == vhost]
+
+    names = wait_until(listed, timeout=20, interval=0.5, message="connections listed")
+    for name in names:
+        url, auth = _api(f"/connections/{quote(name, safe='')}")
+        requests.delete(url, auth=auth, timeout=10)
+    return len(names)

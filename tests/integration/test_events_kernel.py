@@ -13,7 +13,7 @@ from pamong.events import dlq
 from pamong.events.envelope import new_event
 from pamong.events.outbox import HINTS, OUTBOX, OutboxWriter, Relay
 from pamong.storage import client_for, database_name
-from pamong.testing import publish_raw, rpc_proxy, running, wait_until
+from pamong.testing import broker, publish_raw, rpc_proxy, running, wait_until
 from tests.kernel_services import Consumer, Producer
 
 pytestmark = pytest.mark.integration
@@ -210,3 +210,15 @@ def test_publishing_data_that_breaks_its_contract_is_refused(config):
     with pytest.raises(ValidationError, match="key"):
         writer.event("probe.recorded", {"amount": 1})
     assert db.records.count_documents({}) == 0
+
+
+def test_relay_and_consumer_recover_when_the_broker_drops_connections(config, vhost):
+    with running(config, Producer, Consumer):
+        db = db_of(config, "probe")
+        write_pending(config, ["before"])
+        wait_until(lambda: totals(config).get("before"), message="effect before the drop")
+        assert broker.drop_all_connections(vhost) >= 1
+        write_pending(config, ["after"])
+        wait_until(lambda: totals(config).get("after"), timeout=60, message="effect after drop")
+        wait_until(lambda: db.records.count_documents({f"{OUTBOX}.0": {"$exists": True}}) == 0)
+    assert {t["times"] for t in totals(config).values()} == {1}

@@ -1,0 +1,83 @@
+"""The pinned versions of nameko, eventlet, kombu, werkzeug and pymongo, proven together under
+our launcher: concurrent HTTP requests that each write to the database, an RPC round trip,
+an event, and the broker dropping every connection (the service must reconnect)."""
+
+import os
+import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from pamong.storage import client_for, database_name
+from pamong.testing import broker, rpc_proxy, wait_until
+
+pytestmark = pytest.mark.reliability
+
+REQUESTS = 300
+CONCURRENCY = 25
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def smoke_service(config):
+    port = free_port()
+    env = dict(os.environ, AMQP_URI=config["AMQP_URI"], MONGO_URI=config["MONGO_URI"],
+               MONGO_DB_PREFIX=config["MONGO_DB_PREFIX"])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pamong.cli.main", "serve", "tests.smoke_service:SmokeService",
+         "--port", str(port)], env=env, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            return requests.get(f"{base}/smoke/ping", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_until(up, timeout=30, message="smoke service answering")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_pinned_libraries_under_concurrency_and_broker_reconnect(config, vhost, smoke_service):
+    db = client_for(config["MONGO_URI"])[database_name(config, "smoke")]
+
+    def put(i):
+        return requests.post(f"{smoke_service}/smoke/items/k{i}", data=f"v{i}",
+                             timeout=30).status_code
+
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        statuses = list(pool.map(put, range(REQUESTS)))
+    assert statuses == [201] * REQUESTS
+    assert db.items.count_documents({}) == REQUESTS
+    wait_until(lambda: db.seen.count_documents({}) == REQUESTS, timeout=30,
+               message="every event handled")
+
+    with rpc_proxy(config) as rpc:
+        assert rpc.smoke.echo("halo") == {"echo": "halo", "items": REQUESTS}
+
+    assert broker.drop_all_connections(vhost) >= 1
+
+    def rpc_works_again():
+        try:
+            with rpc_proxy(config) as rpc:
+                return rpc.smoke.echo("lagi")["echo"] == "lagi"
+        except Exception:  # noqa: BLE001 - reconnecting
+            return False
+
+    wait_until(rpc_works_again, timeout=60, interval=0.5, message="RPC after reconnect")
+    wait_until(lambda: put("after") == 201, timeout=30, message="HTTP + dispatch after reconnect")
+    wait_until(lambda: db.seen.find_one({"_id": "kafter"}), timeout=30,
+               message="event handled after reconnect")
+    assert db.seen.find_one({"_id": "k0"})["n"] == 1
