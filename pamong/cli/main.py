@@ -81,6 +81,20 @@ def cmd_events_tail(args, config):
         print(line, flush=True)
 
 
+def cmd_contracts(args, config):
+    from pamong.events import compat
+
+    if args.action == "lock":
+        compat.lock()
+        print(f"recorded {len(compat.current_shapes())} contract(s) in {compat.LOCK_FILE}")
+        return 0
+    problems = compat.check()
+    for problem in problems:
+        print(f"BREAKING: {problem}")
+    print("contracts compatible" if not problems else f"{len(problems)} breaking change(s)")
+    return 1 if problems else 0
+
+
 def cmd_serve(args, config):
     from pamong.launcher import serve
 
@@ -132,6 +146,10 @@ def build_parser():
     tail.add_argument("--source", action="append", help="publishing service (repeatable)")
     tail.add_argument("--count", type=int, help="stop after this many events")
     tail.set_defaults(func=cmd_events_tail)
+
+    contracts_cmd = commands.add_parser("contracts", help="event contract compatibility")
+    contracts_cmd.add_argument("action", choices=["check", "lock"])
+    contracts_cmd.set_defaults(func=cmd_contracts)
 
     serve = commands.add_parser("serve", help="run one service in this process")
     serve.add_argument("module", help="installed module name or module:Class")
