@@ -95,6 +95,27 @@ def cmd_contracts(args, config):
     return 1 if problems else 0
 
 
+def cmd_docs(args, config):
+    from pathlib import Path
+
+    from pamong.events.asyncapi import build
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "asyncapi.json").write_text(json.dumps(build(), indent=2, sort_keys=True) + "\n")
+    written = ["asyncapi.json"]
+    try:
+        from pamong.web.openapi import spec_for
+    except ImportError:  # pragma: no cover - the web kernel is part of the distribution
+        spec_for = None
+    for name, service_cls in installed().items():
+        if spec_for is not None:
+            spec = spec_for(service_cls, title=f"pamong {name}", version="1")
+            (out / f"openapi-{name}.json").write_text(json.dumps(spec, indent=2) + "\n")
+            written.append(f"openapi-{name}.json")
+    print("wrote " + ", ".join(str(out / name) for name in written))
+
+
 def cmd_serve(args, config):
     from pamong.launcher import serve
 
@@ -150,6 +171,10 @@ def build_parser():
     contracts_cmd = commands.add_parser("contracts", help="event contract compatibility")
     contracts_cmd.add_argument("action", choices=["check", "lock"])
     contracts_cmd.set_defaults(func=cmd_contracts)
+
+    docs = commands.add_parser("docs", help="write OpenAPI and AsyncAPI documents")
+    docs.add_argument("--out", default="docs")
+    docs.set_defaults(func=cmd_docs)
 
     serve = commands.add_parser("serve", help="run one service in this process")
     serve.add_argument("module", help="installed module name or module:Class")
