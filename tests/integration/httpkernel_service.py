@@ -76,11 +76,10 @@ class HttpKernelService(HealthEndpoints):
         things = self.db.things.find(criteria).sort("_id", 1).limit(query["limit"] + 1)
         return page(things, query["limit"], lambda thing: {"_id": thing["_id"]})
 
-    @route("DELETE", "/api/things/v1/things/<thing_id>", roles=("admin",))
+    @route("DELETE", "/api/things/v1/things/<thing_id>", roles=("admin",), status=204)
     def delete_thing(self, request, principal, thing_id):
         if self.db.things.delete_one({"_id": thing_id}).deleted_count == 0:
             raise not_found()
-        return 204, None
 
     @route("GET", "/api/things/v1/whoami")
     def whoami(self, request, principal):

@@ -9,6 +9,7 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import jwt
+import pymongo
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -369,3 +370,33 @@ def test_unreachable_jwks_is_503_not_401(request, config):
                            JWT_JWKS_TIMEOUT_SECONDS=1)
     response = client.request("GET", "/api/things/v1/whoami", token=rs256(rsa_key(), "k1"))
     assert_problem(response, 503)
+
+
+# readiness stays fast when a server hangs
+
+
+def test_readiness_names_hanging_servers_within_two_seconds():
+    from types import SimpleNamespace
+
+    from pamong.health import ReadinessChecker
+    from pamong.storage import Mongo
+
+    # listening sockets that never accept: the TCP handshake succeeds, then nothing answers
+    hanging = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    broker_port, db_port = (sock.getsockname()[1] for sock in hanging)
+    mongo = Mongo()
+    # the production client's settings: server selection alone would wait 3 s
+    mongo.db = pymongo.MongoClient(f"mongodb://127.0.0.1:{db_port}/",
+                                   serverSelectionTimeoutMS=3000)["pamong_hang"]
+    container = SimpleNamespace(config={"AMQP_URI": f"amqp://guest:guest@127.0.0.1:{broker_port}/"},
+                                dependencies=[mongo])
+    try:
+        started = time.monotonic()
+        failing = ReadinessChecker(container).check()
+        elapsed = time.monotonic() - started
+    finally:
+        mongo.db.client.close()
+        for sock in hanging:
+            sock.close()
+    assert set(failing) == {"broker", "database"}
+    assert elapsed < 2.5, elapsed

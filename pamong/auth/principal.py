@@ -1,0 +1,58 @@
+"""The authenticated caller and the OPD scoping rule (DESIGN §6)."""
+
+from dataclasses import dataclass
+
+PEMDA_WIDE_ROLES = frozenset({"admin", "service"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    sub: str
+    name: str | None = None
+    roles: tuple[str, ...] = ()
+    opd: str | None = None  # unit code of the caller's OPD, e.g. "3510.01"
+    nip: str | None = None
+    nik: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "roles", tuple(self.roles))
+
+    def has_any(self, roles):
+        return not set(self.roles).isdisjoint(roles)
+
+    @property
+    def is_pemda_wide(self):
+        return self.has_any(PEMDA_WIDE_ROLES)
+
+    def can_access_opd(self, unit_code):
+        """Pemda-wide roles see every unit; others their own unit and the units below it.
+
+        Unit codes are dotted paths, so "3510.01" contains "3510.01.02" but not "3510.010".
+        """
+        if self.is_pemda_wide:
+            return True
+        if not self.opd or not unit_code:
+            return False
+        return unit_code == self.opd or unit_code.startswith(self.opd + ".")
+
+    def actor(self, preferred_roles=()):
+        """``{"sub", "role"}`` for event envelopes: the role that granted access if known."""
+        role = next((r for r in self.roles if r in preferred_roles),
+                    self.roles[0] if self.roles else None)
+        return {"sub": self.sub, "role": role}
+
+    @classmethod
+    def from_claims(cls, claims):
+        roles = claims.get("roles")
+        if roles is None:  # Keycloak puts realm roles here
+            roles = (claims.get("realm_access") or {}).get("roles", [])
+        if isinstance(roles, str):
+            roles = roles.split()
+        return cls(sub=str(claims["sub"]), name=_text(claims.get("name")),
+                   roles=tuple(str(role) for role in roles), opd=_text(claims.get("opd")),
+                   nip=_text(claims.get("nip")), nik=_text(claims.get("nik")))
+
+
+def _text(value):
+    # an identity provider may send codes as numbers; comparisons here are on strings
+    return None if value is None else str(value)

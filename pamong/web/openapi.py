@@ -1,0 +1,118 @@
+"""OpenAPI 3.1 documents built from a service class's ``@route`` declarations.
+
+Serve it from the service (``GET /api/<service>/v1/openapi.json``, public) and write it to
+``docs/`` with ``make docs``; both call ``spec_for``.
+"""
+
+import re
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+
+from pamong.web.route import routes_of
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "object",
+            "description": "Messages per field (dotted path for nested fields)",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+}
+
+_PATH_VARIABLE = re.compile(r"<(?:(?P<converter>[a-zA-Z_]+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
+_CONVERTER_TYPES = {"int": "integer", "float": "number"}
+
+
+def _openapi_path(url):
+    """werkzeug ``/things/<int:thing_id>`` -> ``/things/{thing_id}`` plus its parameters."""
+    parameters = [
+        {"in": "path", "name": match["name"], "required": True,
+         "schema": {"type": _CONVERTER_TYPES.get(match["converter"], "string")}}
+        for match in _PATH_VARIABLE.finditer(url)
+    ]
+    return _PATH_VARIABLE.sub(lambda m: "{" + m["name"] + "}", url), parameters
+
+
+def _problem(description):
+    return {"description": description,
+            "content": {"application/problem+json": {"schema": "Problem"}}}
+
+
+def _access_note(entry):
+    if entry.public:
+        return "Public: no token needed."
+    if not entry.roles:
+        return "Any authenticated caller."
+    return "Roles: " + ", ".join(f"`{role}`" for role in entry.roles) + "."
+
+
+def _operation(method_name, entry, path_parameters):
+    operation = {
+        "operationId": method_name,
+        "summary": entry.summary or method_name.replace("_", " "),
+        "description": "\n\n".join(filter(None, [entry.description, _access_note(entry)])),
+        "tags": entry.tags,
+        "x-roles": list(entry.roles),
+        "parameters": list(path_parameters),
+        "responses": {},
+    }
+    success = {"description": "Success"}
+    if entry.response is not None:
+        success["content"] = {"application/json": {"schema": entry.response}}
+    operation["responses"][str(entry.status)] = success
+
+    errors = {"500": "Internal error"}
+    if entry.query is not None:
+        operation["parameters"].append({"in": "query", "schema": entry.query})
+    if entry.body is not None:
+        operation["requestBody"] = {
+            "required": True, "content": {"application/json": {"schema": entry.body}}}
+        errors.update({"400": "Body is not JSON", "413": "Body too large",
+                       "415": "Body is not application/json"})
+    if entry.body is not None or entry.query is not None:
+        errors["422"] = "Validation failed; `errors` names the fields"
+    if entry.public:
+        operation["security"] = []
+    else:
+        operation["security"] = [{"bearerAuth": []}]
+        errors.update({"401": "Missing, expired or invalid token",
+                       "403": "The caller's roles do not allow this"})
+    if path_parameters:
+        errors["404"] = "Not found, or outside the caller's OPD"
+    operation["responses"].update(
+        {status: _problem(text) for status, text in sorted(errors.items())})
+    if not operation["tags"]:
+        del operation["tags"]
+    return operation
+
+
+def spec_for(service_cls, title, version, description=None):
+    """The OpenAPI 3.1 document (a dict) of every documented ``@route`` of ``service_cls``."""
+    spec = APISpec(title=title, version=version, openapi_version="3.1.0",
+                   plugins=[MarshmallowPlugin()],
+                   info={"description": description} if description else {})
+    spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    spec.components.schema("Problem", PROBLEM_SCHEMA)
+    for method_name, entry in routes_of(service_cls):
+        if not entry.document:
+            continue
+        path, path_parameters = _openapi_path(entry.url)
+        methods = [m.strip().lower() for m in entry.method.split(",")]
+        operations = {}
+        for method in methods:
+            operation = _operation(method_name, entry, path_parameters)
+            if len(methods) > 1:  # operationId must be unique in the document
+                operation["operationId"] = f"{method_name}_{method}"
+            operations[method] = operation
+        spec.path(path=path, operations=operations)
+    return spec.to_dict()
