@@ -13,6 +13,8 @@ import time
 import eventlet
 from nameko.runners import ServiceRunner
 
+from pamong import logs
+
 log = logging.getLogger(__name__)
 
 
@@ -21,7 +23,7 @@ def serve(service_cls, config, port=None):
     if port:
         config["WEB_SERVER_ADDRESS"] = f"0.0.0.0:{port}"
     config.setdefault("WEB_SERVER_ADDRESS", "0.0.0.0:8000")
-    logging.basicConfig(level=logging.INFO)
+    logs.configure(service_cls.name)
     runner = ServiceRunner(config)
     runner.add_service(service_cls)
     stopping = eventlet.event.Event()

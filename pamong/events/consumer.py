@@ -16,6 +16,7 @@ Handlers should still make their effect idempotent by ``event.id`` (or a version
 a crash after the effect but before the inbox is marked done runs the handler again.
 """
 
+import functools
 import logging
 import random
 import time
@@ -30,10 +31,11 @@ from nameko.exceptions import ContainerBeingKilled
 from nameko.messaging import Consumer, QueueConsumer
 from pymongo.errors import DuplicateKeyError
 
-from pamong import metrics
+from pamong import logs, metrics
 from pamong.events import contracts
 from pamong.events.envelope import Event, load_envelope
 from pamong.events.topology import Binding, declare, dlq_name, retry_queue_name
+from pamong.web.context import bind_request_context
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +211,9 @@ class EventConsumer(Consumer):
         if self._republish(message, dlq_name(self.binding.queue), headers):
             metrics.EVENTS_DEAD_LETTERED.labels(self.label, event_type, reason).inc()
             log.error("event parked in %s (%s): %s", dlq_name(self.binding.queue), reason,
-                      detail[:300])
+                      detail[:300], extra={"event_id": message.properties.get("message_id"),
+                                           "correlation_id": message.properties.get(
+                                               "correlation_id")})
 
     def _republish(self, message, queue, headers, expiration=None):
         """Copy the raw message to ``queue`` (confirmed), then ack the original."""
@@ -235,4 +239,19 @@ class EventConsumer(Consumer):
         return True
 
 
-handles = EventConsumer.decorator
+def handles(source, event_type, version=1, **kwargs):
+    """Decorate a service method ``(self, event)`` to consume ``source``'s ``event_type``."""
+    register = EventConsumer.decorator(source, event_type, version, **kwargs)
+
+    def decorate(method):
+        @functools.wraps(method)
+        def entry(self, event):
+            # bound in the worker's own green thread: its log lines carry the ids, and events
+            # it publishes through the outbox keep the correlation id and actor
+            logs.bind(correlation_id=event.correlation_id, event_id=event.id)
+            with bind_request_context(event.correlation_id, actor=event.actor):
+                return method(self, event)
+
+        return register(entry)
+
+    return decorate
