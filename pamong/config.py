@@ -24,6 +24,11 @@ DEFAULTS = {
 }
 
 
+# read from the environment too (typed like YAML: RETRY_DELAYS="[1, 5]" is a list)
+ENV_KEYS = (*DEFAULTS, "JWT_SECRET", "JWT_JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE",
+            "INBOX_LEASE_SECONDS", "HTTP_MAX_BODY_BYTES", "WEB_SERVER_ADDRESS", "LOG_LEVEL")
+
+
 class ConfigError(ValueError):
     pass
 
@@ -56,12 +61,22 @@ def interpolate(value):
     return _VAR.sub(lookup, value)
 
 
+def _typed(text):
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    # only numbers and lists change type; "yes"/"on" and the like stay strings
+    return value if isinstance(value, int | float | list) and not isinstance(value, bool) \
+        else text
+
+
 def load_config(path=None, overrides=None):
     """Defaults, then the YAML file (``PAMONG_CONFIG`` if no path), then ``overrides``."""
     config = dict(DEFAULTS)
-    for key in ("AMQP_URI", "MONGO_URI", "MONGO_DB_PREFIX"):
+    for key in ENV_KEYS:
         if key in os.environ:
-            config[key] = os.environ[key]
+            config[key] = _typed(os.environ[key])
     path = path or os.environ.get("PAMONG_CONFIG")
     if path:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
