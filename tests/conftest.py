@@ -43,7 +43,6 @@ def config(vhost, db_prefix):
         "RETRY_JITTER": 0.1,
         "OUTBOX_POLL_SECONDS": 0.05,
         "OUTBOX_SWEEP_SECONDS": 2,
-        "OUTBOX_LEASE_SECONDS": 2,
     })
     yield cfg
     _drop_databases(cfg)

@@ -2,24 +2,26 @@
 
 Writing: ``outbox.insert(...)`` / ``outbox.update(...)`` put the new events into the
 document's ``_outbox`` array in the same single-document write that changes its state, then
-touch a *hint* (``_outbox_hints``, one small document per pending aggregate) so the relay
-finds pending work without scanning big collections.
+hand them to this process's relay.
 
-Relaying: the relay claims hints under a lease (so two replicas rarely overlap), reads each
-document by ``_id``, publishes its events with publisher confirms and ``mandatory=True``,
-pulls exactly those events out of the document, and deletes the hint only when no writer
-touched it meanwhile. A crash anywhere repeats a publish, never loses one:
-- crash after the state write, before the hint: the periodic sweep finds the document;
-- crash after publishing, before the pull: the events are published again (consumers are
-  idempotent by event id);
-- a writer adding events while the relay works: it touches the hint after its write, so
-  the hint's counter changes and the relay keeps the hint for the next round.
+Relaying: the relay publishes with publisher confirms and ``mandatory=True``, then pulls
+exactly the published events out of each document (``$pullAll`` by ``_id``). A crash anywhere
+repeats a publish, never loses one:
+- crash after the state write, before publishing: the events are still in the document; the
+  sweep at the next start (or another replica's periodic sweep) publishes them;
+- crash after publishing, before the pull: they are published again, and consumers are
+  idempotent by event id;
+- a writer adding events while the relay works: ``$pullAll`` removes only what was published,
+  and the writer has queued its own events for the next round;
+- two replicas: each relays its own writes; their sweeps may both publish a crash's leftovers,
+  which consumers deduplicate.
+Documents with pending events must not be deleted (mark them deleted instead) until the relay
+has emptied their outbox, or those events are lost.
 """
 
 import json
 import logging
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import eventlet
@@ -35,13 +37,8 @@ from pamong.events.topology import event_exchange
 log = logging.getLogger(__name__)
 
 OUTBOX = "_outbox"
-HINTS = "_outbox_hints"
-OUTBOX_INDEXES = []  # hints are read by _id or scanned whole (the collection stays small)
+OUTBOX_INDEXES = []  # the relay reads and pulls by _id; the sweep is rare
 BATCH = 500
-
-
-def _hint_id(collection, doc_id):
-    return f"{collection}/{doc_id}"
 
 
 def with_events(update, events):
@@ -76,7 +73,7 @@ class OutboxWriter:
         document[OUTBOX] = list(events)
         result = self.db[collection].insert_one(document)
         if events:
-            self.touch(collection, result.inserted_id)
+            self.relay.enqueue(collection, result.inserted_id, events)
         return result
 
     def update(self, collection, filter, update, events, upsert=False):
@@ -87,17 +84,8 @@ class OutboxWriter:
             return self.db[collection].update_one(filter, update, upsert=upsert)
         result = self.db[collection].update_one(filter, with_events(update, events), upsert=upsert)
         if result.matched_count or result.upserted_id is not None:
-            self.touch(collection, filter["_id"])
+            self.relay.enqueue(collection, filter["_id"], events)
         return result
-
-    def touch(self, collection, doc_id):
-        self.db[HINTS].update_one(
-            {"_id": _hint_id(collection, doc_id)},
-            {"$inc": {"n": 1}, "$setOnInsert": {"collection": collection, "doc_id": doc_id,
-                                                "lease_until": 0.0}},
-            upsert=True,
-        )
-        self.relay.wake()
 
 
 class ConfirmingPublisher:
@@ -181,7 +169,14 @@ class ConfirmingPublisher:
 
 
 class Relay:
-    """Moves events from documents' outboxes to the bus. One per service process."""
+    """Moves events from documents' outboxes to the bus. One per service process.
+
+    Writers in this process hand over (collection, _id, events) after their write, so the
+    normal path reads nothing back: publish a confirmed batch, then ``$pullAll`` exactly those
+    events by ``_id``. The sweep, at start and every
+    ``OUTBOX_SWEEP_SECONDS``, finds events left by a process that died after its write (or
+    written by another process) and queues them too.
+    """
 
     def __init__(self, db, amqp_uri, service_name, config):
         self.db = db
@@ -189,11 +184,16 @@ class Relay:
         self.publisher = ConfirmingPublisher(amqp_uri)
         self.poll = float(config.get("OUTBOX_POLL_SECONDS", 0.5))
         self.sweep_every = float(config.get("OUTBOX_SWEEP_SECONDS", 60))
-        self.lease = float(config.get("OUTBOX_LEASE_SECONDS", 30))
-        self.owner = uuid.uuid4().hex
+        self.pending = {}  # (collection, _id) -> {event id: envelope}, in arrival order
         self._wake = eventlet.event.Event()
         self._next_sweep = 0.0
         self.running = False
+
+    def enqueue(self, collection, doc_id, events):
+        queued = self.pending.setdefault((collection, doc_id), {})
+        for envelope in events:
+            queued.setdefault(envelope["id"], envelope)
+        self.wake()
 
     def wake(self):
         if not self._wake.ready():
@@ -226,56 +226,34 @@ class Relay:
         self.publisher.close()
 
     def sweep(self):
-        """Re-create hints for documents with pending events (after a crash mid-write)."""
+        """Queue every document that still has events (left by a crash or another process)."""
         for name in self.db.list_collection_names():
-            if name.startswith("_") or name.startswith("system."):
+            if name.startswith(("_", "system.")):
                 continue
-            for doc in self.db[name].find({f"{OUTBOX}.0": {"$exists": True}}, {"_id": 1}):
-                self.db[HINTS].update_one(
-                    {"_id": _hint_id(name, doc["_id"])},
-                    {"$setOnInsert": {"collection": name, "doc_id": doc["_id"], "n": 0,
-                                      "lease_until": 0.0}},
-                    upsert=True,
-                )
-
-    def _claim(self):
-        now = time.time()
-        token = uuid.uuid4().hex
-        free = [h["_id"] for h in
-                self.db[HINTS].find({"lease_until": {"$lt": now}}, {"_id": 1}).limit(BATCH)]
-        if not free:
-            return []
-        # the lease condition is repeated so that of two replicas only one wins each hint
-        self.db[HINTS].update_many(
-            {"_id": {"$in": free}, "lease_until": {"$lt": now}},
-            {"$set": {"lease_until": now + self.lease, "owner": token}},
-        )
-        return list(self.db[HINTS].find({"owner": token}).limit(BATCH))
+            for doc in self.db[name].find({f"{OUTBOX}.0": {"$exists": True}}, {OUTBOX: 1}):
+                self.enqueue(name, doc["_id"], doc[OUTBOX])
 
     def publish_pending(self):
-        hints = self._claim()
-        if not hints:
-            metrics.OUTBOX_PENDING.labels(self.service_name).set(0)
+        batch = []
+        while self.pending and len(batch) < BATCH:
+            key = next(iter(self.pending))
+            batch.append((key, list(self.pending.pop(key).values())))
+        metrics.OUTBOX_PENDING.labels(self.service_name).set(len(self.pending) + len(batch))
+        if not batch:
             return 0
-        work = []  # (hint, events)
-        for hint in hints:
-            doc = self.db[hint["collection"]].find_one({"_id": hint["doc_id"]}, {OUTBOX: 1})
-            work.append((hint, (doc or {}).get(OUTBOX) or []))
-        items = [(self.service_name, envelope) for _, events in work for envelope in events]
-        if items:
+        items = [(self.service_name, envelope) for _, events in batch for envelope in events]
+        try:
             returned = set(self.publisher.publish(items))
-            self._record(items, returned)
-        for hint, events in work:
-            if events:
-                self.db[hint["collection"]].update_one(
-                    {"_id": hint["doc_id"]}, {"$pullAll": {OUTBOX: events}}
-                )
-            deleted = self.db[HINTS].delete_one({"_id": hint["_id"], "n": hint["n"],
-                                                 "owner": hint["owner"]})
-            if not deleted.deleted_count:  # a writer touched it meanwhile: next round
-                self.db[HINTS].update_one({"_id": hint["_id"], "owner": hint["owner"]},
-                                          {"$set": {"lease_until": 0.0}})
-        metrics.OUTBOX_PENDING.labels(self.service_name).set(self.db[HINTS].count_documents({}))
+            # one update per document: a bulk write of many updates could wedge FerretDB's
+            # SQLite backend when two replicas pulled from the same documents
+            for (collection, doc_id), events in batch:
+                self.db[collection].update_one({"_id": doc_id}, {"$pullAll": {OUTBOX: events}})
+        except Exception:
+            for (collection, doc_id), events in batch:  # still in the documents: try again
+                self.enqueue(collection, doc_id, events)
+            raise
+        self._record(items, returned)
+        metrics.OUTBOX_PENDING.labels(self.service_name).set(len(self.pending))
         return len(items)
 
     def _record(self, items, returned):

@@ -1,0 +1,83 @@
+# pamong: every target does its own set-up on a fresh machine (DESIGN §8).
+#   make test            venv + RabbitMQ + database + pytest      (PYTEST_ARGS="-m unit -x")
+#   make run             venv + servers + bus topology + the suite
+#   make up / stop       start / stop the servers only (deploy/local/stack.sh up / down)
+#   make status          which servers are used and whether they answer
+# Servers: AMQP_URI (+ RABBIT_MANAGEMENT_URL) and MONGO_URI when they answer, else Docker Compose,
+# else native processes under .run/ (see deploy/local/stack.sh for PAMONG_* settings).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+STACK := deploy/local/stack.sh
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+# test data is throw-away: FerretDB keeps it in /dev/shm when `make test` starts it
+TEST_DB_TMPFS ?= 1
+
+# the servers' URIs for a recipe line
+STACK_ENV = stack_env=$$($(STACK) env); eval "$$stack_env"
+
+.PHONY: help venv up stop down status test test-setup lint run bench docs clean distclean
+
+help:
+	@echo "make test [PYTEST_ARGS=...]   set up everything, run pytest against real servers"
+	@echo "make run                      set up everything, declare the bus, run the suite"
+	@echo "make up | stop | status       the servers only (RabbitMQ + database)"
+	@echo "make lint | bench | docs      ruff check | benchmarks (bench/) | OpenAPI + AsyncAPI to docs/"
+	@echo "make venv                     .venv with the pinned dependencies (constraints.txt)"
+	@echo "make clean | distclean        remove .run/ (stops the servers) | also .venv/ and .cache/"
+
+venv: $(STAMP)
+
+# re-installed only when pyproject.toml or constraints.txt change
+$(STAMP): pyproject.toml constraints.txt
+	@if [[ ! -x $(VENV)/bin/python ]] || ! $(VENV)/bin/python -m pip --version >/dev/null 2>&1; then \
+	    command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) is missing: install Python 3.11 (Debian: apt-get install python3)" >&2; exit 1; }; \
+	    rm -rf $(VENV); \
+	    $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "make: '$(PYTHON) -m venv' failed: install the venv module (Debian: apt-get install python3-venv)" >&2; exit 1; }; \
+	fi
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev]'
+	@touch $@
+
+up:
+	$(STACK) up
+
+stop down:
+	$(STACK) down
+
+status:
+	$(STACK) status
+
+# venv + servers, as `make test` wants them (also used by .ci/run to time the set-up)
+test-setup: venv
+	PAMONG_DB_TMPFS=$${PAMONG_DB_TMPFS:-$(TEST_DB_TMPFS)} $(STACK) up
+
+test: test-setup
+	@$(STACK_ENV); rc=0; $(VENV)/bin/pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [[ $$rc == 5 ]]; then echo "make test: pytest collected no tests (exit 5): that is a failure" >&2; fi; \
+	exit $$rc
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+# the lead replaces the last line with the real launcher (seed, start every service, Ctrl-C stops)
+run: venv up
+	$(STACK_ENV); $(VENV)/bin/pamong bus declare; exec $(VENV)/bin/pamong run
+
+bench: venv up
+	$(STACK_ENV); $(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+docs: venv
+	$(VENV)/bin/pamong docs --out docs/
+
+clean:
+	$(STACK) clean
+
+distclean: clean
+	rm -rf $(VENV) .cache

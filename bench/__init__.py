@@ -1,0 +1,1 @@
+"""``make bench``: throughput scenarios measured as ratios in one process run (DESIGN §11)."""

@@ -1,0 +1,40 @@
+"""``python -m bench [--events N] [--only event_pipeline] [--profile]``."""
+# eventlet must patch the standard library before nameko, kombu or pymongo are imported
+import warnings
+
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+import eventlet  # noqa: E402
+
+eventlet.monkey_patch()
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+SCENARIOS = ("event_pipeline",)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--events", type=int, default=20000, help="events per row (default 20000)")
+    parser.add_argument("--only", choices=SCENARIOS, action="append",
+                        help="run only this scenario (repeatable)")
+    parser.add_argument("--profile", action="store_true",
+                        help="count database round trips per row (adds a little overhead)")
+    parser.add_argument("--no-write", action="store_true",
+                        help="print only; do not rewrite bench/results and bench/RESULTS.md")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    ok = True
+    for name in args.only or SCENARIOS:
+        if name == "event_pipeline":
+            from bench import event_pipeline
+
+            ok = event_pipeline.run(args.events, profile=args.profile,
+                                    write=not args.no_write) and ok
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
