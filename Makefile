@@ -66,7 +66,6 @@ test: test-setup
 lint: venv
 	$(VENV)/bin/ruff check .
 
-# the lead replaces the last line with the real launcher (seed, start every service, Ctrl-C stops)
 run: venv up
 	$(STACK_ENV); $(VENV)/bin/pamong bus declare; exec $(VENV)/bin/pamong run
 

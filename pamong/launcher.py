@@ -46,9 +46,9 @@ def serve(service_cls, config, port=None):
 def run_all(modules, first_port=8001):
     """Start each module in its own process; stop them all on Ctrl-C. Returns an exit code."""
     if not modules:
-        print("no modules installed under services/ yet: the bus and databases are up, "
-              "nothing to serve", file=sys.stderr)
-        return 1
+        print("no modules installed under services/ yet: RabbitMQ and the database are up "
+              "(`make stop` stops them); nothing to serve")
+        return 0
     processes = {}
     for offset, name in enumerate(modules):
         port = first_port + offset
