@@ -1,5 +1,7 @@
 """The outbox, relay and consumer kernel against the real RabbitMQ and database."""
 
+import json
+
 import pytest
 from marshmallow import ValidationError
 
@@ -200,3 +202,26 @@ def test_events_added_while_the_relay_publishes_stay_for_the_next_round(config):
     finally:
         first_relay.publisher.close()
     assert [e["id"] for e in db.records.find_one({"_id": "race"})[OUTBOX]] == [second["id"]]
+
+
+def test_events_tail_prints_every_event_of_a_source(config):
+    import eventlet
+    from amqp.exceptions import ChannelError
+
+    from pamong.events.tail import tail
+
+    lines = []
+    reader = eventlet.spawn(lambda: lines.extend(tail(config["AMQP_URI"], ["probe"], count=1)))
+    event = envelope("tailed", 3)
+
+    def routed():  # mandatory publish: refused (NO_ROUTE) until the tail's queue is bound
+        try:
+            publish_raw(config, "probe", "probe.recorded", event)
+            return True
+        except ChannelError:
+            return False
+
+    wait_until(routed, timeout=10, interval=0.1, message="tail queue bound")
+    reader.wait()
+    assert json.loads(lines[0])["id"] == event["id"]
+    assert json.loads(lines[0])["data"] == {"key": "tailed", "amount": 3}
