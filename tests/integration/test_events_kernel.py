@@ -211,17 +211,20 @@ def test_events_tail_prints_every_event_of_a_source(config):
     from pamong.events.tail import tail
 
     lines = []
-    reader = eventlet.spawn(lambda: lines.extend(tail(config["AMQP_URI"], ["probe"], count=1)))
-    event = envelope("tailed", 3)
+    # a source nobody else binds to, so a routed publish can only have reached the tail
+    reader = eventlet.spawn(lambda: lines.extend(tail(config["AMQP_URI"], ["tailprobe"],
+                                                      count=1)))
+    event = envelope("tailed", 3, source="tailprobe")
 
     def routed():  # mandatory publish: refused (NO_ROUTE) until the tail's queue is bound
         try:
-            publish_raw(config, "probe", "probe.recorded", event)
+            publish_raw(config, "tailprobe", "probe.recorded", event)
             return True
         except ChannelError:
             return False
 
     wait_until(routed, timeout=10, interval=0.1, message="tail queue bound")
-    reader.wait()
+    with eventlet.Timeout(10):
+        reader.wait()
     assert json.loads(lines[0])["id"] == event["id"]
     assert json.loads(lines[0])["data"] == {"key": "tailed", "amount": 3}
