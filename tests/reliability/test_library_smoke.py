@@ -61,14 +61,9 @@ def test_pinned_libraries_under_concurrency_and_broker_reconnect(config, vhost, 
         statuses = list(pool.map(put, range(REQUESTS)))
     assert statuses == [201] * REQUESTS
     assert db.items.count_documents({}) == REQUESTS
-    handled = {"count": 0}
-
-    def every_event_handled():  # a slow shared machine needs time; the count says how far
-        handled["count"] = db.seen.count_documents({})
-        return handled["count"] == REQUESTS
-
-    wait_until(every_event_handled, timeout=120, interval=0.2,
-               message=f"every event handled (seen: {handled})")
+    # generous: the machine is shared and slow at times; a lost event still fails the test
+    wait_until(lambda: db.seen.count_documents({}) == REQUESTS, timeout=120, interval=0.2,
+               message="every event handled")
 
     with rpc_proxy(config) as rpc:
         assert rpc.smoke.echo("halo") == {"echo": "halo", "items": REQUESTS}
