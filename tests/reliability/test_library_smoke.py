@@ -3,7 +3,6 @@ our launcher: concurrent HTTP requests that each write to the database, an RPC r
 an event, and the broker dropping every connection (the service must reconnect)."""
 
 import os
-import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -12,18 +11,12 @@ import pytest
 import requests
 
 from pamong.storage import client_for, database_name
-from pamong.testing import broker, rpc_proxy, wait_until
+from pamong.testing import broker, free_port, rpc_proxy, wait_until
 
 pytestmark = pytest.mark.reliability
 
 REQUESTS = 300
 CONCURRENCY = 25
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import requests
 
 from pamong.health import HealthEndpoints
 from pamong.storage import Mongo
-from pamong.testing import running, wait_until
+from pamong.testing import free_port, running, wait_until
 
 pytestmark = pytest.mark.reliability
 
@@ -23,12 +23,6 @@ FERRETDB = Path(os.environ.get("PAMONG_FERRETDB_BIN",
 class ReadyProbe(HealthEndpoints):
     name = "readyprobe"
     db = Mongo()
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PrivateFerretDB:
