@@ -15,12 +15,13 @@ from pamong.testing import broker, free_port, rpc_proxy, wait_until
 
 pytestmark = pytest.mark.reliability
 
+EVENT_QUEUE = "evt-smoke-smoke.stored--smoke.on_stored"
 REQUESTS = 300
 CONCURRENCY = 25
 
 
 @pytest.fixture
-def smoke_service(config):
+def smoke_service(config, vhost):
     port = free_port()
     env = dict(os.environ, AMQP_URI=config["AMQP_URI"], MONGO_URI=config["MONGO_URI"],
                MONGO_DB_PREFIX=config["MONGO_DB_PREFIX"])
@@ -37,6 +38,10 @@ def smoke_service(config):
 
     try:
         wait_until(up, timeout=30, message="smoke service answering")
+        # nameko declares its event queue only once its consumer runs, which can be after HTTP
+        # answers; events dispatched before that are dropped (the reason for `bus declare`)
+        wait_until(lambda: broker.queue_depth(vhost, EVENT_QUEUE) is not None, timeout=30,
+                   interval=0.2, message="event queue declared")
         yield base
     finally:
         process.terminate()
