@@ -72,13 +72,8 @@ class Mongo(DependencyProvider):
         ]
 
     def start(self):
-        ensure_indexes(self.db, self.indexes + list(self.extra_indexes()))
-
-    def extra_indexes(self):
-        """Indexes the kernel itself needs (outbox hints, inbox); see pamong.events."""
-        from pamong.events.outbox import OUTBOX_INDEXES
-
-        return OUTBOX_INDEXES
+        # the kernel's own collections (_inbox) and outbox reads go by _id: no extra indexes
+        ensure_indexes(self.db, self.indexes)
 
     def ping(self):
         """Raise when the database does not answer (used by /health/ready)."""

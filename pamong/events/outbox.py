@@ -37,7 +37,6 @@ from pamong.events.topology import event_exchange
 log = logging.getLogger(__name__)
 
 OUTBOX = "_outbox"
-OUTBOX_INDEXES = []  # the relay reads and pulls by _id; the sweep is rare
 BATCH = 500
 
 
