@@ -9,7 +9,10 @@ string ``_id``.
 
 from dataclasses import dataclass, field
 
+import eventlet
+import eventlet.event
 import pymongo
+import pymongo.errors
 from nameko.extensions import DependencyProvider
 
 _clients = {}
@@ -47,11 +50,10 @@ class Index:
 
 
 def ensure_indexes(db, indexes):
-    by_collection = {}
+    # one createIndexes request per index: FerretDB 1.24 drops the connection (a recovered
+    # server panic) when one request names several indexes that all exist, as on a restart
     for index in indexes:
-        by_collection.setdefault(index.collection, []).append(index.model())
-    for collection, models in by_collection.items():
-        db[collection].create_indexes(models)
+        db[index.collection].create_indexes([index.model()])
 
 
 class Mongo(DependencyProvider):
@@ -72,7 +74,7 @@ class Mongo(DependencyProvider):
         ]
 
     def start(self):
-        # the kernel's own collections (_inbox) and outbox reads go by _id: no extra indexes
+        # the kernel's own collections (_inbox, _inbox_done, outbox) are read by _id only
         ensure_indexes(self.db, self.indexes)
 
     def ping(self):
@@ -81,3 +83,57 @@ class Mongo(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.db
+
+
+class GroupInsert:
+    """Insert single documents, written together (group commit).
+
+    ``insert(doc)`` blocks the calling green thread until its document is written and returns
+    True, or False when a document with that ``_id`` already exists. Callers that arrive while a
+    write is in flight share the next ``insert_many(ordered=False)``: one round trip for many
+    concurrent workers. FerretDB spends most of a write on the request itself (measured here:
+    about 1,200 ``insert_one``/s against 7,400 documents/s in batches of 10), so this is what
+    keeps the inbox cheap. For green threads (eventlet) only, as every nameko service is.
+    """
+
+    def __init__(self, collection, max_batch=100):
+        self.collection = collection
+        self.max_batch = max_batch
+        self.pending = []
+        self.flushing = False
+
+    def insert(self, document):
+        waiter = eventlet.event.Event()
+        self.pending.append((document, waiter))
+        if not self.flushing:
+            self.flushing = True
+            eventlet.spawn_n(self._flush)
+        return waiter.wait()
+
+    def _flush(self):
+        try:
+            while self.pending:
+                batch = self.pending[: self.max_batch]
+                del self.pending[: self.max_batch]
+                try:
+                    outcomes = self._write([document for document, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - each waiter gets the error
+                    outcomes = [exc] * len(batch)
+                for (_, waiter), outcome in zip(batch, outcomes, strict=True):
+                    if isinstance(outcome, Exception):
+                        waiter.send_exception(outcome)
+                    else:
+                        waiter.send(outcome)
+        finally:
+            self.flushing = False
+
+    def _write(self, documents):
+        outcomes = [True] * len(documents)
+        try:
+            self.collection.insert_many(documents, ordered=False)
+        except pymongo.errors.BulkWriteError as exc:
+            for error in exc.details.get("writeErrors", []):
+                duplicate = error.get("code") == 11000
+                outcomes[error["index"]] = False if duplicate else pymongo.errors.WriteError(
+                    error.get("errmsg", "write failed"), error.get("code"), error)
+        return outcomes

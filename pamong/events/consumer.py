@@ -3,9 +3,12 @@
 On top of nameko's consumer it adds (DESIGN §4):
 - envelope and contract validation; an invalid or undecodable message goes to
   ``<queue>.dlq`` at once with the reason, and the queue moves on;
-- idempotency by event id: an inbox record per (queue, event) is claimed before the handler
-  runs and marked done after it succeeds, so a redelivered or twice-published event runs
-  once; a claim left by a crashed worker expires after ``INBOX_LEASE_SECONDS``;
+- idempotency by event id: an inbox claim per (queue, event) is inserted before the handler
+  runs (``_inbox``) and a done mark after it succeeds (``_inbox_done``), so a redelivered or
+  twice-published event runs once; a claim left by a crashed worker expires after
+  ``INBOX_LEASE_SECONDS``. Both are plain inserts, group-committed across concurrent workers
+  (``GroupInsert``), and both run in the worker's own green thread, not in the thread that
+  receives messages, so claims of concurrent deliveries share one write;
 - retries: a failed message is republished to ``<queue>.retry.<n>`` with an exponential,
   jittered expiration and dead-letters back to the queue; the attempt count comes from the
   ``x-death`` header; after the last attempt it goes to ``<queue>.dlq`` with the error.
@@ -29,17 +32,18 @@ from kombu.pools import producers
 from marshmallow import ValidationError
 from nameko.exceptions import ContainerBeingKilled
 from nameko.messaging import Consumer, QueueConsumer
-from pymongo.errors import DuplicateKeyError
 
 from pamong import logs, metrics
 from pamong.events import contracts
 from pamong.events.envelope import Event, load_envelope
 from pamong.events.topology import Binding, declare, dlq_name, retry_queue_name
+from pamong.storage import GroupInsert
 from pamong.web.context import bind_request_context
 
 log = logging.getLogger(__name__)
 
 INBOX = "_inbox"
+INBOX_DONE = "_inbox_done"
 ERROR_HEADER_LIMIT = 2000
 
 
@@ -100,6 +104,11 @@ class EventConsumer(Consumer):
             declare(connection.default_channel, self.binding, len(self.delays))
         super().setup()
 
+    def start(self):
+        self.claims = GroupInsert(self.mongo.db[INBOX])
+        self.done_marks = GroupInsert(self.mongo.db[INBOX_DONE])
+        super().start()
+
     @property
     def label(self):
         return self.binding.queue
@@ -116,8 +125,15 @@ class EventConsumer(Consumer):
         except ValidationError as exc:
             self._park(message, "invalid", f"contract violation: {exc.messages}")
             return
-        event = Event(**envelope)
-        claim = self._claim(event.id)
+        claim_and_run = partial(self._claim_and_run, message, Event(**envelope))
+        self.container.spawn_managed_thread(claim_and_run, identifier=f"{self.label}.claim")
+
+    def _claim_and_run(self, message, event):
+        try:
+            claim = self._claim(event.id)
+        except Exception as exc:  # noqa: BLE001 - database down: try again later
+            self._retry_or_park(message, event.type, f"inbox unavailable: {exc}")
+            return
         if claim == "done":
             metrics.EVENTS_CONSUMED.labels(self.label, event.type, "duplicate").inc()
             self.queue_consumer.ack_message(message)
@@ -143,7 +159,10 @@ class EventConsumer(Consumer):
                             exc_info=None):
         metrics.HANDLER_LATENCY.labels(self.label, event.type).observe(time.monotonic() - started)
         if exc_info is None:
-            self._done(event.id)
+            try:
+                self._done(event.id)
+            except Exception:  # noqa: BLE001 - the effect happened; the claim's lease still guards
+                log.exception("could not mark event %s done", event.id)
             metrics.EVENTS_CONSUMED.labels(self.label, event.type, "ok").inc()
             self.queue_consumer.ack_message(message)
         else:
@@ -159,29 +178,24 @@ class EventConsumer(Consumer):
         return f"{self.binding.queue}:{event_id}"
 
     def _claim(self, event_id):
-        inbox = self.mongo.db[INBOX]
         key = self._inbox_key(event_id)
         now = time.time()
-        try:
-            inbox.insert_one({"_id": key, "state": "running", "until": now + self.lease})
+        if self.claims.insert({"_id": key, "until": now + self.lease}):
             return "run"
-        except DuplicateKeyError:
-            existing = inbox.find_one({"_id": key})
+        if self.mongo.db[INBOX_DONE].find_one({"_id": key}, {"_id": 1}):
+            return "done"
+        existing = self.mongo.db[INBOX].find_one({"_id": key})
         if existing is None:  # released between our insert and read
             return self._claim(event_id)
-        if existing["state"] == "done":
-            return "done"
         if existing["until"] < now:  # the worker that claimed it died; take over
-            taken = inbox.update_one({"_id": key, "until": existing["until"]},
-                                     {"$set": {"until": now + self.lease}})
+            taken = self.mongo.db[INBOX].update_one({"_id": key, "until": existing["until"]},
+                                                    {"$set": {"until": now + self.lease}})
             return "run" if taken.modified_count else "busy"
         return "busy"
 
     def _done(self, event_id):
-        self.mongo.db[INBOX].update_one(
-            {"_id": self._inbox_key(event_id)},
-            {"$set": {"state": "done", "done_at": datetime.now(UTC)}, "$unset": {"until": ""}},
-        )
+        # a False return means a concurrent duplicate already marked it: done either way
+        self.done_marks.insert({"_id": self._inbox_key(event_id), "at": datetime.now(UTC)})
 
     def _release(self, event_id):
         self.mongo.db[INBOX].delete_one({"_id": self._inbox_key(event_id)})

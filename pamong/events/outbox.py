@@ -25,6 +25,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import eventlet
+import pymongo
 from amqp import Message
 from kombu import Connection
 from nameko.extensions import DependencyProvider
@@ -74,6 +75,26 @@ class OutboxWriter:
         if events:
             self.relay.enqueue(collection, result.inserted_id, events)
         return result
+
+    def insert_many(self, collection, documents):
+        """``documents``: [(document with its ``_id``, events)], written in one request.
+
+        Each document carries its own events (atomic per document, as ``insert``). Returns the
+        ``_id``s that already existed (not written, their events dropped); other errors raise.
+        """
+        docs = [{**document, OUTBOX: list(events)} for document, events in documents]
+        duplicates = set()
+        try:
+            self.db[collection].insert_many(docs, ordered=False)
+        except pymongo.errors.BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(error.get("code") != 11000 for error in errors):
+                raise
+            duplicates = {docs[error["index"]]["_id"] for error in errors}
+        for doc in docs:
+            if doc[OUTBOX] and doc["_id"] not in duplicates:
+                self.relay.enqueue(collection, doc["_id"], doc[OUTBOX])
+        return sorted(duplicates)
 
     def update(self, collection, filter, update, events, upsert=False):
         """``update_one`` plus events; ``filter`` must name the document's ``_id``."""

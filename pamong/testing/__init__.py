@@ -33,6 +33,70 @@ def free_port():
         return sock.getsockname()[1]
 
 
+class HttpClient:
+    """``requests`` against one running service, with token helpers."""
+
+    def __init__(self, base_url, config):
+        import requests
+
+        self.base_url = base_url
+        self.config = config
+        self.session = requests.Session()
+
+    def token(self, roles=("opd_admin",), opd="3510.01", sub="u1", **kwargs):
+        from pamong.auth import mint_token
+
+        return mint_token(self.config, sub, roles, opd=opd, **kwargs)
+
+    def request(self, method, path, token=None, headers=None, **kwargs):
+        headers = dict(headers or {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        kwargs.setdefault("timeout", 30)
+        return self.session.request(method, self.base_url + path, headers=headers, **kwargs)
+
+    def as_staff(self, method, path, roles=("opd_admin",), opd="3510.01", **kwargs):
+        return self.request(method, path, token=self.token(roles, opd), **kwargs)
+
+
+class EventRecorder:
+    """Every event ``source`` publishes from now on, kept in a queue of its own.
+
+    ``events()`` returns the envelopes received so far (in arrival order, accumulated across
+    calls); ``of(type)`` filters them. The queue is durable, so it survives a publisher crash.
+    """
+
+    def __init__(self, config, source):
+        import uuid
+
+        from kombu import Connection, Queue
+
+        from pamong.events.topology import event_exchange
+
+        self.connection = Connection(config["AMQP_URI"])
+        self.channel = self.connection.channel()
+        exchange = event_exchange(source)(self.channel)
+        exchange.declare()
+        self.queue = Queue(f"test.recorder.{uuid.uuid4().hex[:8]}", exchange=exchange,
+                           routing_key="#", durable=True, auto_delete=False)(self.channel)
+        self.queue.declare()
+        self.received = []
+
+    def events(self):
+        import json
+
+        while (message := self.queue.get(no_ack=True)) is not None:
+            self.received.append(json.loads(message.body))
+        return list(self.received)
+
+    def of(self, event_type):
+        return [e for e in self.events() if e["type"] == event_type]
+
+    def close(self):
+        self.queue.delete()
+        self.connection.release()
+
+
 class running:
     """``with running(config, ServiceA, ServiceB) as runner:`` real nameko containers."""
 

@@ -20,7 +20,8 @@ dumped with the ``response=`` schema (2xx only) when given, then JSON-encoded (d
 ISO-8601 UTC). Status 204 sends no body.
 
 Before the method runs, in this order: correlation id (``X-Request-ID`` or a new uuid4 hex,
-echoed back), body size (``HTTP_MAX_BODY_BYTES``, default 1 MiB -> 413), authentication
+echoed back), body size (``max_body=`` of the route, else ``HTTP_MAX_BODY_BYTES``, default
+1 MiB -> 413), authentication
 (401) and roles (403; ``roles=()`` means any authenticated caller), query validation (422),
 body content type (415), JSON (400), body validation with unknown fields rejected (422). So a
 caller without a valid token learns nothing about the endpoint's schema.
@@ -106,7 +107,7 @@ class HttpRoute(HttpRequestHandler):
 
     def __init__(self, method, url, roles=(), body=None, query=None, response=None, status=200,
                  summary=None, description=None, public=False, tags=(), document=True,
-                 **kwargs):
+                 max_body=None, **kwargs):
         self.roles = tuple(roles)
         self.body = body
         self.query = query
@@ -117,6 +118,7 @@ class HttpRoute(HttpRequestHandler):
         self.public = public
         self.tags = list(tags)
         self.document = document  # False keeps it out of the OpenAPI document
+        self.max_body = max_body  # bytes; overrides HTTP_MAX_BODY_BYTES (e.g. file uploads)
         super().__init__(method, url, **kwargs)
 
     def setup(self):
@@ -160,7 +162,7 @@ class HttpRoute(HttpRequestHandler):
 
     def _respond(self, request):
         config = self.container.config
-        limit = int(config.get("HTTP_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
+        limit = self.max_body or int(config.get("HTTP_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
         # refuse by the declared length before reading a byte (or checking a token)
         if (request.content_length or 0) > limit:
             raise _too_large(limit)

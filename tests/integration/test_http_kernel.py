@@ -11,11 +11,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import jwt
 import pymongo
 import pytest
-import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 from nameko.containers import ServiceContainer
 
-from pamong.auth import mint_token
+from pamong.testing import HttpClient, free_port
 from pamong.web.openapi import spec_for
 from pamong.web.pagination import encode_cursor
 from tests.integration.httpkernel_service import HttpKernelService
@@ -25,41 +24,13 @@ pytestmark = pytest.mark.integration
 THINGS = "/api/things/v1/things"
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Client:
-    """``requests`` against one running service, with token helpers."""
-
-    def __init__(self, base_url, config):
-        self.base_url = base_url
-        self.config = config
-        self.session = requests.Session()
-
-    def token(self, roles=("opd_admin",), opd="3510.01", sub="u1", **kwargs):
-        return mint_token(self.config, sub, roles, opd=opd, **kwargs)
-
-    def request(self, method, path, token=None, headers=None, **kwargs):
-        headers = dict(headers or {})
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        return self.session.request(method, self.base_url + path, headers=headers, timeout=10,
-                                    **kwargs)
-
-    def as_staff(self, method, path, roles=("opd_admin",), opd="3510.01", **kwargs):
-        return self.request(method, path, token=self.token(roles, opd), **kwargs)
-
-
 def start_service(request, config, **overrides):
     port = free_port()
     config = {**config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}", **overrides}
     container = ServiceContainer(HttpKernelService, config)
     container.start()
     request.addfinalizer(container.stop)
-    return Client(f"http://127.0.0.1:{port}", config)
+    return HttpClient(f"http://127.0.0.1:{port}", config)
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""directory: the Pemda's units, positions, employees and acting officials (README.md)."""

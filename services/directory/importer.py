@@ -1,0 +1,151 @@
+"""CSV imports: check the whole file first, then apply it all, resuming after a crash.
+
+1. ``csvio.parse`` checks every row on its own (formats, NIP, phone, duplicates in the file).
+2. The rows are laid over the current directory and every record is checked against the
+   result (units and positions exist, one holder per struktural post, a caller's OPD scope),
+   so a file may refer to records it creates itself.
+3. Any bad row: nothing is written (a dry run reports the same rows and stops there).
+4. Otherwise, under the directory write lock, the file is saved as an ``imports`` job
+   (``applying``), the planned changes are written (``domain.plan``: only real changes, each
+   with its events in the same document write), and the job becomes ``done``.
+
+A crash in step 4 leaves the job ``applying``; ``resume`` (a timer in the service) re-plans
+the saved file against the directory once the dead writer's lock has expired and writes what
+is still missing, so the import completes exactly once: records already written now match
+the file and produce no change and no second event. Re-importing a file that is already in
+place plans nothing and emits nothing.
+"""
+
+import logging
+import uuid
+from datetime import UTC, date, datetime
+
+from pamong.web import Problem
+from services.directory import csvio, domain
+from services.directory.store import ChangeWriter, load
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+KEY = {"units": "code", "positions": "id", "employees": "nip"}
+PROBLEMS = {"units": domain.unit_problems, "positions": domain.position_problems,
+            "employees": domain.employee_problems}
+
+
+class Importer:
+    def __init__(self, db, outbox, lock, actor, correlation_id, scope=None):
+        self.db = db
+        self.outbox = outbox
+        self.lock = lock  # WriteLock factory: lock(wait=seconds)
+        self.actor = actor
+        self.correlation_id = correlation_id
+        self.scope = scope  # an opd_admin's unit: every row must lie in it
+
+    def run(self, kind, text, dry_run=False):
+        parsed = csvio.parse(kind, text)
+        if dry_run:
+            state, meta = load(self.db)
+            errors, changes = self.plan(kind, parsed, state, meta)
+            return _report(None, kind, "checked", parsed, errors, changes, dry_run=True)
+        with self.lock() as lock:
+            state, meta = load(self.db)
+            errors, changes = self.plan(kind, parsed, state, meta)
+            if errors:
+                return _report(None, kind, "rejected", parsed, errors, changes)
+            job_id = self._save_job(kind, text, len(parsed.rows))
+            self._apply(job_id, changes, lock)
+        return _report(job_id, kind, "done", parsed, errors, changes)
+
+    def plan(self, kind, parsed, state, meta):
+        """(row errors, changes) for laying ``parsed`` over ``state``."""
+        errors = list(parsed.errors)
+        new = domain.State(dict(state.units), dict(state.positions), dict(state.employees))
+        target = getattr(new, kind)
+        for row in parsed.rows:
+            key = row.record[KEY[kind]]
+            if self.scope:
+                errors += self._out_of_scope(kind, row, target.get(key))
+            target[key] = row.record
+        new.changed()
+        for row in parsed.rows:
+            for column, reason in PROBLEMS[kind](row.record, new):
+                errors.append(csvio.RowError(row.line, column, reason))
+        errors.sort(key=lambda e: e.line)
+        if errors:
+            return errors, []
+        return [], domain.plan(state, new, meta, date.today())
+
+    def _out_of_scope(self, kind, row, existing):
+        """An opd_admin's row must stay in its OPD; another OPD's record is not described."""
+        if existing is not None and not domain.in_subtree(_unit_of(kind, existing), self.scope):
+            return [csvio.RowError(row.line, None, "this record belongs to another OPD")]
+        unit = _unit_of(kind, row.record)
+        if not domain.in_subtree(unit, self.scope):
+            return [csvio.RowError(row.line, None, f"unit {unit} is outside your OPD")]
+        return []
+
+    def _save_job(self, kind, text, rows):
+        job_id = uuid.uuid4().hex
+        data = text.encode("utf-8")
+        chunks = [data[i:i + CHUNK] for i in range(0, len(data), CHUNK)] or [b""]
+        self.db.import_files.insert_many([{"_id": f"{job_id}:{n:04d}", "data": chunk}
+                                          for n, chunk in enumerate(chunks)])
+        self.db.imports.insert_one({"_id": job_id, "kind": kind, "status": "applying",
+                                    "rows": rows, "chunks": len(chunks), "by": self.actor,
+                                    "correlation_id": self.correlation_id,
+                                    "created_at": datetime.now(UTC)})
+        return job_id
+
+    def _apply(self, job_id, changes, lock):
+        writer = ChangeWriter(self.db, self.outbox, self.actor, self.correlation_id,
+                              f"import:{job_id}")
+        writer.write(changes, on_batch=lock.renew)
+        self.db.imports.update_one({"_id": job_id}, {"$set": {
+            "status": "done", "finished_at": datetime.now(UTC), "changes": len(changes),
+            "events": sum(len(c.events) for c in changes)}})
+
+    def resume(self):
+        """Finish one interrupted import, if any and if no live writer holds the lock."""
+        job = self.db.imports.find_one({"status": "applying"})
+        if job is None:
+            return None
+        try:
+            with self.lock(wait=0) as lock:
+                job = self.db.imports.find_one({"_id": job["_id"], "status": "applying"})
+                if job is None:
+                    return None
+                text = b"".join(self.db.import_files.find_one({"_id": f"{job['_id']}:{n:04d}"})
+                                ["data"] for n in range(job["chunks"])).decode("utf-8")
+                self.actor, self.correlation_id = job["by"], job.get("correlation_id")
+                state, meta = load(self.db)
+                parsed = csvio.parse(job["kind"], text)
+                errors, changes = self.plan(job["kind"], parsed, state, meta)
+                if errors:  # the directory changed under it so that rows no longer fit
+                    self.db.imports.update_one({"_id": job["_id"]}, {"$set": {
+                        "status": "failed", "errors": [e.__dict__ for e in errors[:100]]}})
+                    log.error("import %s cannot be resumed: %d rows no longer fit", job["_id"],
+                              len(errors))
+                    return job["_id"]
+                self._apply(job["_id"], changes, lock)
+                log.info("import %s resumed: %d changes written", job["_id"], len(changes))
+                return job["_id"]
+        except Problem:  # the lock is held by a live writer (maybe the import itself)
+            return None
+
+
+def _unit_of(kind, record):
+    if record is None:
+        return None
+    return record["code"] if kind == "units" else record["unit"]
+
+
+def _report(job_id, kind, status, parsed, errors, changes, dry_run=False):
+    own = [c for c in changes if c.collection == kind]
+    count = {a: sum(1 for c in own if c.action == a) for a in ("created", "transferred")}
+    return {"id": job_id, "kind": kind, "status": status, "dry_run": dry_run,
+            "rows": len(parsed.rows) + len({e.line for e in parsed.errors}),
+            "created": count["created"], "transferred": count["transferred"],
+            "updated": len(own) - count["created"] - count["transferred"],
+            "unchanged": max(len(parsed.rows) - len(own), 0),
+            "derived": len(changes) - len(own), "events": sum(len(c.events) for c in changes),
+            "errors": errors, "warnings": parsed.warnings}

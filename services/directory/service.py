@@ -1,0 +1,521 @@
+"""The directory service: entrypoints only (rules in ``domain``, storage in ``store``)."""
+
+import logging
+import re
+import uuid
+from datetime import date
+
+from marshmallow import ValidationError
+from nameko.dependency_providers import Config
+from nameko.timer import timer
+from werkzeug.wrappers import Response
+
+from pamong.contracts.directory import UNIT_CODE
+from pamong.events.consumer import handles
+from pamong.events.outbox import Outbox
+from pamong.health import HealthEndpoints
+from pamong.privacy import mask_nik
+from pamong.replica import request_snapshot
+from pamong.storage import Mongo
+from pamong.web import (
+    conflict,
+    current_correlation_id,
+    decode_cursor,
+    forbidden,
+    not_found,
+    page,
+    page_of,
+    route,
+    unprocessable,
+)
+from pamong.web.openapi import spec_for
+from services.directory import csvio, domain, schemas
+from services.directory.importer import Importer
+from services.directory.snapshot import publish_snapshot
+from services.directory.store import INDEXES, ChangeWriter, WriteLock, load, record_of
+from services.directory.views import employee_out, reader_opd, unit_out
+
+log = logging.getLogger(__name__)
+
+API = "/api/directory/v1"
+ADMINS = ("admin", "opd_admin")
+TAGS = {"units": ["units"], "positions": ["positions"], "employees": ["employees"],
+        "acting": ["acting"], "imports": ["imports"]}
+
+
+class DirectoryService(HealthEndpoints):
+    name = "directory"
+    db = Mongo(indexes=INDEXES)
+    outbox = Outbox()
+    config = Config()
+
+    # -- writing: one path for every change ------------------------------------------------
+
+    def _lock(self, wait=10.0):
+        lease = float(self.config.get("DIRECTORY_LOCK_LEASE_SECONDS", 30))
+        return WriteLock(self.db, lease=lease, wait=wait)
+
+    def _commit(self, principal, mutate, source="api"):
+        """Under the write lock: load the directory, let ``mutate`` edit a copy, write the
+        difference (records, derived views, events, audit entries)."""
+        with self._lock():
+            old, meta = load(self.db)
+            new = domain.State(dict(old.units), dict(old.positions), dict(old.employees))
+            result = mutate(new)
+            new.changed()
+            changes = domain.plan(old, new, meta, date.today())
+            ChangeWriter(self.db, self.outbox, principal.actor(ADMINS), current_correlation_id(),
+                         source).write(changes)
+        return result
+
+    @staticmethod
+    def _check(problems):
+        if problems:
+            errors = {}
+            for name, reason in problems:
+                errors.setdefault(name, []).append(reason)
+            raise unprocessable(errors, "The record does not fit the directory.")
+
+    # -- units -----------------------------------------------------------------------------
+
+    @route("GET", f"{API}/units", query=schemas.UnitQuery(), response=page_of(schemas.UnitOut()),
+           summary="List units: children of a unit, a subtree, or by name", tags=TAGS["units"])
+    def list_units(self, request, principal, query):
+        criteria = {}
+        scope = reader_opd(principal)
+        if query.get("parent"):
+            criteria["parent"] = query["parent"]
+        if query.get("under"):
+            criteria["_id"] = {"$regex": f"^{_escape(query['under'])}(\\.|$)"}
+        if scope:
+            criteria["opd"] = scope
+        if query.get("q"):
+            criteria["name"] = {"$regex": _escape(query["q"]), "$options": "i"}
+        after = decode_cursor(query["cursor"])
+        if after:
+            criteria = {"$and": [criteria, {"_id": {"$gt": after["_id"]}}]}
+        units = self.db.units.find(criteria, {"audit": 0, "outbox": 0}).sort("_id", 1)
+        items = [unit_out(u) for u in units.limit(query["limit"] + 1)]
+        return page(items, query["limit"], lambda u: {"_id": u["code"]})
+
+    @route("GET", f"{API}/units/<code>", response=schemas.UnitOut(), summary="One unit",
+           tags=TAGS["units"])
+    def get_unit(self, request, principal, code):
+        return unit_out(self._visible_unit(principal, code))
+
+    @route("PUT", f"{API}/units/<code>", roles=ADMINS, body=schemas.UnitBody(),
+           response=schemas.UnitOut(), summary="Create or replace a unit", tags=TAGS["units"])
+    def put_unit(self, request, principal, body, code):
+        _valid_code(code)
+        self._may_replace(principal, "units", code, code)
+
+        def mutate(state):
+            before = state.units.get(code)
+            record = {"code": code, **body}
+            self._check(domain.unit_problems(record, state))
+            if before and before["active"] and not record["active"]:
+                self._check(_deactivation_problems(state, code))
+            state.units[code] = record
+
+        self._commit(principal, mutate)
+        return unit_out(self.db.units.find_one({"_id": code}))
+
+    @route("POST", f"{API}/units/<code>/deactivate", roles=ADMINS, response=schemas.UnitOut(),
+           summary="Deactivate a unit (no active sub-unit, position or employee left)",
+           tags=TAGS["units"])
+    def deactivate_unit(self, request, principal, code):
+        self._visible_unit(principal, code)
+        self._may_write(principal, code)
+
+        def mutate(state):
+            self._check(_deactivation_problems(state, code))
+            state.units[code] = {**state.units[code], "active": False}
+
+        self._commit(principal, mutate)
+        return unit_out(self.db.units.find_one({"_id": code}))
+
+    @route("GET", f"{API}/units/<code>/ancestors", response=schemas.UnitOut(many=True),
+           summary="The units above a unit, nearest first", tags=TAGS["units"])
+    def unit_ancestors(self, request, principal, code):
+        self._visible_unit(principal, code)
+        codes = domain.ancestors(code)
+        found = {u["_id"]: u for u in self.db.units.find({"_id": {"$in": codes}})}
+        return [unit_out(found[c]) for c in codes if c in found]
+
+    @route("GET", f"{API}/tree", query=schemas.TreeQuery(), response=schemas.TreeNode(),
+           summary="The organisation tree below a unit, with each unit's head",
+           tags=TAGS["units"])
+    def tree(self, request, principal, query):
+        root = query.get("root") or reader_opd(principal) or _root_code(self.db)
+        self._visible_unit(principal, root)
+        state, _ = load(self.db)
+        return _tree_node(state, root)
+
+    @route("GET", f"{API}/units/<code>/head", query=schemas.HeadQuery(),
+           response=schemas.HeadOut(), summary="Who heads a unit on a date (holder and acting)",
+           tags=TAGS["units"])
+    def unit_head(self, request, principal, query, code):
+        self._visible_unit(principal, code)
+        state, _ = load(self.db)
+        actings = [record_of(a, "acting") for a in self.db.acting.find({"unit": code})]
+        return domain.head_on(state, actings, code, query["date"])
+
+    # -- positions ---------------------------------------------------------------------------
+
+    @route("GET", f"{API}/positions", query=schemas.PositionQuery(),
+           response=page_of(schemas.PositionOut()), summary="List positions",
+           tags=TAGS["positions"])
+    def list_positions(self, request, principal, query):
+        criteria = {}
+        if query.get("unit"):
+            criteria["unit"] = query["unit"]
+        if scope := reader_opd(principal):
+            criteria["opd"] = scope
+        after = decode_cursor(query["cursor"])
+        if after:
+            criteria = {"$and": [criteria, {"_id": {"$gt": after["_id"]}}]}
+        found = self.db.positions.find(criteria, {"audit": 0}).sort("_id", 1)
+        items = list(found.limit(query["limit"] + 1))
+        return page(items, query["limit"], lambda p: {"_id": p["_id"]})
+
+    @route("GET", f"{API}/positions/<position_id>", response=schemas.PositionOut(),
+           summary="One position", tags=TAGS["positions"])
+    def get_position(self, request, principal, position_id):
+        position = self.db.positions.find_one({"_id": position_id}, {"audit": 0})
+        if position is None or not _reads(principal, position["unit"]):
+            raise not_found()
+        return position
+
+    @route("PUT", f"{API}/positions/<position_id>", roles=ADMINS, body=schemas.PositionBody(),
+           response=schemas.PositionOut(), summary="Create or replace a position",
+           tags=TAGS["positions"])
+    def put_position(self, request, principal, body, position_id):
+        if not schemas.valid_position_id(position_id):
+            raise unprocessable({"id": ["1-64 letters, digits, '.', '_' or '-'"]})
+        self._may_replace(principal, "positions", position_id, body["unit"])
+
+        def mutate(state):
+            record = {"id": position_id, **body}
+            self._check(domain.position_problems(record, state))
+            state.positions[position_id] = record
+
+        self._commit(principal, mutate)
+        return self.db.positions.find_one({"_id": position_id}, {"audit": 0})
+
+    # -- employees ---------------------------------------------------------------------------
+
+    @route("GET", f"{API}/employees", query=schemas.EmployeeQuery(),
+           response=page_of(schemas.EmployeeOut()),
+           summary="Search employees by name, NIP, unit or position", tags=TAGS["employees"])
+    def list_employees(self, request, principal, query):
+        criteria = [{"opd": scope}] if (scope := reader_opd(principal)) else []
+        if q := query.get("q"):
+            if q.isdigit():
+                criteria.append({"_id": {"$regex": f"^{q}"}})
+            else:
+                criteria.append({"name": {"$regex": _escape(q), "$options": "i"}})
+        for name in ("unit", "position", "status"):
+            if query.get(name):
+                criteria.append({name: query[name]})
+        if query.get("under"):
+            criteria.append({"unit": {"$regex": f"^{_escape(query['under'])}(\\.|$)"}})
+        if after := decode_cursor(query["cursor"]):
+            criteria.append({"_id": {"$gt": after["_id"]}})
+        found = self.db.employees.find({"$and": criteria} if criteria else {},
+                                       {"audit": 0, "outbox": 0}).sort("_id", 1)
+        items = [employee_out(e, principal) for e in found.limit(query["limit"] + 1)]
+        return page(items, query["limit"], lambda e: {"_id": e["nip"]})
+
+    @route("GET", f"{API}/employees/<nip>", response=schemas.EmployeeOut(),
+           summary="One employee", tags=TAGS["employees"])
+    def get_employee(self, request, principal, nip):
+        return employee_out(self._visible_employee(principal, nip), principal)
+
+    @route("PUT", f"{API}/employees/<nip>", roles=ADMINS, body=schemas.EmployeeBody(),
+           response=schemas.EmployeeOut(),
+           summary="Create or replace an employee (a new unit is recorded as a transfer)",
+           tags=TAGS["employees"])
+    def put_employee(self, request, principal, body, nip):
+        try:
+            record = schemas.complete_employee(nip, body)
+        except ValidationError as exc:
+            raise unprocessable(exc.messages) from None
+        self._may_replace(principal, "employees", nip, record["unit"])
+
+        def mutate(state):
+            self._check(domain.employee_problems(record, state))
+            state.employees[nip] = record
+
+        self._commit(principal, mutate)
+        return employee_out(self.db.employees.find_one({"_id": nip}), principal)
+
+    @route("POST", f"{API}/employees/<nip>/transfer", roles=ADMINS, body=schemas.TransferBody(),
+           response=schemas.EmployeeOut(), summary="Move an employee to another unit",
+           tags=TAGS["employees"])
+    def transfer_employee(self, request, principal, body, nip):
+        current = self._visible_employee(principal, nip)
+        self._may_write(principal, current["unit"])
+        self._may_write(principal, body["unit"])
+
+        def mutate(state):
+            record = {**state.employees[nip], "unit": body["unit"], "position": body["position"],
+                      "effective_date": body["effective_date"]}
+            self._check(domain.employee_problems(record, state))
+            state.employees[nip] = record
+
+        self._commit(principal, mutate)
+        return employee_out(self.db.employees.find_one({"_id": nip}), principal)
+
+    @route("POST", f"{API}/employees/<nip>/deactivate", roles=ADMINS,
+           body=schemas.DeactivateBody(), response=schemas.EmployeeOut(),
+           summary="Retire, transfer out or send on long leave", tags=TAGS["employees"])
+    def deactivate_employee(self, request, principal, body, nip):
+        current = self._visible_employee(principal, nip)
+        self._may_write(principal, current["unit"])
+
+        def mutate(state):
+            record = {**state.employees[nip], "status": body["status"]}
+            if body["effective_date"]:
+                record["effective_date"] = body["effective_date"]
+            state.employees[nip] = record
+
+        self._commit(principal, mutate)
+        return employee_out(self.db.employees.find_one({"_id": nip}), principal)
+
+    @route("GET", f"{API}/employees/<nip>/supervisors", response=schemas.EmployeeOut(many=True),
+           summary="The chain of supervisors of an employee, nearest first",
+           tags=TAGS["employees"])
+    def supervisors(self, request, principal, nip):
+        self._visible_employee(principal, nip)
+        state, _ = load(self.db)
+        chain = state.supervisor_chain(nip)
+        found = {e["_id"]: e for e in self.db.employees.find({"_id": {"$in": chain}})}
+        # the chain leaves the reader's OPD at its top (Sekda, Bupati): names are public there
+        return [employee_out(found[n], principal, public=True) for n in chain if n in found]
+
+    @route("GET", f"{API}/<collection>/<key>/history", roles=ADMINS,
+           response=schemas.AuditOut(many=True), summary="The audit trail of a record",
+           tags=["audit"])
+    def history(self, request, principal, collection, key):
+        if collection not in ("units", "positions", "employees", "acting"):
+            raise not_found()
+        doc = self.db[collection].find_one({"_id": key}, {"audit": 1, "unit": 1, "code": 1})
+        if doc is None or not principal.can_access_opd(doc.get("unit") or doc.get("code")):
+            raise not_found()
+        return doc.get("audit", [])
+
+    # -- acting officials --------------------------------------------------------------------
+
+    @route("GET", f"{API}/acting", query=schemas.ActingQuery(),
+           response=page_of(schemas.ActingOut()), summary="Acting assignments (Plt/Plh)",
+           tags=TAGS["acting"])
+    def list_acting(self, request, principal, query):
+        criteria = {}
+        for name in ("position", "unit"):
+            if query.get(name):
+                criteria[name] = query[name]
+        if scope := reader_opd(principal):
+            criteria["opd"] = scope
+        after = decode_cursor(query["cursor"])
+        if after:
+            criteria = {"$and": [criteria, {"_id": {"$gt": after["_id"]}}]}
+        found = self.db.acting.find(criteria, {"audit": 0, "outbox": 0}).sort("_id", 1)
+        items = [a for a in found if "on" not in query or domain.acting_covers(a, query["on"])]
+        return page(items[: query["limit"] + 1], query["limit"], lambda a: {"_id": a["_id"]})
+
+    @route("POST", f"{API}/acting", roles=ADMINS, body=schemas.ActingBody(),
+           response=schemas.ActingOut(), status=201,
+           summary="Assign an acting official (Plt for a vacant post, Plh for an absent head)",
+           tags=TAGS["acting"])
+    def assign_acting(self, request, principal, body):
+        acting_id = uuid.uuid4().hex
+        with self._lock():
+            state, _ = load(self.db)
+            position = state.positions.get(body["position"])
+            if position is None or not _reads(principal, position["unit"]):
+                raise unprocessable({"position": ["does not exist"]})
+            self._may_write(principal, position["unit"])
+            start, end = body["start"].isoformat(), body["end"].isoformat()
+            actings = list(self.db.acting.find({"position": body["position"]}, {"audit": 0}))
+            self._check(domain.acting_problems(body, state, actings))
+            record = {"id": acting_id, "kind": body["kind"], "position": body["position"],
+                      "unit": position["unit"], "nip": body["nip"], "start": start, "end": end,
+                      "ended_on": None}
+            ChangeWriter(self.db, self.outbox, principal.actor(ADMINS), current_correlation_id(),
+                         "api").write([domain.acting_change(record, None, 0)])
+        return 201, self.db.acting.find_one({"_id": acting_id}, {"audit": 0})
+
+    @route("POST", f"{API}/acting/<acting_id>/end", roles=ADMINS, body=schemas.EndActingBody(),
+           response=schemas.ActingOut(), summary="End an acting assignment early",
+           tags=TAGS["acting"])
+    def end_acting(self, request, principal, body, acting_id):
+        with self._lock():
+            doc = self.db.acting.find_one({"_id": acting_id}, {"audit": 0})
+            if doc is None or not _reads(principal, doc["unit"]):
+                raise not_found()
+            self._may_write(principal, doc["unit"])
+            if doc.get("ended_on"):
+                raise conflict(f"The assignment already ended on {doc['ended_on']}.")
+            ended_on = body["ended_on"].isoformat()
+            if not doc["start"] <= ended_on:
+                raise unprocessable({"ended_on": ["before the start"]})
+            record = {**record_of(doc, "acting"), "ended_on": min(ended_on, doc["end"])}
+            ChangeWriter(self.db, self.outbox, principal.actor(ADMINS), current_correlation_id(),
+                         "api").write([domain.acting_change(record, doc, doc["version"])])
+        return self.db.acting.find_one({"_id": acting_id}, {"audit": 0})
+
+    @timer(interval=600)
+    def end_expired_acting(self):
+        """Assignments whose end date passed get their ``acting.ended``."""
+        today = date.today().isoformat()
+        expired = [a for a in self.db.acting.find({"ended_on": None}, {"audit": 0})
+                   if a["end"] < today]
+        if not expired:
+            return
+        with self._lock():
+            changes = [domain.acting_change({**record_of(a, "acting"), "ended_on": a["end"]}, a,
+                                            a["version"]) for a in expired]
+            ChangeWriter(self.db, self.outbox, {"sub": "directory", "role": "service"}, None,
+                         "timer").write(changes)
+
+    # -- import, export, snapshot ------------------------------------------------------------
+
+    @route("POST", f"{API}/imports/<kind>", roles=ADMINS, query=schemas.ImportQuery(),
+           response=schemas.ImportOut(), max_body=16 * 1024 * 1024,
+           summary="Import a CSV file (text/csv) of units, positions or employees",
+           description="Layouts in services/directory/README.md. `dry_run=true` checks the file "
+                       "and reports every bad row with its line; a real run applies all or "
+                       "nothing (a bad row rejects the whole file with 422).",
+           tags=TAGS["imports"])
+    def import_file(self, request, principal, query, kind):
+        if kind not in csvio.KINDS:
+            raise not_found()
+        try:
+            text = request.get_data().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise unprocessable({"_schema": ["the file is not UTF-8 text"]}) from None
+        importer = Importer(self.db, self.outbox, self._lock, principal.actor(ADMINS),
+                            current_correlation_id(), scope=_write_scope(principal))
+        report = importer.run(kind, text, dry_run=query["dry_run"])
+        if report["errors"] and not query["dry_run"]:
+            raise unprocessable(
+                {"rows": [f"line {e.line}: {e.column or 'row'}: {e.reason}"
+                          for e in report["errors"]]},
+                f"{len(report['errors'])} problems in the file; nothing was imported.")
+        return report
+
+    @timer(interval=10)
+    def resume_imports(self):
+        """Finish an import whose process died midway (its write lock has expired)."""
+        Importer(self.db, self.outbox, self._lock, None, None).resume()
+
+    @route("GET", f"{API}/exports/<kind>", roles=ADMINS,
+           summary="Export units, positions or employees as CSV (the import layout)",
+           tags=TAGS["imports"])
+    def export_file(self, request, principal, kind):
+        if kind not in csvio.KINDS:
+            raise not_found()
+        scope = None if principal.is_pemda_wide else principal.opd
+        found = self.db[kind].find({}, {"audit": 0, "outbox": 0}).sort("_id", 1)
+        records = [record_of(d, kind) for d in found
+                   if scope is None or domain.in_subtree(d.get("unit") or d["_id"], scope)]
+        if kind == "employees" and not principal.has_any(("admin",)):
+            records = [{**r, "nik": mask_nik(r["nik"]) if r["nik"] else None} for r in records]
+        return Response(csvio.export(kind, records), content_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{kind}.csv"'})
+
+    @route("POST", f"{API}/snapshot", roles=("admin",), status=202,
+           summary="Re-emit every unit, employee and acting assignment as events",
+           tags=["events"])
+    def snapshot(self, request, principal):
+        event_id = request_snapshot(self.config["AMQP_URI"], f"api:{principal.sub}")
+        return 202, {"requested": event_id}
+
+    @handles("directory", "directory.snapshot_requested")
+    def on_snapshot_requested(self, event):
+        count = publish_snapshot(self.db, self.config["AMQP_URI"])
+        log.info("snapshot for %s: %d events", event.data["requested_by"], count)
+
+    @route("GET", f"{API}/openapi.json", public=True, document=False)
+    def openapi(self, request, principal):
+        return spec_for(type(self), "directory", "1.0.0")
+
+    # -- scoping -----------------------------------------------------------------------------
+
+    def _visible_unit(self, principal, code):
+        unit = self.db.units.find_one({"_id": code}, {"audit": 0, "outbox": 0})
+        if unit is None or not _reads(principal, code):
+            raise not_found()
+        return unit
+
+    def _visible_employee(self, principal, nip):
+        employee = self.db.employees.find_one({"_id": nip}, {"audit": 0, "outbox": 0})
+        if employee is None or not _reads(principal, employee["unit"]):
+            raise not_found()
+        return employee
+
+    def _may_replace(self, principal, collection, key, new_unit):
+        """Another OPD's existing record is 404 (not revealed); a target unit outside the
+        caller's OPD is 403."""
+        existing = self.db[collection].find_one({"_id": key}, {"unit": 1})
+        if existing is not None:
+            unit = existing.get("unit") or key  # a unit's key is its code
+            if not _reads(principal, unit):
+                raise not_found()
+            self._may_write(principal, unit)
+        self._may_write(principal, new_unit)
+
+    @staticmethod
+    def _may_write(principal, code):
+        if not principal.can_access_opd(code):
+            raise forbidden("That unit is outside your OPD.")
+
+
+def _reads(principal, code):
+    """Readers outside the Pemda-wide roles see their own OPD only."""
+    scope = reader_opd(principal)
+    return scope is None or domain.in_subtree(code, scope)
+
+
+def _write_scope(principal):
+    return None if principal.is_pemda_wide else principal.opd
+
+
+def _escape(text):
+    return re.escape(text)
+
+
+def _valid_code(code):
+    if not re.fullmatch(UNIT_CODE, code):
+        raise unprocessable({"code": [
+            "dotted: 4 digits for the Pemda, then 2 digits per level (3510.01.02)"]})
+
+
+def _deactivation_problems(state, code):
+    """A unit is deactivated only when nothing active is left in it."""
+    problems = []
+    if any(u["active"] and domain.parent_code(c) == code for c, u in state.units.items()):
+        problems.append(("active", "the unit still has active sub-units"))
+    if any(e["status"] == domain.ACTIVE and e["unit"] == code for e in state.employees.values()):
+        problems.append(("active", "active employees still work in the unit"))
+    return problems
+
+
+def _root_code(db):
+    root = next(iter(db.units.find({"parent": None}, {"_id": 1}).sort("_id", 1).limit(1)), None)
+    if root is None:
+        raise not_found("The directory is empty.")
+    return root["_id"]
+
+
+def _tree_node(state, code):
+    unit = state.units[code]
+    head = state.head_position(code)
+    holders = state.holders(head) if head else []
+    children = sorted(c for c in state.units if domain.parent_code(c) == code)
+    return {"code": code, "name": unit["name"], "kind": unit["kind"], "active": unit["active"],
+            "head": holders[0] if holders else None,
+            "children": [_tree_node(state, c) for c in children]}
+
+
+SERVICE = DirectoryService

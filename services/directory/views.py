@@ -1,0 +1,37 @@
+"""What each caller may see of a stored record (the API's read side)."""
+
+from pamong.privacy import mask_nik
+from services.directory.domain import PUBLIC_EMPLOYEE_FIELDS, opd_of
+from services.directory.store import record_of
+
+ADMIN_READERS = ("admin", "opd_admin", "service")
+
+
+def reader_opd(principal):
+    """The OPD a caller reads in: None (everything) for Pemda-wide roles, else the OPD of
+    their own unit (a pegawai of ``3510.03.01`` reads ``3510.03``)."""
+    if principal.is_pemda_wide:
+        return None
+    return opd_of(principal.opd) if principal.opd and "." in principal.opd else principal.opd
+
+
+def unit_out(doc):
+    return {**doc.get("view", {}), "code": doc["_id"], "version": doc.get("version"),
+            "updated_at": doc.get("updated_at")}
+
+
+def employee_out(doc, principal, public=False):
+    """The record plus its derived view. ``admin`` sees the NIK; ``opd_admin`` (within its
+    OPD) and ``service`` see everything else with the NIK masked; other readers, and anyone
+    reading a supervisor chain (``public``), see names, positions and units only."""
+    record = record_of(doc, "employees")
+    view = doc.get("view") or {}
+    full = {**record, **view, "version": doc.get("version"), "updated_at": doc.get("updated_at"),
+            "supervisor_explicit": bool(record.get("supervisor"))}
+    full["supervisor"] = view.get("supervisor")
+    if public or not principal.has_any(ADMIN_READERS) or (
+            not principal.is_pemda_wide and not principal.can_access_opd(record["unit"])):
+        return {k: full.get(k) for k in PUBLIC_EMPLOYEE_FIELDS}
+    if not principal.has_any(("admin",)):
+        full["nik"] = mask_nik(record["nik"]) if record.get("nik") else None
+    return full

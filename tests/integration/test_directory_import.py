@@ -1,0 +1,123 @@
+"""CSV import and export of the directory against the real broker and database: dry runs
+that name every bad row, all-or-nothing real runs, idempotent re-imports, transfers."""
+
+from pathlib import Path
+
+import pytest
+
+from pamong.testing import wait_until
+from tests.integration.test_directory_api import API, directory, recorder  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+DATA = Path(__file__).parent.parent / "data" / "directory"
+CSV = {"Content-Type": "text/csv; charset=utf-8"}
+
+
+def post_csv(client, kind, text, dry_run=False, roles=("admin",), opd="3510"):
+    query = "?dry_run=true" if dry_run else ""
+    return client.as_staff("POST", f"{API}/imports/{kind}{query}", roles=roles, opd=opd,
+                           data=text.encode(), headers=CSV)
+
+
+def import_ok(client, kind, text):
+    response = post_csv(client, kind, text)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def import_sample(client):
+    return [import_ok(client, kind, (DATA / f"{kind}.csv").read_text())
+            for kind in ("units", "positions", "employees")]
+
+
+def employee_count(client):
+    response = client.as_staff("GET", f"{API}/employees?limit=200", roles=("admin",), opd="3510")
+    return len(response.json()["items"])
+
+
+def test_sample_imports_and_reimport_changes_nothing(directory, recorder):  # noqa: F811
+    units, positions, employees = import_sample(directory)
+    assert (units["created"], positions["created"], employees["created"]) == (4, 5, 6)
+    assert employees["status"] == "done" and employees["errors"] == []
+    wait_until(lambda: len(recorder.of("employee.upserted")) == 6, timeout=15)
+    published = len(recorder.events())
+
+    again = import_sample(directory)
+    assert [(r["created"], r["updated"], r["events"]) for r in again] == [(0, 0, 0)] * 3
+    assert [r["unchanged"] for r in again] == [4, 5, 6]
+    wait_until(lambda: directory.as_staff("GET", "/health/ready").status_code == 200)
+    assert len(recorder.events()) == published  # nothing new on the bus
+
+    kabid = directory.as_staff("GET", f"{API}/employees/199004172015032001", roles=("admin",),
+                               opd="3510").json()
+    assert kabid["supervisor"] == "197811232005011002"  # the head of her bidang
+    pppk = directory.as_staff("GET", f"{API}/employees/199306082023212014", roles=("admin",),
+                              opd="3510").json()
+    assert pppk["kind"] == "pppk" and pppk["supervisor"] == "197811232005011002"
+
+
+def test_dry_run_names_every_bad_row_and_writes_nothing(directory):  # noqa: F811
+    import_ok(directory, "units", (DATA / "units.csv").read_text())
+    report = post_csv(directory, "employees", (DATA / "employees_bad.csv").read_text(),
+                      dry_run=True)
+    assert report.status_code == 200, report.text
+    body = report.json()
+    assert body["status"] == "checked" and body["dry_run"] is True
+    lines = {e["line"] for e in body["errors"]}
+    assert lines == {3, 4, 5, 6, 8, 9, 10, 12, 13, 14, 15, 16}
+    assert 2 not in lines  # the first row is fine
+    assert any(w["line"] == 11 for w in body["warnings"])  # NIK birth date: a warning only
+    assert all("3510055804900004" not in e["reason"] for e in body["errors"] + body["warnings"])
+    assert employee_count(directory) == 0
+
+    real = post_csv(directory, "employees", (DATA / "employees_bad.csv").read_text())
+    assert real.status_code == 422
+    assert any(r.startswith("line 3:") for r in real.json()["errors"]["rows"])
+    assert employee_count(directory) == 0
+
+
+def test_rows_are_checked_against_the_directory_too(directory):  # noqa: F811
+    import_ok(directory, "units", (DATA / "units.csv").read_text())
+    import_ok(directory, "positions", (DATA / "positions.csv").read_text())
+    text = (DATA / "employees.csv").read_text()
+    header, *rows = text.splitlines()
+    clash = rows[2].replace("197811232005011002", "197811232005011009")  # 2nd holder of a head
+    unknown = rows[3].replace("3510.06.02", "3510.09.02").replace(  # a unit that does not exist
+        "199004172015032001", "199004172015032009")
+    body = post_csv(directory, "employees", "\n".join([header, *rows, clash, unknown]),
+                    dry_run=True).json()
+    reasons = {}
+    for error in body["errors"]:
+        reasons.setdefault(error["line"], []).append(error["reason"])
+    assert set(reasons) == {4, 8, 9}, reasons  # both claimants of the post are named
+    assert any("already held" in r for r in reasons[8])
+    assert any("3510.09.02 does not exist" in r for r in reasons[9])
+
+
+def test_transfer_detected_on_reimport(directory, recorder):  # noqa: F811
+    import_sample(directory)
+    text = (DATA / "employees.csv").read_text()
+    moved = text.replace(
+        "198707302010121001,Joko Susanto,,,L,30-07-1987,PNS,3510.06.01,,0878-3306-6001,,CLTN,,,",
+        "198707302010121001,Joko Susanto,,,L,30-07-1987,PNS,3510.06.02,,0878-3306-6001,,CLTN,,,"
+        "01-01-2027")
+    assert moved != text
+    report = import_ok(directory, "employees", moved)
+    assert (report["transferred"], report["created"], report["unchanged"]) == (1, 0, 5)
+    wait_until(lambda: recorder.of("employee.transferred"), timeout=15)
+    transfer, = recorder.of("employee.transferred")
+    assert transfer["data"]["from_unit"] == "3510.06.01"
+    assert transfer["data"]["to_unit"] == "3510.06.02"
+    assert transfer["data"]["effective_date"] == "2027-01-01"
+
+
+def test_export_round_trips_through_import(directory):  # noqa: F811
+    import_sample(directory)
+    for kind in ("units", "positions", "employees"):
+        exported = directory.as_staff("GET", f"{API}/exports/{kind}", roles=("admin",),
+                                      opd="3510")
+        assert exported.status_code == 200 and exported.headers["Content-Type"].startswith(
+            "text/csv")
+        report = import_ok(directory, kind, exported.text)
+        assert report["events"] == 0 and report["updated"] == 0, (kind, report)

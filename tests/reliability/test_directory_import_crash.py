@@ -1,0 +1,113 @@
+"""A directory process killed (SIGKILL) in the middle of a CSV import: after a restart the
+import completes by itself, every employee is there once, and each one's event reaches the
+bus (at least once, always the same event id: consumers deduplicate by id)."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import date, timedelta
+
+import pymongo
+import pytest
+import requests
+
+from pamong.storage import database_name
+from pamong.testing import EventRecorder, HttpClient, free_port, wait_until
+from services.directory import csvio
+from services.directory.demo import demo_pemda
+
+pytestmark = pytest.mark.reliability
+
+API = "/api/directory/v1"
+EMPLOYEES = 6000
+
+
+def generated_employees(count, unit, position):
+    """``count`` valid, distinct PNS employees (distinct birth dates make distinct NIPs)."""
+    first = date(1970, 1, 1)
+    records = []
+    for i in range(count):
+        born = first + timedelta(days=i)
+        gender = "L" if i % 2 == 0 else "P"
+        nip = f"{born:%Y%m%d}202001{1 if gender == 'L' else 2}001"
+        records.append({"nip": nip, "kind": "pns", "name": f"Pegawai {i}", "title_front": None,
+                        "title_back": None, "gender": gender, "birth_date": born, "unit": unit,
+                        "position": position, "phone": None, "email": None, "status": "active",
+                        "nik": None, "supervisor": None, "effective_date": None})
+    return csvio.export("employees", records)
+
+
+def start_directory(config, port):
+    env = dict(os.environ, AMQP_URI=config["AMQP_URI"], MONGO_URI=config["MONGO_URI"],
+               MONGO_DB_PREFIX=config["MONGO_DB_PREFIX"], JWT_SECRET=config["JWT_SECRET"],
+               DIRECTORY_LOCK_LEASE_SECONDS="2", OUTBOX_POLL_SECONDS="0.05")
+    process = subprocess.Popen([sys.executable, "-m", "pamong.cli.main", "serve", "directory",
+                                "--port", str(port)], env=env)
+
+    def up():
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).ok
+        except requests.ConnectionError:
+            return False
+
+    wait_until(up, timeout=30, message="directory answering")
+    return process
+
+
+def test_import_killed_midway_completes_after_restart_with_one_effect_each(config):
+    port = free_port()
+    client = HttpClient(f"http://127.0.0.1:{port}", config)
+    db = pymongo.MongoClient(config["MONGO_URI"])[database_name(config, "directory")]
+    recorder = EventRecorder(config, "directory")
+    process = start_directory(config, port)
+    try:
+        demo = demo_pemda()
+        for kind in ("units", "positions"):
+            response = client.as_staff("POST", f"{API}/imports/{kind}", roles=("admin",),
+                                       opd="3510", data=demo[kind].encode())
+            assert response.status_code == 200, response.text
+        unit, position = next((p["unit"], p["id"]) for p in db.positions.find(
+            {"kind": "pelaksana"}).sort("_id", 1))
+        text = generated_employees(EMPLOYEES, unit, position)
+
+        def post():  # the connection breaks when the process dies
+            try:
+                client.as_staff("POST", f"{API}/imports/employees", roles=("admin",), opd="3510",
+                                data=text.encode(), timeout=120)
+            except requests.RequestException:
+                pass
+
+        poster = threading.Thread(target=post)
+        poster.start()
+        wait_until(lambda: db.employees.find_one({}, {"_id": 1}) is not None, timeout=60,
+                   interval=0.005, message="the import has started writing")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        poster.join(timeout=30)
+        written = db.employees.count_documents({})
+        assert 0 < written < EMPLOYEES, f"killed too late or too early: {written} written"
+        job, = db.imports.find({"kind": "employees"})
+        assert job["status"] == "applying"
+
+        process = start_directory(config, port)
+        wait_until(lambda: db.imports.find_one({"_id": job["_id"]})["status"] == "done",
+                   timeout=90, interval=0.2, message="the interrupted import resumed")
+        assert db.employees.count_documents({}) == EMPLOYEES
+        assert db.employees.count_documents({"version": {"$ne": 1}}) == 0  # no second change
+
+        def all_published():
+            return len({e["data"]["nip"] for e in recorder.of("employee.upserted")}) == EMPLOYEES
+
+        wait_until(all_published, timeout=120, interval=0.5, message="every employee published")
+        ids_per_nip = {}
+        for event in recorder.of("employee.upserted"):
+            ids_per_nip.setdefault(event["data"]["nip"], set()).add(event["id"])
+        assert all(len(ids) == 1 for ids in ids_per_nip.values())
+        wait_until(lambda: db.employees.count_documents({"_outbox.0": {"$exists": True}}) == 0,
+                   timeout=60, interval=0.5, message="outbox drained")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        recorder.close()
