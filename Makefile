@@ -66,8 +66,14 @@ test: test-setup
 lint: venv
 	$(VENV)/bin/ruff check .
 
+# a development JWT secret for `make run`, kept with the servers' data (git-ignored .run/)
+DEV_JWT_SECRET := .run/dev-jwt-secret
+
 run: venv up
-	$(STACK_ENV); $(VENV)/bin/pamong bus declare; exec $(VENV)/bin/pamong run
+	@[[ -s $(DEV_JWT_SECRET) ]] || { mkdir -p .run; umask 077; \
+	    $(VENV)/bin/python -c 'import secrets; print(secrets.token_urlsafe(48))' >$(DEV_JWT_SECRET); }
+	$(STACK_ENV); export JWT_SECRET="$${JWT_SECRET:-$$(cat $(DEV_JWT_SECRET))}"; \
+	    $(VENV)/bin/pamong bus declare && exec $(VENV)/bin/pamong run --demo
 
 bench: venv up
 	$(STACK_ENV); $(VENV)/bin/python -m bench $(BENCH_ARGS)

@@ -43,8 +43,37 @@ def serve(service_cls, config, port=None):
     runner_done.wait()
 
 
-def run_all(modules, first_port=8001):
-    """Start each module in its own process; stop them all on Ctrl-C. Returns an exit code."""
+def seed_demo(modules, first_port, config):
+    """Load each module's demo data through its own API, in module order."""
+    import importlib
+
+    import requests
+
+    for offset, name in enumerate(modules):
+        try:
+            seed = importlib.import_module(f"services.{name}.seed").seed
+        except ModuleNotFoundError:
+            continue
+        base_url = f"http://127.0.0.1:{first_port + offset}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{base_url}/health/ready", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name} did not become ready within 60 s; demo data not loaded")
+            time.sleep(0.5)
+        seed(base_url, config)
+
+
+def run_all(modules, first_port=8001, demo_config=None):
+    """Start each module in its own process; stop them all on Ctrl-C. Returns an exit code.
+
+    With ``demo_config``, each module that has ``services/<name>/seed.py`` gets its demo data
+    once it answers (``seed(base_url, config)``; seeds are idempotent, so a restart is fine).
+    """
     if not modules:
         print("no modules installed under services/ yet: RabbitMQ and the database are up "
               "(`make stop` stops them); nothing to serve")
@@ -57,6 +86,8 @@ def run_all(modules, first_port=8001):
         )
         print(f"{name:12} http://127.0.0.1:{port}/api/{name}/v1/  (health: /health/ready)")
     try:
+        if demo_config is not None:
+            seed_demo(modules, first_port, demo_config)
         while all(p.poll() is None for p in processes.values()):
             time.sleep(0.5)
         failed = [n for n, p in processes.items() if p.poll() is not None]

@@ -42,9 +42,12 @@ REPLICA_INDEXES = [Index(UNITS, [("opd", 1)]), Index(EMPLOYEES, [("unit", 1)]),
                    Index(EMPLOYEES, [("opd", 1)]), Index(ACTING, [("position", 1)])]
 
 
-def apply_full(collection, key, data):
-    """Store ``data`` as record ``key`` unless a newer version is held. True when written."""
-    document = {k: v for k, v in data.items() if k not in ("code", "nip", "id")}
+def apply_full(collection, key_field, data):
+    """Store ``data`` under ``_id = data[key_field]`` unless a newer version is held.
+
+    True when written."""
+    key = data[key_field]
+    document = {k: v for k, v in data.items() if k != key_field}
     try:
         result = collection.update_one({"_id": key, "version": {"$lte": data["version"]}},
                                        {"$set": document}, upsert=True)
@@ -93,19 +96,19 @@ class DirectoryReplica:
 
     @handles("directory", "unit.upserted")
     def replica_unit_upserted(self, event):
-        apply_full(self.db[UNITS], event.data["code"], event.data)
+        apply_full(self.db[UNITS], "code", event.data)
 
     @handles("directory", "employee.upserted")
     def replica_employee_upserted(self, event):
-        apply_full(self.db[EMPLOYEES], event.data["nip"], event.data)
+        apply_full(self.db[EMPLOYEES], "nip", event.data)
 
     @handles("directory", "acting.assigned")
     def replica_acting_assigned(self, event):
-        apply_full(self.db[ACTING], event.data["id"], _acting(event.data))
+        apply_full(self.db[ACTING], "id", _acting(event.data))
 
     @handles("directory", "acting.ended")
     def replica_acting_ended(self, event):
-        apply_full(self.db[ACTING], event.data["id"], _acting(event.data))
+        apply_full(self.db[ACTING], "id", _acting(event.data))
 
 
 def _acting(data):

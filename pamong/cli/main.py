@@ -125,7 +125,18 @@ def cmd_serve(args, config):
 def cmd_run(args, config):
     from pamong.launcher import run_all
 
-    return run_all(args.module or list(installed()), first_port=args.first_port)
+    return run_all(args.module or list(installed()), first_port=args.first_port,
+                   demo_config=config if args.demo else None)
+
+
+def cmd_directory_snapshot(args, config):
+    import getpass
+
+    from pamong.replica import request_snapshot
+
+    event_id = request_snapshot(config["AMQP_URI"], f"cli:{getpass.getuser()}")
+    print(f"directory.snapshot_requested published (event {event_id}): the directory re-emits "
+          "every unit, employee and acting assignment")
 
 
 def build_parser():
@@ -176,6 +187,12 @@ def build_parser():
     docs.add_argument("--out", default="docs")
     docs.set_defaults(func=cmd_docs)
 
+    directory = commands.add_parser("directory", help="the directory module")
+    directory_commands = directory.add_subparsers(dest="directory_command", required=True)
+    snapshot = directory_commands.add_parser(
+        "snapshot", help="ask the directory to re-emit its state (replicas catch up)")
+    snapshot.set_defaults(func=cmd_directory_snapshot)
+
     serve = commands.add_parser("serve", help="run one service in this process")
     serve.add_argument("module", help="installed module name or module:Class")
     serve.add_argument("--port", type=int, help="HTTP port (default: WEB_SERVER_ADDRESS)")
@@ -184,6 +201,8 @@ def build_parser():
     run = commands.add_parser("run", help="run every installed module, one process each")
     run.add_argument("module", nargs="*")
     run.add_argument("--first-port", type=int, default=8001)
+    run.add_argument("--demo", action="store_true",
+                     help="load each module's demo data once it answers (services/*/seed.py)")
     run.set_defaults(func=cmd_run)
     return parser
 

@@ -205,6 +205,7 @@ class Relay:
         self.poll = float(config.get("OUTBOX_POLL_SECONDS", 0.5))
         self.sweep_every = float(config.get("OUTBOX_SWEEP_SECONDS", 60))
         self.pending = {}  # (collection, _id) -> {event id: envelope}, in arrival order
+        self.unroutable_types = set()
         self._wake = eventlet.event.Event()
         self._next_sweep = 0.0
         self.running = False
@@ -284,8 +285,11 @@ class Relay:
             metrics.EVENTS_PUBLISHED.labels(source, envelope["type"]).inc()
             if envelope["id"] in returned:
                 metrics.EVENTS_UNROUTABLE.labels(source, envelope["type"]).inc()
-                log.warning("event %s %s had no subscriber queue", envelope["type"],
-                            envelope["id"])
+                if envelope["type"] not in self.unroutable_types:  # once per type: no flood
+                    self.unroutable_types.add(envelope["type"])
+                    log.warning("event %s %s had no subscriber queue (further ones are only "
+                                "counted in pamong_events_unroutable_total)", envelope["type"],
+                                envelope["id"])
 
 
 class Outbox(DependencyProvider):

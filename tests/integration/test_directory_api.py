@@ -215,3 +215,43 @@ def test_bad_records_are_422_with_field_errors_and_change_nothing(directory, rec
     assert admin(directory, "GET", f"{API}/employees?limit=50")["items"].__len__() == 4
     wait_until(lambda: len(recorder.of("employee.upserted")) == 4, timeout=15)
     assert len(recorder.of("unit.upserted")) == 4
+
+
+def test_concurrent_claims_on_one_struktural_post_leave_one_holder(directory, recorder):
+    """Two clerks at once put different employees into the same vacant head post: the write
+    lock serialises them, so one wins and the other is told the post is taken."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    seed(directory)
+    admin(directory, "POST", f"{API}/employees/{NIP_KABID}/deactivate",
+          json={"status": "retired"})
+    candidates = ["199101012015031005", "199202022016032006"]
+
+    def claim(nip):
+        return directory.as_staff("PUT", f"{API}/employees/{nip}", roles=("admin",), opd="3510",
+                                  json={"name": f"Calon {nip[-3:]}", "unit": "3510.03.01",
+                                        "position": "dinkes-kabid-yankes"})
+
+    with ThreadPoolExecutor(2) as pool:
+        statuses = sorted(r.status_code for r in pool.map(claim, candidates))
+    assert statuses == [200, 422]
+    holders = admin(directory, "GET", f"{API}/employees?position=dinkes-kabid-yankes&status=active")
+    assert len(holders["items"]) == 1
+
+
+def test_concurrent_overlapping_acting_assignments_leave_one(directory):
+    from concurrent.futures import ThreadPoolExecutor
+
+    seed(directory)
+    admin(directory, "POST", f"{API}/employees/{NIP_KADIS}/deactivate",
+          json={"status": "retired"})
+
+    def assign(nip):
+        return directory.as_staff("POST", f"{API}/acting", roles=("admin",), opd="3510", json={
+            "kind": "plt", "position": "dinkes-kadis", "nip": nip,
+            "start": "2027-01-01", "end": "2027-03-31"})
+
+    with ThreadPoolExecutor(2) as pool:
+        statuses = sorted(r.status_code for r in pool.map(assign, [NIP_KABID, NIP_STAFF]))
+    assert statuses == [201, 422]
+    assert len(admin(directory, "GET", f"{API}/acting?position=dinkes-kadis")["items"]) == 1
