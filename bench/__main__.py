@@ -1,4 +1,7 @@
-"""``python -m bench [--events N] [--only event_pipeline] [--profile]``."""
+"""``python -m bench [--events N] [--employees N] [--only SCENARIO] [--profile]``.
+
+Scenarios: event_pipeline (--events, --profile), directory (--employees).
+"""
 # eventlet must patch the standard library before nameko, kombu or pymongo are imported
 import warnings
 
@@ -11,12 +14,14 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 
-SCENARIOS = ("event_pipeline",)
+SCENARIOS = ("event_pipeline", "directory")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--events", type=int, default=20000, help="events per row (default 20000)")
+    parser.add_argument("--employees", type=int, default=20000,
+                        help="employees imported by the directory scenario (default 20000)")
     parser.add_argument("--only", choices=SCENARIOS, action="append",
                         help="run only this scenario (repeatable)")
     parser.add_argument("--profile", action="store_true",
@@ -33,6 +38,10 @@ def main(argv=None):
 
             ok = event_pipeline.run(args.events, profile=args.profile,
                                     write=not args.no_write) and ok
+        elif name == "directory":
+            from bench import directory
+
+            ok = directory.run(args.employees, write=not args.no_write) and ok
     return 0 if ok else 1
 
 

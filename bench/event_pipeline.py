@@ -13,35 +13,26 @@ stores ``applied_at``. events/s = N / (last applied_at - first sent_at); latency
 applied_at - sent_at per effect. Targets are ratios: (c)/(b) >= 0.8 and (c)/(a) >= 0.3.
 """
 
-import json
-import os
-import platform
 import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
-from importlib import metadata
-from pathlib import Path
 
 import eventlet
 import pymongo
-import requests
 from kombu import Connection, Exchange, Queue
 from marshmallow import Schema, fields
 from nameko.events import EventDispatcher, event_handler
 from nameko.rpc import rpc
 from nameko.standalone.rpc import ClusterRpcProxy
 
-from pamong.config import load_config
+from bench.common import machine, machine_line, scenario_env, write_results
 from pamong.events.consumer import handles
 from pamong.events.contracts import contract
 from pamong.events.outbox import Outbox
 from pamong.storage import Mongo, client_for, database_name
-from pamong.testing import broker, running
+from pamong.testing import running
 
-HERE = Path(__file__).resolve().parent
-RESULTS_JSON = HERE / "results" / "event_pipeline.json"
-RESULTS_MD = HERE / "RESULTS.md"
 TARGETS = {"pamong/naive": 0.8, "pamong/raw": 0.3}
 ROWS = ("raw", "naive", "pamong")
 # effects written so far per row, counted in-process so that waiting costs no database scans
@@ -242,35 +233,6 @@ def run_services(row, config, n, timeout, producer_cls, consumer_cls):
     return result
 
 
-# -- environment ----------------------------------------------------------------------------
-
-def machine(config):
-    versions = {"python": platform.python_version()}
-    for package in ("nameko", "kombu", "pymongo", "eventlet"):
-        versions[package] = metadata.version(package)
-    try:
-        url, auth = broker._api("/overview")
-        versions["rabbitmq"] = requests.get(url, auth=auth, timeout=5).json()["rabbitmq_version"]
-    except Exception as exc:  # noqa: BLE001 - informational only
-        versions["rabbitmq"] = f"unknown ({exc})"
-    try:
-        info = client_for(config["MONGO_URI"]).admin.command("buildInfo")
-        versions["ferretdb"] = info.get("ferretdbVersion") or f"mongodb {info.get('version')}"
-    except Exception as exc:  # noqa: BLE001
-        versions["ferretdb"] = f"unknown ({exc})"
-    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "versions": versions}
-
-
-def drop_databases(config):
-    client = pymongo.MongoClient(config["MONGO_URI"], serverSelectionTimeoutMS=3000)
-    try:
-        for name in client.list_database_names():
-            if name.startswith(config["MONGO_DB_PREFIX"]):
-                client.drop_database(name)
-    finally:
-        client.close()
-
-
 # -- reporting ------------------------------------------------------------------------------
 
 def verdicts(rows):
@@ -301,25 +263,9 @@ def ratio_lines(ratios):
             for name, v in ratios.items()]
 
 
-def write_markdown(result):
-    m = result["machine"]
-    v = m["versions"]
-    text = "\n".join([
-        "# Benchmarks",
-        "",
-        "Run with `make bench` (= `.venv/bin/python -m bench [--events N] "
-        "[--only event_pipeline] [--profile]`; default N = 20000, use e.g. `--events 2000` "
-        "for a quick run). It needs the RabbitMQ (with management) and FerretDB of the "
-        "development environment (`AMQP_URI`, `MONGO_URI`, `RABBIT_MANAGEMENT_URL`); it uses "
-        "its own vhost and databases and removes them afterwards.",
-        "",
-        "Every row runs in the same process run, one after the other, against the same broker "
-        "and database. The machine is small and noisy, so **the ratios between rows, not the "
-        "absolute numbers, are the verdict** (DESIGN §11). Raw figures are in "
-        "`bench/results/*.json`.",
-        "",
-        "## event_pipeline",
-        "",
+def section(result):
+    """The lines of this scenario's section of RESULTS.md."""
+    return [
         "N events from the producer's write to the consumer's effect document: (a) raw kombu "
         "publish without confirms and a kombu consumer doing one insert per message; (b) a "
         "naive nameko pair (insert_one + `EventDispatcher`, plain `@event_handler`); (c) pamong "
@@ -329,18 +275,14 @@ def write_markdown(result):
         "",
         f"Latest run: {result['timestamp']}, N = {result['events']}, total wall "
         f"{result['wall_s']:.0f} s.  ",
-        f"Machine: {m['platform']}, {m['cpu_count']} CPUs; Python {v['python']}, nameko "
-        f"{v['nameko']}, kombu {v['kombu']}, pymongo {v['pymongo']}, eventlet {v['eventlet']}, "
-        f"RabbitMQ {v['rabbitmq']}, FerretDB {v['ferretdb']}.",
+        machine_line(result["machine"]),
         "",
         *table(result["rows"]),
         "",
         "Targets:",
         "",
         *ratio_lines(result["ratios"]),
-        "",
-    ])
-    RESULTS_MD.write_text(text)
+    ]
 
 
 def print_profile(name, rows):
@@ -357,21 +299,11 @@ def run(n, profile=False, write=True):
     if profile:  # must be registered before the first MongoClient is created
         counter = CommandCounter()
         pymongo.monitoring.register(counter)
-    vhost = broker.create_vhost("pamong-bench")
-    config = load_config(overrides={
-        "AMQP_URI": broker.amqp_uri_for(vhost),
-        "MONGO_URI": os.environ.get("MONGO_URI", "mongodb://127.0.0.1:27017/"),
-        "MONGO_DB_PREFIX": f"bench{uuid.uuid4().hex[:8]}_",
-        "RETRY_DELAYS": [1, 5, 30],
-        "RETRY_JITTER": 0.2,
-        "OUTBOX_POLL_SECONDS": 0.05,
-        "OUTBOX_SWEEP_SECONDS": 60,
-    })
-    timeout = max(120.0, n * 0.05)
-    started = time.monotonic()
-    rows, profiles = {}, {}
-    print(f"event_pipeline: N = {n}, vhost {vhost}, databases {config['MONGO_DB_PREFIX']}*")
-    try:
+    with scenario_env() as (vhost, config):
+        timeout = max(120.0, n * 0.05)
+        started = time.monotonic()
+        rows, profiles = {}, {}
+        print(f"event_pipeline: N = {n}, vhost {vhost}, databases {config['MONGO_DB_PREFIX']}*")
         env = machine(config)
         steps = {
             "raw": lambda: run_raw(config, n, timeout),
@@ -391,9 +323,6 @@ def run(n, profile=False, write=True):
             if counter:
                 profiles[name] = counter.report(config["MONGO_DB_PREFIX"], n)
                 print_profile(name, profiles[name])
-    finally:
-        drop_databases(config)
-        broker.delete_vhost(vhost)
 
     ratios = verdicts(rows)
     wall = time.monotonic() - started
@@ -409,7 +338,5 @@ def run(n, profile=False, write=True):
     if profiles:
         result["db_round_trips"] = profiles
     if write:
-        RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS_JSON.write_text(json.dumps(result, indent=2) + "\n")
-        write_markdown(result)
+        write_results("event_pipeline", result, section(result))
     return all(v["verdict"] == "PASS" for v in ratios.values())

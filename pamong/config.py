@@ -20,6 +20,8 @@ DEFAULTS = {
     "RETRY_JITTER": 0.2,
     "OUTBOX_POLL_SECONDS": 0.5,
     "OUTBOX_SWEEP_SECONDS": 60,
+    # how old an unfinished bulk-insert batch must be before the sweep settles it
+    "OUTBOX_BATCH_LEASE_SECONDS": 60,
 }
 
 

@@ -29,6 +29,15 @@ class Producer:
         return event["id"]
 
     @rpc
+    def record_bulk(self, prefix, count):
+        """``count`` records in one insert_many, their events in one outbox batch."""
+        documents = []
+        for i in range(count):
+            event = self.outbox.event("probe.recorded", {"key": f"{prefix}-{i}", "amount": i})
+            documents.append(({"_id": f"{prefix}-{i}", "amount": i}, [event]))
+        return self.outbox.insert_many("records", documents)
+
+    @rpc
     def record_many(self, prefix, count):
         for i in range(count):
             self.record(f"{prefix}-{i}", i)

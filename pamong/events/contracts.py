@@ -8,6 +8,7 @@ live in ``pamong/contracts/<service>.py`` and register themselves on import.
 from marshmallow import RAISE, Schema, ValidationError
 
 _registry: dict[tuple[str, int], type[Schema]] = {}
+_instances: dict[type[Schema], Schema] = {}
 
 
 class UnknownContract(ValidationError):
@@ -29,12 +30,18 @@ def contract(event_type, version=1):
 
 
 def schema_for(event_type, version=1):
+    """The contract's schema instance (built once: marshmallow schemas keep no per-call state,
+    and building one per event cost as much as using it)."""
     try:
-        return _registry[(event_type, version)](unknown=RAISE)
+        schema_cls = _registry[(event_type, version)]
     except KeyError:
         raise UnknownContract(
             {"type": [f"no contract registered for {event_type} v{version}"]}
         ) from None
+    schema = _instances.get(schema_cls)
+    if schema is None:
+        schema = _instances[schema_cls] = schema_cls(unknown=RAISE)
+    return schema
 
 
 def registered():

@@ -17,11 +17,27 @@ repeats a publish, never loses one:
   which consumers deduplicate.
 Documents with pending events must not be deleted (mark them deleted instead) until the relay
 has emptied their outbox, or those events are lost.
+
+Bulk inserts (``outbox.insert_many``, an import of thousands of records) keep their events in
+one *batch document* (``_outbox_batches``) instead of one outbox per document, so the relay
+publishes and deletes one document per batch instead of pulling from each record:
+1. the batch is inserted with each event's owner ``_id``;
+2. the documents are inserted in one ``insert_many``;
+3. a small marker ``{_id: batch}`` is inserted into ``_outbox_ready`` (a batch whose documents
+   partly existed already first loses those events), and the batch is relayed like any
+   outbox, then both are deleted. The marker spares rewriting a batch of hundreds of events
+   just to flag it.
+A crash before 3 leaves a batch without marker: once it is older than
+``OUTBOX_BATCH_LEASE_SECONDS``
+the sweep publishes the events of the owners that exist (they were written) and drops the
+others (they were not), so no event is lost and none is published for a document that does
+not exist.
 """
 
 import json
 import logging
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import eventlet
@@ -39,6 +55,8 @@ log = logging.getLogger(__name__)
 
 OUTBOX = "_outbox"
 BATCH = 500
+BATCHES = "_outbox_batches"
+READY = "_outbox_ready"
 
 
 def with_events(update, events):
@@ -77,12 +95,20 @@ class OutboxWriter:
         return result
 
     def insert_many(self, collection, documents):
-        """``documents``: [(document with its ``_id``, events)], written in one request.
+        """``documents``: [(document with its ``_id``, events)]: new documents in one request,
+        their events in one batch document (see the module docstring).
 
-        Each document carries its own events (atomic per document, as ``insert``). Returns the
-        ``_id``s that already existed (not written, their events dropped); other errors raise.
+        Returns the ``_id``s that already existed (not written, their events dropped); other
+        errors raise, leaving the batch unready for the sweep to settle.
         """
-        docs = [{**document, OUTBOX: list(events)} for document, events in documents]
+        docs = [document for document, _ in documents]
+        owners = [document["_id"] for document, events in documents for _ in events]
+        events = [envelope for _, events in documents for envelope in events]
+        batch_id = uuid.uuid4().hex
+        if events:
+            self.db[BATCHES].insert_one({"_id": batch_id, "collection": collection,
+                                         "owners": owners, OUTBOX: events,
+                                         "at": datetime.now(UTC)})
         duplicates = set()
         try:
             self.db[collection].insert_many(docs, ordered=False)
@@ -91,9 +117,12 @@ class OutboxWriter:
             if any(error.get("code") != 11000 for error in errors):
                 raise
             duplicates = {docs[error["index"]]["_id"] for error in errors}
-        for doc in docs:
-            if doc[OUTBOX] and doc["_id"] not in duplicates:
-                self.relay.enqueue(collection, doc["_id"], doc[OUTBOX])
+        if events:
+            kept = [e for e, owner in zip(events, owners, strict=True) if owner not in duplicates]
+            if duplicates:
+                self.db[BATCHES].update_one({"_id": batch_id}, {"$set": {OUTBOX: kept}})
+            self.db[READY].insert_one({"_id": batch_id})
+            self.relay.enqueue(BATCHES, batch_id, kept)
         return sorted(duplicates)
 
     def update(self, collection, filter, update, events, upsert=False):
@@ -204,6 +233,7 @@ class Relay:
         self.publisher = ConfirmingPublisher(amqp_uri)
         self.poll = float(config.get("OUTBOX_POLL_SECONDS", 0.5))
         self.sweep_every = float(config.get("OUTBOX_SWEEP_SECONDS", 60))
+        self.batch_lease = float(config.get("OUTBOX_BATCH_LEASE_SECONDS", 60))
         self.pending = {}  # (collection, _id) -> {event id: envelope}, in arrival order
         self.unroutable_types = set()
         self._wake = eventlet.event.Event()
@@ -253,6 +283,25 @@ class Relay:
                 continue
             for doc in self.db[name].find({f"{OUTBOX}.0": {"$exists": True}}, {OUTBOX: 1}):
                 self.enqueue(name, doc["_id"], doc[OUTBOX])
+        self.sweep_batches()
+
+    def sweep_batches(self):
+        """Queue ready batches; settle unready ones whose writer must have died."""
+        stale = datetime.now(UTC) - timedelta(seconds=self.batch_lease)
+        ready = {marker["_id"] for marker in self.db[READY].find({})}
+        for batch in self.db[BATCHES].find({}):
+            if batch["_id"] in ready:
+                self.enqueue(BATCHES, batch["_id"], batch[OUTBOX])
+            elif batch["at"].replace(tzinfo=UTC) < stale:
+                written = {d["_id"] for d in self.db[batch["collection"]].find(
+                    {"_id": {"$in": sorted(set(batch["owners"]))}}, {"_id": 1})}
+                kept = [e for e, owner in zip(batch[OUTBOX], batch["owners"], strict=True)
+                        if owner in written]
+                self.db[BATCHES].update_one({"_id": batch["_id"]}, {"$set": {OUTBOX: kept}})
+                self.db[READY].insert_one({"_id": batch["_id"]})
+                log.warning("outbox batch %s of a dead writer settled: %d of %d events kept",
+                            batch["_id"], len(kept), len(batch[OUTBOX]))
+                self.enqueue(BATCHES, batch["_id"], kept)
 
     def publish_pending(self):
         batch = []
@@ -268,7 +317,12 @@ class Relay:
             # one update per document: a bulk write of many updates could wedge FerretDB's
             # SQLite backend when two replicas pulled from the same documents
             for (collection, doc_id), events in batch:
-                self.db[collection].update_one({"_id": doc_id}, {"$pullAll": {OUTBOX: events}})
+                if collection == BATCHES:  # a batch document exists only for its events
+                    self.db[BATCHES].delete_one({"_id": doc_id})
+                    self.db[READY].delete_one({"_id": doc_id})
+                else:
+                    self.db[collection].update_one({"_id": doc_id},
+                                                   {"$pullAll": {OUTBOX: events}})
         except Exception:
             for (collection, doc_id), events in batch:  # still in the documents: try again
                 self.enqueue(collection, doc_id, events)

@@ -296,7 +296,7 @@ def plan(old, new, meta, today):
     for position_id in sorted(new.positions):
         record, before = new.positions[position_id], old.positions.get(position_id)
         diff = changed_fields(before, record, POSITION_FIELDS)
-        if diff:
+        if diff or before is None:
             version = meta["positions"].get(position_id, (0, None))[0]
             changes.append(Change("positions", position_id, record, version + 1, version, None,
                                   [], "created" if before is None else "updated", diff,
@@ -311,7 +311,7 @@ def plan(old, new, meta, today):
 def _unit_change(before, record, view, meta):
     version, published = meta
     diff = changed_fields(before, record, UNIT_FIELDS)
-    if not diff and view == published:
+    if before is not None and not diff and view == published:
         return []
     version += 1
     events = []
@@ -321,14 +321,16 @@ def _unit_change(before, record, view, meta):
     if deactivated:
         events.append(("unit.deactivated", {"code": record["code"], "version": version}))
     action = "created" if before is None else "deactivated" if deactivated else "updated"
+    if before is not None and not diff:
+        diff = {"derived": [published, view]}
     return [Change("units", record["code"], record, version, version - 1, view, events, action,
-                   diff or {"derived": [published, view]}, view["opd"])]
+                   diff, view["opd"])]
 
 
 def _employee_change(before, record, view, meta, today):
     version, published = meta
     diff = changed_fields(before, record, EMPLOYEE_FIELDS)
-    if not diff and view == published:
+    if before is not None and not diff and view == published:
         return []
     version += 1
     events, action = [], "created" if before is None else "updated"
@@ -344,7 +346,7 @@ def _employee_change(before, record, view, meta, today):
         action = "deactivated"
         events.append(("employee.deactivated", {"nip": record["nip"], "status": record["status"],
                                                 "version": version}))
-    if not diff:
+    if before is not None and not diff:
         diff = {"derived": [_derived(published), _derived(view)]}
         action = "derived"
     return [Change("employees", record["nip"], record, version, version - 1, view, events,
@@ -359,8 +361,10 @@ def _derived(view):
 
 
 def changed_fields(old, new, fields):
-    """``{field: [old, new]}`` for the fields that differ (None when a record is new)."""
-    old = old or {}
+    """``{field: [old, new]}`` for the fields that differ. A new record has none: its audit
+    entry says "created" and its first state is the record itself."""
+    if old is None:
+        return {}
     return {f: [old.get(f), new.get(f)] for f in fields if old.get(f) != new.get(f)}
 
 

@@ -109,28 +109,34 @@ class Importer:
         job = self.db.imports.find_one({"status": "applying"})
         if job is None:
             return None
+        lock = self.lock(wait=0)
         try:
-            with self.lock(wait=0) as lock:
-                job = self.db.imports.find_one({"_id": job["_id"], "status": "applying"})
-                if job is None:
-                    return None
-                text = b"".join(self.db.import_files.find_one({"_id": f"{job['_id']}:{n:04d}"})
-                                ["data"] for n in range(job["chunks"])).decode("utf-8")
-                self.actor, self.correlation_id = job["by"], job.get("correlation_id")
-                state, meta = load(self.db)
-                parsed = csvio.parse(job["kind"], text)
-                errors, changes = self.plan(job["kind"], parsed, state, meta)
-                if errors:  # the directory changed under it so that rows no longer fit
-                    self.db.imports.update_one({"_id": job["_id"]}, {"$set": {
-                        "status": "failed", "errors": [e.__dict__ for e in errors[:100]]}})
-                    log.error("import %s cannot be resumed: %d rows no longer fit", job["_id"],
-                              len(errors))
-                    return job["_id"]
-                self._apply(job["_id"], changes, lock)
-                log.info("import %s resumed: %d changes written", job["_id"], len(changes))
-                return job["_id"]
-        except Problem:  # the lock is held by a live writer (maybe the import itself)
+            lock.acquire()
+        except Problem:  # held by a live writer (maybe the import itself, still running)
             return None
+        try:
+            return self._resume(job["_id"], lock)
+        finally:
+            lock.release()
+
+    def _resume(self, job_id, lock):
+        job = self.db.imports.find_one({"_id": job_id, "status": "applying"})
+        if job is None:  # finished meanwhile
+            return None
+        text = b"".join(self.db.import_files.find_one({"_id": f"{job_id}:{n:04d}"})["data"]
+                        for n in range(job["chunks"])).decode("utf-8")
+        self.actor, self.correlation_id = job["by"], job.get("correlation_id")
+        state, meta = load(self.db)
+        parsed = csvio.parse(job["kind"], text)
+        errors, changes = self.plan(job["kind"], parsed, state, meta)
+        if errors:  # the directory changed under it so that rows no longer fit
+            self.db.imports.update_one({"_id": job_id}, {"$set": {
+                "status": "failed", "errors": [e.__dict__ for e in errors[:100]]}})
+            log.error("import %s cannot be resumed: %d rows no longer fit", job_id, len(errors))
+            return job_id
+        self._apply(job_id, changes, lock)
+        log.info("import %s resumed: %d changes written", job_id, len(changes))
+        return job_id
 
 
 def _unit_of(kind, record):

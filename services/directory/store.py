@@ -6,9 +6,9 @@ Collections (database ``pamong_directory``), each keyed by its natural id:
   ``updated_at``/``updated_by`` and ``audit``, the record's whole history of changes (who,
   when, which fields from what to what, NIK masked), pushed in the same single-document
   write as the change and its outbox events, so a record and its history never disagree.
-- ``imports``: one document per imported file (``_id`` = kind + SHA-256 of the text) with its
-  status, counts and the file itself in ``import_files`` chunks, so an import interrupted by a
-  crash is resumed from the file (``Imports``).
+- ``imports``: one document per applied import (``_id`` a uuid) with its status and counts,
+  and the file itself in ``import_files`` chunks, so an import interrupted by a crash is
+  resumed from the file (``importer.Importer.resume``).
 - ``locks``: the directory write lock (see ``WriteLock``).
 
 Dates are stored as ISO strings (BSON has no date type); times as UTC datetimes.
@@ -88,6 +88,12 @@ class WriteLock:
         self.owner = None
 
     def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+    def acquire(self):
         deadline = time.monotonic() + self.wait
         owner = uuid.uuid4().hex
         while True:
@@ -110,11 +116,15 @@ class WriteLock:
         return self
 
     def renew(self):
-        """Extend the lease (long imports call this between batches)."""
-        self.db.locks.update_one({"_id": LOCK_ID, "owner": self.owner},
-                                 {"$set": {"until": time.time() + self.lease}})
+        """Extend the lease (long writes call this between batches). Raises when the lease
+        ran out and another writer took the lock: this writer must stop."""
+        renewed = self.db.locks.update_one({"_id": LOCK_ID, "owner": self.owner},
+                                           {"$set": {"until": time.time() + self.lease}})
+        if not renewed.matched_count:
+            raise service_unavailable("This change took longer than the directory write lock's "
+                                      "lease and was stopped; repeat it (an import resumes).")
 
-    def __exit__(self, *exc):
+    def release(self):
         self.db.locks.delete_one({"_id": LOCK_ID, "owner": self.owner})
 
 
@@ -131,21 +141,23 @@ class ChangeWriter:
         self.source = source
 
     def write(self, changes, on_batch=None):
-        """``changes``: ``domain.Change`` list, in dependency order. Returns the count."""
+        """``changes``: ``domain.Change`` list, in dependency order. Returns the count.
+
+        ``on_batch`` runs after every ``INSERT_BATCH`` changes (the lock's ``renew``)."""
         inserts = []
-        for change in changes:
+        for done, change in enumerate(changes, 1):
             if change.old_version == 0:
                 inserts.append(change)
                 if len(inserts) >= self.INSERT_BATCH:
                     self._insert(inserts)
                     inserts = []
-                    if on_batch:
-                        on_batch()
-                continue
-            if inserts:  # keep the order: parents before children
-                self._insert(inserts)
-                inserts = []
-            self._update(change)
+            else:
+                if inserts:  # keep the order: parents before children
+                    self._insert(inserts)
+                    inserts = []
+                self._update(change)
+            if on_batch and done % self.INSERT_BATCH == 0:
+                on_batch()
         if inserts:
             self._insert(inserts)
         return len(changes)

@@ -121,3 +121,26 @@ def test_export_round_trips_through_import(directory):  # noqa: F811
             "text/csv")
         report = import_ok(directory, kind, exported.text)
         assert report["events"] == 0 and report["updated"] == 0, (kind, report)
+
+
+def test_write_lock_lease_expiry_hands_over_and_stops_the_old_writer(config):
+    """A writer that outlives its lease (a dead or stuck process) loses the lock to the next
+    writer, and its next renew stops it instead of letting two writers interleave."""
+    import pymongo
+
+    from pamong.storage import database_name
+    from pamong.web import Problem
+    from services.directory.store import WriteLock
+
+    db = pymongo.MongoClient(config["MONGO_URI"])[database_name(config, "directory")]
+    first = WriteLock(db, lease=0.3, wait=0).acquire()
+    with pytest.raises(Problem) as busy:
+        WriteLock(db, lease=0.3, wait=0).acquire()
+    assert busy.value.status == 503
+    second = WriteLock(db, lease=5, wait=5).acquire()  # waits for the lease to run out
+    with pytest.raises(Problem) as lost:
+        first.renew()
+    assert lost.value.status == 503
+    second.renew()
+    second.release()
+    assert db.locks.count_documents({}) == 0

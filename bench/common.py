@@ -1,0 +1,104 @@
+"""What every scenario shares: its own vhost and databases, the machine it ran on, and its
+results (``bench/results/<scenario>.json`` and its ``## <scenario>`` section of RESULTS.md)."""
+
+import json
+import os
+import platform
+import re
+import uuid
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+import pymongo
+import requests
+
+from pamong.config import load_config
+from pamong.storage import client_for
+from pamong.testing import broker
+
+HERE = Path(__file__).resolve().parent
+RESULTS_DIR = HERE / "results"
+RESULTS_MD = HERE / "RESULTS.md"
+HEADER = [
+    "# Benchmarks",
+    "",
+    "Run with `make bench` (= `.venv/bin/python -m bench [--events N] [--employees N] "
+    "[--only event_pipeline|directory] [--profile]`; default N = 20000 for both, use e.g. "
+    "`--events 2000` or `--employees 2000` for a quick run). It needs the RabbitMQ (with "
+    "management) and FerretDB of the development environment (`AMQP_URI`, `MONGO_URI`, "
+    "`RABBIT_MANAGEMENT_URL`); it uses its own vhost and databases and removes them afterwards.",
+    "",
+    "Every row runs in the same process run, one after the other, against the same broker "
+    "and database. The machine is small and noisy, so **the ratios between rows, not the "
+    "absolute numbers, are the verdict** (DESIGN §11). Raw figures are in "
+    "`bench/results/*.json`.",
+]
+
+
+@contextmanager
+def scenario_env(**overrides):
+    """``(vhost, config)``: a fresh vhost and database prefix, both removed on exit."""
+    vhost = broker.create_vhost("pamong-bench")
+    config = load_config(overrides={
+        "AMQP_URI": broker.amqp_uri_for(vhost),
+        "MONGO_URI": os.environ.get("MONGO_URI", "mongodb://127.0.0.1:27017/"),
+        "MONGO_DB_PREFIX": f"bench{uuid.uuid4().hex[:8]}_",
+        "RETRY_DELAYS": [1, 5, 30],
+        "RETRY_JITTER": 0.2,
+        "OUTBOX_POLL_SECONDS": 0.05,
+        "OUTBOX_SWEEP_SECONDS": 60,
+        **overrides,
+    })
+    try:
+        yield vhost, config
+    finally:
+        drop_databases(config)
+        broker.delete_vhost(vhost)
+
+
+def drop_databases(config):
+    client = pymongo.MongoClient(config["MONGO_URI"], serverSelectionTimeoutMS=3000)
+    try:
+        for name in client.list_database_names():
+            if name.startswith(config["MONGO_DB_PREFIX"]):
+                client.drop_database(name)
+    finally:
+        client.close()
+
+
+def machine(config):
+    versions = {"python": platform.python_version()}
+    for package in ("nameko", "kombu", "pymongo", "eventlet"):
+        versions[package] = metadata.version(package)
+    try:
+        url, auth = broker._api("/overview")
+        versions["rabbitmq"] = requests.get(url, auth=auth, timeout=5).json()["rabbitmq_version"]
+    except Exception as exc:  # noqa: BLE001 - informational only
+        versions["rabbitmq"] = f"unknown ({exc})"
+    try:
+        info = client_for(config["MONGO_URI"]).admin.command("buildInfo")
+        versions["ferretdb"] = info.get("ferretdbVersion") or f"mongodb {info.get('version')}"
+    except Exception as exc:  # noqa: BLE001
+        versions["ferretdb"] = f"unknown ({exc})"
+    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "versions": versions}
+
+
+def machine_line(m):
+    v = m["versions"]
+    return (f"Machine: {m['platform']}, {m['cpu_count']} CPUs; Python {v['python']}, nameko "
+            f"{v['nameko']}, kombu {v['kombu']}, pymongo {v['pymongo']}, eventlet "
+            f"{v['eventlet']}, RabbitMQ {v['rabbitmq']}, FerretDB {v['ferretdb']}.")
+
+
+def write_results(scenario, result, section):
+    """Write ``results/<scenario>.json`` and replace (or append) the scenario's section of
+    RESULTS.md, given as its lines below the ``## <scenario>`` heading; other sections stay."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / f"{scenario}.json").write_text(json.dumps(result, indent=2) + "\n")
+    old = RESULTS_MD.read_text() if RESULTS_MD.exists() else ""
+    sections = {}
+    for part in re.split(r"(?m)^## ", old)[1:]:  # [0] is the header, written afresh
+        sections[part.split("\n", 1)[0].strip()] = "## " + part.rstrip("\n") + "\n"
+    sections[scenario] = "\n".join([f"## {scenario}", "", *section]) + "\n"
+    RESULTS_MD.write_text("\n".join(HEADER) + "\n\n" + "\n".join(sections.values()))
