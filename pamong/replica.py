@@ -62,7 +62,9 @@ def request_snapshot(amqp_uri, requested_by):
     try:
         event = new_event("directory", "directory.snapshot_requested",
                           {"requested_by": requested_by})
-        publisher.publish([("directory", event)])
+        if publisher.publish([("directory", event)]):
+            raise RuntimeError("no directory is listening: its snapshot queue does not exist "
+                               "(install the directory module and run `pamong bus declare`)")
     finally:
         publisher.close()
     return event["id"]

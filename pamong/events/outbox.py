@@ -22,16 +22,18 @@ Bulk inserts (``outbox.insert_many``, an import of thousands of records) keep th
 one *batch document* (``_outbox_batches``) instead of one outbox per document, so the relay
 publishes and deletes one document per batch instead of pulling from each record:
 1. the batch is inserted with each event's owner ``_id``;
-2. the documents are inserted in one ``insert_many``;
+2. the documents are inserted in one ``insert_many``, each stamped ``_batch: <batch id>``;
 3. a small marker ``{_id: batch}`` is inserted into ``_outbox_ready`` (a batch whose documents
    partly existed already first loses those events), and the batch is relayed like any
    outbox, then both are deleted. The marker spares rewriting a batch of hundreds of events
    just to flag it.
 A crash before 3 leaves a batch without marker: once it is older than
-``OUTBOX_BATCH_LEASE_SECONDS``
-the sweep publishes the events of the owners that exist (they were written) and drops the
-others (they were not), so no event is lost and none is published for a document that does
-not exist.
+``OUTBOX_BATCH_LEASE_SECONDS`` the sweep publishes the events of the owners this batch wrote
+(their document carries its stamp) and drops the others (never written, or written later by
+someone else with events of their own), so no event is lost and none goes out twice under two
+ids. Should the sweep settle a batch whose writer was only slow, the writer finds the marker
+taken and queues its events again in a new batch: the same event ids, which consumers
+deduplicate.
 """
 
 import json
@@ -101,10 +103,10 @@ class OutboxWriter:
         Returns the ``_id``s that already existed (not written, their events dropped); other
         errors raise, leaving the batch unready for the sweep to settle.
         """
-        docs = [document for document, _ in documents]
+        batch_id = uuid.uuid4().hex
+        docs = [{**document, "_batch": batch_id} for document, _ in documents]
         owners = [document["_id"] for document, events in documents for _ in events]
         events = [envelope for _, events in documents for envelope in events]
-        batch_id = uuid.uuid4().hex
         if events:
             self.db[BATCHES].insert_one({"_id": batch_id, "collection": collection,
                                          "owners": owners, OUTBOX: events,
@@ -119,11 +121,26 @@ class OutboxWriter:
             duplicates = {docs[error["index"]]["_id"] for error in errors}
         if events:
             kept = [e for e, owner in zip(events, owners, strict=True) if owner not in duplicates]
-            if duplicates:
-                self.db[BATCHES].update_one({"_id": batch_id}, {"$set": {OUTBOX: kept}})
-            self.db[READY].insert_one({"_id": batch_id})
-            self.relay.enqueue(BATCHES, batch_id, kept)
+            self._release(batch_id, collection, owners, kept, changed=bool(duplicates))
         return sorted(duplicates)
+
+    def _release(self, batch_id, collection, owners, kept, changed):
+        if not kept:
+            self.db[BATCHES].delete_one({"_id": batch_id})
+            return
+        if changed:
+            self.db[BATCHES].update_one({"_id": batch_id}, {"$set": {OUTBOX: kept}})
+        try:
+            self.db[READY].insert_one({"_id": batch_id})
+        except pymongo.errors.DuplicateKeyError:
+            # the sweep took us for dead and settled the batch: queue our events once more
+            # (same ids: consumers deduplicate) so none is lost whatever it kept
+            batch_id = uuid.uuid4().hex
+            self.db[BATCHES].insert_one({"_id": batch_id, "collection": collection,
+                                         "owners": owners, OUTBOX: kept,
+                                         "at": datetime.now(UTC)})
+            self.db[READY].insert_one({"_id": batch_id})
+        self.relay.enqueue(BATCHES, batch_id, kept)
 
     def update(self, collection, filter, update, events, upsert=False):
         """``update_one`` plus events; ``filter`` must name the document's ``_id``."""
@@ -293,21 +310,35 @@ class Relay:
             if batch["_id"] in ready:
                 self.enqueue(BATCHES, batch["_id"], batch[OUTBOX])
             elif batch["at"].replace(tzinfo=UTC) < stale:
-                written = {d["_id"] for d in self.db[batch["collection"]].find(
-                    {"_id": {"$in": sorted(set(batch["owners"]))}}, {"_id": 1})}
-                kept = [e for e, owner in zip(batch[OUTBOX], batch["owners"], strict=True)
-                        if owner in written]
-                self.db[BATCHES].update_one({"_id": batch["_id"]}, {"$set": {OUTBOX: kept}})
-                self.db[READY].insert_one({"_id": batch["_id"]})
-                log.warning("outbox batch %s of a dead writer settled: %d of %d events kept",
-                            batch["_id"], len(kept), len(batch[OUTBOX]))
-                self.enqueue(BATCHES, batch["_id"], kept)
+                self._settle(batch)
+        for orphan in ready - {batch["_id"] for batch in self.db[BATCHES].find({}, {"_id": 1})}:
+            self.db[READY].delete_one({"_id": orphan})  # its batch was published and deleted
+
+    def _settle(self, batch):
+        """Keep the events of the owners this batch wrote (stamped with its id)."""
+        collection = self.db[batch["collection"]]
+        written = {owner for owner in set(batch["owners"])
+                   if collection.find_one({"_id": owner, "_batch": batch["_id"]}, {"_id": 1})}
+        kept = [e for e, owner in zip(batch[OUTBOX], batch["owners"], strict=True)
+                if owner in written]
+        log.warning("outbox batch %s of a dead writer settled: %d of %d events kept",
+                    batch["_id"], len(kept), len(batch[OUTBOX]))
+        if not kept:
+            self.db[BATCHES].delete_one({"_id": batch["_id"]})
+            return
+        self.db[BATCHES].update_one({"_id": batch["_id"]}, {"$set": {OUTBOX: kept}})
+        try:
+            self.db[READY].insert_one({"_id": batch["_id"]})
+        except pymongo.errors.DuplicateKeyError:
+            return  # its writer was alive after all and released it
+        self.enqueue(BATCHES, batch["_id"], kept)
 
     def publish_pending(self):
-        batch = []
-        while self.pending and len(batch) < BATCH:
+        batch, events = [], 0
+        while self.pending and events < BATCH:  # events, not documents: a batch holds many
             key = next(iter(self.pending))
             batch.append((key, list(self.pending.pop(key).values())))
+            events += len(batch[-1][1])
         metrics.OUTBOX_PENDING.labels(self.service_name).set(len(self.pending) + len(batch))
         if not batch:
             return 0
@@ -318,8 +349,8 @@ class Relay:
             # SQLite backend when two replicas pulled from the same documents
             for (collection, doc_id), events in batch:
                 if collection == BATCHES:  # a batch document exists only for its events
-                    self.db[BATCHES].delete_one({"_id": doc_id})
-                    self.db[READY].delete_one({"_id": doc_id})
+                    self.db[READY].delete_one({"_id": doc_id})  # first: a crash in between
+                    self.db[BATCHES].delete_one({"_id": doc_id})  # only repeats the publish
                 else:
                     self.db[collection].update_one({"_id": doc_id},
                                                    {"$pullAll": {OUTBOX: events}})
@@ -332,6 +363,8 @@ class Relay:
         return len(items)
 
     def _record(self, items, returned):
+        if not items:
+            return
         now = datetime.now(UTC)
         oldest = min(datetime.fromisoformat(env["occurred_at"]) for _, env in items)
         metrics.OUTBOX_LAG.labels(self.service_name).set((now - oldest) / timedelta(seconds=1))

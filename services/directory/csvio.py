@@ -131,6 +131,8 @@ class Parsed:
     rows: list[Row] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
     warnings: list[RowError] = field(default_factory=list)
+    # record keys whose column the header lacks: an import keeps the stored values there
+    absent: set = field(default_factory=set)
 
 
 # -- cell values: each parser gets a stripped, non-empty cell; ValueError says why not ------
@@ -223,6 +225,15 @@ def _staff_digits(value):
     if not re.fullmatch(r"[0-9]{18}", digits):
         raise ValueError("must be 18 digits")
     return digits
+
+
+MASKED_NIK = re.compile(r"[0-9]{4}\*{8}[0-9]{4}")
+
+
+def _nik(value):
+    """A NIK, or a masked one (``3510********0001``, as an opd_admin export shows it): the
+    import then keeps the stored NIK it masks."""
+    return value if MASKED_NIK.fullmatch(value) else parse_nik(value)
 
 
 def _phone(value):
@@ -445,7 +456,7 @@ class _Employees(_Layout):
         _Column("NOMOR_HP", "phone", _phone),
         _Column("EMAIL", "email", _email),
         _vocab("STATUS", "status", _STATUS),
-        _Column("NIK", "nik", parse_nik),
+        _Column("NIK", "nik", _nik),
         _Column("NIP_ATASAN", "supervisor", _staff_digits),
         _date_column("TMT_UNOR", "effective_date"),
     )
@@ -464,6 +475,10 @@ class _Employees(_Layout):
         if supervisor is not None and supervisor.number == employee["nip"]:
             ln.error("NIP_ATASAN", "an employee cannot be their own supervisor")
         nik = employee["nik"]
+        if isinstance(nik, str):  # masked: stands for the stored NIK
+            return None if staff is None else employee | {
+                "kind": staff.kind, "gender": staff.gender, "birth_date": staff.birth_date,
+                "status": ln.get("STATUS", "active")}
         if nik is not None and staff is not None:
             for warning in nik_matches(nik, staff.birth_date, staff.gender):
                 ln.warn("NIK", warning)
@@ -558,6 +573,10 @@ def parse(kind, text, *, today=None):
         if header_errors:
             result.errors.extend(header_errors)
             return result
+        present = {c.name for c in columns if c is not None}
+        result.absent = {c.key for c in layout.columns if c.key and c.name not in present}
+        if kind == "units" and "NAMA_KANTOR" not in present:
+            result.absent.add("offices")
         for line, cells in rows:
             ln = _Line(line)
             _cells(ln, columns, cells)

@@ -203,8 +203,26 @@ def unit_problems(unit, state):
     return problems
 
 
+def deactivation_problems(state, code):
+    """A unit is deactivated only when nothing active is left in it."""
+    problems = []
+    if any(u["active"] and parent_code(c) == code for c, u in state.units.items()):
+        problems.append(("active", "the unit still has active sub-units"))
+    if any(p["active"] and p["unit"] == code for p in state.positions.values()):
+        problems.append(("active", "the unit still has active positions"))
+    if any(e["status"] == ACTIVE and e["unit"] == code for e in state.employees.values()):
+        problems.append(("active", "active employees still work in the unit"))
+    return problems
+
+
 def position_problems(position, state):
     problems = []
+    before = state.positions.get(position["id"])
+    if before and before["unit"] != position["unit"] and any(
+            e["position"] == position["id"] and e["unit"] != position["unit"]
+            for e in state.employees.values()):
+        problems.append(("unit", "employees of another unit hold this position: move them "
+                                 "first"))
     unit = state.units.get(position["unit"])
     if unit is None:
         problems.append(("unit", f"unit {position['unit']} does not exist"))
@@ -340,12 +358,12 @@ def _employee_change(before, record, view, meta, today):
             "nip": record["nip"], "from_unit": before["unit"], "to_unit": record["unit"],
             "from_position": before.get("position"), "to_position": record.get("position"),
             "effective_date": record.get("effective_date") or today, "version": version}))
-    if view != published:
-        events.append(("employee.upserted", {**view, "version": version}))
     if before is not None and before["status"] == ACTIVE and record["status"] != ACTIVE:
         action = "deactivated"
         events.append(("employee.deactivated", {"nip": record["nip"], "status": record["status"],
                                                 "version": version}))
+    if view != published:  # last: the whole record follows a transfer or a deactivation
+        events.append(("employee.upserted", {**view, "version": version}))
     if before is not None and not diff:
         diff = {"derived": [_derived(published), _derived(view)]}
         action = "derived"

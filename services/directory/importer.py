@@ -20,6 +20,7 @@ import logging
 import uuid
 from datetime import UTC, date, datetime
 
+from pamong.privacy import mask_nik
 from pamong.web import Problem
 from services.directory import csvio, domain
 from services.directory.store import ChangeWriter, load
@@ -50,8 +51,9 @@ class Importer:
         with self.lock() as lock:
             state, meta = load(self.db)
             errors, changes = self.plan(kind, parsed, state, meta)
-            if errors:
+            if errors:  # the service answers 422 with them
                 return _report(None, kind, "rejected", parsed, errors, changes)
+            lock.renew()  # checking a large file may have used much of the lease
             job_id = self._save_job(kind, text, len(parsed.rows))
             self._apply(job_id, changes, lock)
         return _report(job_id, kind, "done", parsed, errors, changes)
@@ -61,14 +63,28 @@ class Importer:
         errors = list(parsed.errors)
         new = domain.State(dict(state.units), dict(state.positions), dict(state.employees))
         target = getattr(new, kind)
+        outside = set()  # lines outside the caller's OPD: nothing more is said about them
         for row in parsed.rows:
             key = row.record[KEY[kind]]
-            if self.scope:
-                errors += self._out_of_scope(kind, row, target.get(key))
-            target[key] = row.record
+            existing = target.get(key)
+            if self.scope and (scope_errors := self._out_of_scope(kind, row, existing)):
+                errors += scope_errors
+                outside.add(row.line)
+                continue
+            record, problem = _keep_stored(row.record, existing, parsed.absent)
+            if problem:
+                errors.append(csvio.RowError(row.line, "NIK", problem))
+            target[key] = record
         new.changed()
         for row in parsed.rows:
-            for column, reason in PROBLEMS[kind](row.record, new):
+            if row.line in outside:
+                continue
+            record = target[row.record[KEY[kind]]]
+            problems = PROBLEMS[kind](record, new)
+            before = getattr(state, kind).get(row.record[KEY[kind]])
+            if kind == "units" and before and before["active"] and not record["active"]:
+                problems += domain.deactivation_problems(new, record["code"])
+            for column, reason in problems:
                 errors.append(csvio.RowError(row.line, column, reason))
         errors.sort(key=lambda e: e.line)
         if errors:
@@ -92,6 +108,7 @@ class Importer:
                                           for n, chunk in enumerate(chunks)])
         self.db.imports.insert_one({"_id": job_id, "kind": kind, "status": "applying",
                                     "rows": rows, "chunks": len(chunks), "by": self.actor,
+                                    "scope": self.scope,
                                     "correlation_id": self.correlation_id,
                                     "created_at": datetime.now(UTC)})
         return job_id
@@ -126,6 +143,7 @@ class Importer:
         text = b"".join(self.db.import_files.find_one({"_id": f"{job_id}:{n:04d}"})["data"]
                         for n in range(job["chunks"])).decode("utf-8")
         self.actor, self.correlation_id = job["by"], job.get("correlation_id")
+        self.scope = job.get("scope")  # the caller's OPD limits a resumed import too
         state, meta = load(self.db)
         parsed = csvio.parse(job["kind"], text)
         errors, changes = self.plan(job["kind"], parsed, state, meta)
@@ -137,6 +155,23 @@ class Importer:
         self._apply(job_id, changes, lock)
         log.info("import %s resumed: %d changes written", job_id, len(changes))
         return job_id
+
+
+def _keep_stored(record, existing, absent):
+    """A row replaces the record, except for columns the file lacks and a masked NIK, which
+    keep the stored values. Returns (record, problem)."""
+    if existing is None:
+        if isinstance(record.get("nik"), str) and "*" in record["nik"]:
+            return {**record, "nik": None}, "a masked NIK can only stand for a stored one"
+        return record, None
+    merged = {**record, **{k: existing[k] for k in absent if k in existing}}
+    nik = merged.get("nik")
+    if isinstance(nik, str) and "*" in nik:
+        stored = existing.get("nik")
+        if not stored or mask_nik(stored) != nik:
+            return {**merged, "nik": stored}, "a masked NIK must match the stored one"
+        merged["nik"] = stored
+    return merged, None
 
 
 def _unit_of(kind, record):

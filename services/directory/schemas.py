@@ -24,11 +24,27 @@ def valid_position_id(value):
     return re.fullmatch(POSITION_ID, value) is not None
 
 
+def _tidy(data, *names, required=()):
+    """Collapse inner whitespace as the CSV reader does, so an API-entered name re-imports
+    from an export unchanged."""
+    for name in (*names, *required):
+        if isinstance(data.get(name), str):
+            data[name] = " ".join(data[name].split()) or None
+    empty = [name for name in required if not data.get(name)]
+    if empty:
+        raise ValidationError({name: ["is empty"] for name in empty})
+    return data
+
+
 class OfficeSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     latitude = fields.Float(required=True, validate=validate.Range(min=-11, max=6))
     longitude = fields.Float(required=True, validate=validate.Range(min=95, max=141))
     radius_m = fields.Integer(load_default=100, validate=validate.Range(min=10, max=5000))
+
+    @post_load
+    def tidy(self, data, **kwargs):
+        return _tidy(data, required=("name",))
 
 
 class UnitBody(Schema):
@@ -37,6 +53,13 @@ class UnitBody(Schema):
     timezone = fields.String(load_default="Asia/Jakarta", validate=validate.OneOf(TIMEZONES))
     offices = fields.List(fields.Nested(OfficeSchema), load_default=list)
     active = fields.Boolean(load_default=True)
+
+    @post_load
+    def tidy(self, data, **kwargs):
+        names = [office["name"] for office in data["offices"]]
+        if len(names) != len(set(names)):
+            raise ValidationError({"offices": ["two offices have the same name"]})
+        return _tidy(data, required=("name",))
 
 
 class UnitOut(UnitBody):
@@ -67,7 +90,7 @@ class PositionBody(Schema):
     def default_signing(self, data, **kwargs):
         if data["may_sign"] is None:  # heads sign by default (tata naskah dinas)
             data["may_sign"] = data["heads_unit"]
-        return data
+        return _tidy(data, required=("title",))
 
 
 class PositionOut(PositionBody):
@@ -87,9 +110,9 @@ class EmployeeBody(Schema):
                          validate=validate.OneOf(("pns", "pppk")))
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     title_front = fields.String(load_default=None, allow_none=True,
-                                validate=validate.Length(max=50))
+                                validate=validate.Length(max=100))
     title_back = fields.String(load_default=None, allow_none=True,
-                               validate=validate.Length(max=80))
+                               validate=validate.Length(max=100))
     gender = fields.String(load_default=None, allow_none=True,
                            validate=validate.OneOf(("L", "P")))
     birth_date = fields.Date(load_default=None, allow_none=True)
@@ -97,7 +120,8 @@ class EmployeeBody(Schema):
     position = fields.String(load_default=None, allow_none=True,
                              validate=validate.Regexp(POSITION_ID))
     phone = fields.String(load_default=None, allow_none=True)
-    email = fields.Email(load_default=None, allow_none=True)
+    email = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(
+        r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$", error="not an e-mail address"))
     status = fields.String(load_default="active", validate=validate.OneOf(STATUSES))
     nik = fields.String(load_default=None, allow_none=True)
     supervisor = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(NIP))
@@ -123,8 +147,8 @@ class EmployeeBody(Schema):
     def normalise(self, data, **kwargs):
         data["phone"] = normalize_phone(data["phone"]) if data["phone"] else None
         data["email"] = data["email"].lower() if data["email"] else None
-        data["name"] = " ".join(data["name"].split())
-        return data
+        data["nik"] = data["nik"].strip() if data["nik"] else None
+        return _tidy(data, "title_front", "title_back", required=("name",))
 
 
 def complete_employee(nip, data, today=None):
@@ -255,7 +279,7 @@ class RowErrorOut(Schema):
 class ImportOut(Schema):
     id = fields.String()
     kind = fields.String()
-    status = fields.String(metadata={"description": "checked (dry run), applying, done"})
+    status = fields.String(metadata={"description": "checked (a dry run) or done"})
     dry_run = fields.Boolean()
     rows = fields.Integer()
     created = fields.Integer()

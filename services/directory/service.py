@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 
 from pamong.contracts.directory import UNIT_CODE
 from pamong.events.consumer import handles
-from pamong.events.outbox import Outbox
+from pamong.events.outbox import OUTBOX, Outbox
 from pamong.health import HealthEndpoints
 from pamong.privacy import mask_nik
 from pamong.replica import request_snapshot
@@ -58,14 +58,14 @@ class DirectoryService(HealthEndpoints):
     def _commit(self, principal, mutate, source="api"):
         """Under the write lock: load the directory, let ``mutate`` edit a copy, write the
         difference (records, derived views, events, audit entries)."""
-        with self._lock():
+        with self._lock() as lock:
             old, meta = load(self.db)
             new = domain.State(dict(old.units), dict(old.positions), dict(old.employees))
             result = mutate(new)
             new.changed()
             changes = domain.plan(old, new, meta, date.today())
             ChangeWriter(self.db, self.outbox, principal.actor(ADMINS), current_correlation_id(),
-                         source).write(changes)
+                         source).write(changes, on_batch=lock.renew)
         return result
 
     @staticmethod
@@ -94,7 +94,7 @@ class DirectoryService(HealthEndpoints):
         after = decode_cursor(query["cursor"])
         if after:
             criteria = {"$and": [criteria, {"_id": {"$gt": after["_id"]}}]}
-        units = self.db.units.find(criteria, {"audit": 0, "outbox": 0}).sort("_id", 1)
+        units = self.db.units.find(criteria, {"audit": 0, OUTBOX: 0}).sort("_id", 1)
         items = [unit_out(u) for u in units.limit(query["limit"] + 1)]
         return page(items, query["limit"], lambda u: {"_id": u["code"]})
 
@@ -114,7 +114,7 @@ class DirectoryService(HealthEndpoints):
             record = {"code": code, **body}
             self._check(domain.unit_problems(record, state))
             if before and before["active"] and not record["active"]:
-                self._check(_deactivation_problems(state, code))
+                self._check(domain.deactivation_problems(state, code))
             state.units[code] = record
 
         self._commit(principal, mutate)
@@ -128,7 +128,7 @@ class DirectoryService(HealthEndpoints):
         self._may_write(principal, code)
 
         def mutate(state):
-            self._check(_deactivation_problems(state, code))
+            self._check(domain.deactivation_problems(state, code))
             state.units[code] = {**state.units[code], "active": False}
 
         self._commit(principal, mutate)
@@ -222,7 +222,7 @@ class DirectoryService(HealthEndpoints):
         if after := decode_cursor(query["cursor"]):
             criteria.append({"_id": {"$gt": after["_id"]}})
         found = self.db.employees.find({"$and": criteria} if criteria else {},
-                                       {"audit": 0, "outbox": 0}).sort("_id", 1)
+                                       {"audit": 0, OUTBOX: 0}).sort("_id", 1)
         items = [employee_out(e, principal) for e in found.limit(query["limit"] + 1)]
         return page(items, query["limit"], lambda e: {"_id": e["nip"]})
 
@@ -319,7 +319,7 @@ class DirectoryService(HealthEndpoints):
         after = decode_cursor(query["cursor"])
         if after:
             criteria = {"$and": [criteria, {"_id": {"$gt": after["_id"]}}]}
-        found = self.db.acting.find(criteria, {"audit": 0, "outbox": 0}).sort("_id", 1)
+        found = self.db.acting.find(criteria, {"audit": 0, OUTBOX: 0}).sort("_id", 1)
         items = [a for a in found if "on" not in query or domain.acting_covers(a, query["on"])]
         return page(items[: query["limit"] + 1], query["limit"], lambda a: {"_id": a["_id"]})
 
@@ -368,11 +368,9 @@ class DirectoryService(HealthEndpoints):
     def end_expired_acting(self):
         """Assignments whose end date passed get their ``acting.ended``."""
         today = date.today().isoformat()
-        expired = [a for a in self.db.acting.find({"ended_on": None}, {"audit": 0})
-                   if a["end"] < today]
-        if not expired:
-            return
         with self._lock():
+            expired = [a for a in self.db.acting.find({"ended_on": None}, {"audit": 0})
+                       if a["end"] < today]
             changes = [domain.acting_change({**record_of(a, "acting"), "ended_on": a["end"]}, a,
                                             a["version"]) for a in expired]
             ChangeWriter(self.db, self.outbox, {"sub": "directory", "role": "service"}, None,
@@ -415,8 +413,8 @@ class DirectoryService(HealthEndpoints):
     def export_file(self, request, principal, kind):
         if kind not in csvio.KINDS:
             raise not_found()
-        scope = None if principal.is_pemda_wide else principal.opd
-        found = self.db[kind].find({}, {"audit": 0, "outbox": 0}).sort("_id", 1)
+        scope = _write_scope(principal)
+        found = self.db[kind].find({}, {"audit": 0, OUTBOX: 0}).sort("_id", 1)
         records = [record_of(d, kind) for d in found
                    if scope is None or domain.in_subtree(d.get("unit") or d["_id"], scope)]
         if kind == "employees" and not principal.has_any(("admin",)):
@@ -443,13 +441,13 @@ class DirectoryService(HealthEndpoints):
     # -- scoping -----------------------------------------------------------------------------
 
     def _visible_unit(self, principal, code):
-        unit = self.db.units.find_one({"_id": code}, {"audit": 0, "outbox": 0})
+        unit = self.db.units.find_one({"_id": code}, {"audit": 0, OUTBOX: 0})
         if unit is None or not _reads(principal, code):
             raise not_found()
         return unit
 
     def _visible_employee(self, principal, nip):
-        employee = self.db.employees.find_one({"_id": nip}, {"audit": 0, "outbox": 0})
+        employee = self.db.employees.find_one({"_id": nip}, {"audit": 0, OUTBOX: 0})
         if employee is None or not _reads(principal, employee["unit"]):
             raise not_found()
         return employee
@@ -457,13 +455,13 @@ class DirectoryService(HealthEndpoints):
     def _may_replace(self, principal, collection, key, new_unit):
         """Another OPD's existing record is 404 (not revealed); a target unit outside the
         caller's OPD is 403."""
+        self._may_write(principal, new_unit)  # first: says nothing about what exists
         existing = self.db[collection].find_one({"_id": key}, {"unit": 1})
         if existing is not None:
             unit = existing.get("unit") or key  # a unit's key is its code
             if not _reads(principal, unit):
                 raise not_found()
             self._may_write(principal, unit)
-        self._may_write(principal, new_unit)
 
     @staticmethod
     def _may_write(principal, code):
@@ -478,7 +476,11 @@ def _reads(principal, code):
 
 
 def _write_scope(principal):
-    return None if principal.is_pemda_wide else principal.opd
+    if principal.is_pemda_wide:
+        return None
+    if not principal.opd:
+        raise forbidden("Your token names no OPD.")
+    return principal.opd
 
 
 def _escape(text):
@@ -489,16 +491,6 @@ def _valid_code(code):
     if not re.fullmatch(UNIT_CODE, code):
         raise unprocessable({"code": [
             "dotted: 4 digits for the Pemda, then 2 digits per level (3510.01.02)"]})
-
-
-def _deactivation_problems(state, code):
-    """A unit is deactivated only when nothing active is left in it."""
-    problems = []
-    if any(u["active"] and domain.parent_code(c) == code for c, u in state.units.items()):
-        problems.append(("active", "the unit still has active sub-units"))
-    if any(e["status"] == domain.ACTIVE and e["unit"] == code for e in state.employees.values()):
-        problems.append(("active", "active employees still work in the unit"))
-    return problems
 
 
 def _root_code(db):

@@ -10,7 +10,7 @@ midway repeats the snapshot, which is harmless.
 
 from pamong.events.contracts import dump_data
 from pamong.events.envelope import new_event
-from pamong.events.outbox import ConfirmingPublisher
+from pamong.events.outbox import OUTBOX, ConfirmingPublisher
 from services.directory.domain import acting_change
 from services.directory.store import record_of
 
@@ -23,7 +23,7 @@ def snapshot_events(db):
         yield "unit.upserted", {**doc["view"], "version": doc["version"]}, doc["view"]["opd"]
     for doc in db.employees.find({"view": {"$exists": True}}, {"view": 1, "version": 1}):
         yield "employee.upserted", {**doc["view"], "version": doc["version"]}, doc["view"]["opd"]
-    for doc in db.acting.find({}, {"audit": 0, "outbox": 0}):
+    for doc in db.acting.find({}, {"audit": 0, OUTBOX: 0}):
         change = acting_change(record_of(doc, "acting"), None, doc["version"] - 1)
         (event_type, data), = change.events
         yield event_type, data, change.opd

@@ -21,10 +21,11 @@ from datetime import UTC, date, datetime
 import eventlet
 import pymongo
 
+from pamong.events.outbox import OUTBOX
 from pamong.privacy import mask_nik
 from pamong.storage import Index
 from pamong.web import conflict, service_unavailable
-from services.directory.domain import FIELDS, State, opd_of
+from services.directory.domain import FIELDS, State, opd_of, parent_code
 
 DATE_FIELDS = ("birth_date", "effective_date")
 
@@ -33,7 +34,7 @@ INDEXES = [Index("employees", [("opd", 1)]), Index("employees", [("unit", 1)]),
            Index("acting", [("position", 1)]), Index("imports", [("status", 1)])]
 
 LOCK_ID = "directory-writes"
-WITHOUT_HISTORY = {"audit": 0, "outbox": 0}
+WITHOUT_HISTORY = {"audit": 0, OUTBOX: 0}
 
 
 def record_of(doc, collection):
@@ -165,6 +166,7 @@ class ChangeWriter:
     def _document(self, change):
         record = storable(change.record)
         doc = {**record, "opd": opd_of(record.get("unit") or record.get("code")),
+               **({"parent": parent_code(record["code"])} if "code" in record else {}),
                "version": change.version, "updated_at": datetime.now(UTC),
                "updated_by": self.actor}
         if change.view is not None:

@@ -1,6 +1,7 @@
 """What each caller may see of a stored record (the API's read side)."""
 
 from pamong.privacy import mask_nik
+from pamong.web import forbidden
 from services.directory.domain import PUBLIC_EMPLOYEE_FIELDS, opd_of
 from services.directory.store import record_of
 
@@ -12,7 +13,9 @@ def reader_opd(principal):
     their own unit (a pegawai of ``3510.03.01`` reads ``3510.03``)."""
     if principal.is_pemda_wide:
         return None
-    return opd_of(principal.opd) if principal.opd and "." in principal.opd else principal.opd
+    if not principal.opd:
+        raise forbidden("Your token names no OPD.")
+    return opd_of(principal.opd) if "." in principal.opd else principal.opd
 
 
 def unit_out(doc):

@@ -255,3 +255,13 @@ def test_concurrent_overlapping_acting_assignments_leave_one(directory):
         statuses = sorted(r.status_code for r in pool.map(assign, [NIP_KABID, NIP_STAFF]))
     assert statuses == [201, 422]
     assert len(admin(directory, "GET", f"{API}/acting?position=dinkes-kadis")["items"]) == 1
+
+
+def test_children_of_a_unit_and_a_token_without_opd(directory):
+    seed(directory)
+    children = admin(directory, "GET", f"{API}/units?parent=3510")
+    assert [u["code"] for u in children["items"]] == ["3510.03", "3510.04"]
+    # a role that is not Pemda-wide and names no OPD reads nothing (a citizen's token)
+    for path in (f"{API}/units", f"{API}/employees", f"{API}/tree"):
+        response = directory.request("GET", path, token=directory.token(("pemohon",), opd=None))
+        assert response.status_code == 403, (path, response.text)

@@ -189,6 +189,9 @@ ADMIN_READ = (OK, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND)  # outside every O
 NOBODY = (NOT_FOUND,) * 5
 OWN_WRITE = (OK, OK, NOT_FOUND, FORBIDDEN, FORBIDDEN)    # an existing Dinkes record
 NEW_OWN_WRITE = (OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN)  # a new record in Dinkes
+# replacing a Dinkes record names a Dinkes unit: 403 for another OPD before any lookup, so
+# the answer says nothing about what exists
+PUT_OWN_WRITE = NEW_OWN_WRITE
 ADMINS_ONLY_OWN = (OK, OK, NOT_FOUND, FORBIDDEN, FORBIDDEN)  # history of a Dinkes record
 ADMINS_ONLY = (OK, OK, OK, FORBIDDEN, FORBIDDEN)         # scoped by the service itself
 
@@ -200,7 +203,7 @@ MATRIX_CASES = [
     Case("get_unit_other_opd", "GET", f"/units/{OTHER}", OTHER_READ),
     Case("get_unit_pemda_root", "GET", "/units/3510", ADMIN_READ),
     Case("get_unit_missing", "GET", f"/units/{OWN}.99", NOBODY),
-    Case("put_unit_existing", "PUT", f"/units/{OWN}.01", OWN_WRITE, body=UNITS[2][1],
+    Case("put_unit_existing", "PUT", f"/units/{OWN}.01", PUT_OWN_WRITE, body=UNITS[2][1],
          probe=f"/units/{OWN}.01"),
     Case("put_unit_new", "PUT", "/units/{code}", NEW_OWN_WRITE,
          body={"name": "Bidang Baru", "kind": "bidang"},
@@ -223,7 +226,7 @@ MATRIX_CASES = [
     Case("get_position", "GET", "/positions/dinkes-perawat", OWN_READ),
     Case("get_position_other_opd", "GET", "/positions/disdik-staf", OTHER_READ),
     Case("get_position_missing", "GET", "/positions/no-such-position", NOBODY),
-    Case("put_position_existing", "PUT", "/positions/dinkes-perawat", OWN_WRITE,
+    Case("put_position_existing", "PUT", "/positions/dinkes-perawat", PUT_OWN_WRITE,
          body=POSITIONS[3][1], probe="/positions/dinkes-perawat"),
     Case("put_position_new", "PUT", "/positions/{id}", NEW_OWN_WRITE,
          body={"title": "Analis Kesehatan", "kind": "fungsional", "unit": f"{OWN}.01"},
@@ -239,7 +242,7 @@ MATRIX_CASES = [
     Case("get_employee", "GET", f"/employees/{NIP_STAFF}", OWN_READ),
     Case("get_employee_other_opd", "GET", f"/employees/{NIP_OTHER}", OTHER_READ),
     Case("get_employee_missing", "GET", f"/employees/{MISSING_NIP}", NOBODY),
-    Case("put_employee_existing", "PUT", f"/employees/{NIP_STAFF}", OWN_WRITE,
+    Case("put_employee_existing", "PUT", f"/employees/{NIP_STAFF}", PUT_OWN_WRITE,
          body=EMPLOYEES[2][1], probe=f"/employees/{NIP_STAFF}"),
     Case("put_employee_new", "PUT", "/employees/{nip}", NEW_OWN_WRITE,
          body={"name": "Pegawai Baru", "unit": f"{OWN}.01"},

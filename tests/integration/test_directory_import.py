@@ -144,3 +144,49 @@ def test_write_lock_lease_expiry_hands_over_and_stops_the_old_writer(config):
     second.renew()
     second.release()
     assert db.locks.count_documents({}) == 0
+
+
+def test_columns_a_file_lacks_keep_the_stored_values(directory, recorder):  # noqa: F811
+    import_sample(directory)
+    wait_until(lambda: len(recorder.of("employee.upserted")) == 6, timeout=15)
+    published = len(recorder.events())
+    import csv
+    import io
+
+    # the same file without its NOMOR_HP and NIK columns
+    table = list(csv.reader(io.StringIO((DATA / "employees.csv").read_text())))
+    keep = [i for i, name in enumerate(table[0]) if name not in ("NOMOR_HP", "NIK")]
+    out = io.StringIO()
+    csv.writer(out).writerows([[cells[i] for i in keep] for cells in table])
+    report = import_ok(directory, "employees", out.getvalue())
+    assert (report["updated"], report["events"]) == (0, 0), report
+    sekda = directory.as_staff("GET", f"{API}/employees/196805121994031003", roles=("admin",),
+                               opd="3510").json()
+    assert sekda["nik"] == "3510031205680001" and sekda["phone"] == "+6281233011001"
+    assert len(recorder.events()) == published
+
+
+def test_an_opd_admin_export_with_masked_niks_reimports_unchanged(directory):  # noqa: F811
+    import_sample(directory)
+    staff = {"roles": ("opd_admin",), "opd": "3510.06"}
+    exported = directory.as_staff("GET", f"{API}/exports/employees", **staff)
+    assert exported.status_code == 200 and "3510055704900003" not in exported.text
+    assert "3510********0003" in exported.text
+    response = directory.as_staff("POST", f"{API}/imports/employees", data=exported.content,
+                                  headers=CSV, **staff)
+    assert response.status_code == 200, response.text
+    assert (response.json()["updated"], response.json()["events"]) == (0, 0)
+    siti = directory.as_staff("GET", f"{API}/employees/199004172015032001", roles=("admin",),
+                              opd="3510").json()
+    assert siti["nik"] == "3510055704900003"  # still the whole NIK
+
+
+def test_deactivating_a_unit_by_import_needs_it_empty(directory):  # noqa: F811
+    import_sample(directory)
+    text = (DATA / "units.csv").read_text().replace(
+        "3510.06.02,Bidang Mutasi dan Promosi,bidang,,,,,,",
+        "3510.06.02,Bidang Mutasi dan Promosi,bidang,,,,,,N")
+    body = post_csv(directory, "units", text, dry_run=True).json()
+    reasons = [e["reason"] for e in body["errors"]]
+    assert any("active employees" in r for r in reasons), reasons
+    assert any("active positions" in r for r in reasons), reasons

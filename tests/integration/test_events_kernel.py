@@ -235,28 +235,32 @@ def test_bulk_insert_events_travel_in_one_batch_and_once_each(config):
         rpc.probe.record("bulk-3", 100)  # exists already: its bulk event must not be sent
         wait_until(lambda: totals(config).get("bulk-3"), message="the single record")
         assert rpc.probe.record_bulk("bulk", 50) == ["bulk-3"]
-        wait_until(lambda: len(totals(config)) == 50, message="every bulk record's effect")
+        keys = {f"bulk-{i}" for i in range(50)}  # the vhost's queues may hold other tests' too
+        wait_until(lambda: keys <= set(totals(config)), message="every bulk record's effect")
         wait_until(lambda: db_of(config, "probe")["_outbox_batches"].count_documents({}) == 0,
                    message="the batch document deleted after publishing")
         records = db_of(config, "probe").records
         assert records.count_documents({}) == 50
         assert all(not d.get(OUTBOX) for d in records.find())  # no per-record outbox
     assert totals(config)["bulk-3"]["sum"] == 100  # the first write's amount, once
-    assert all(t["times"] == 1 for t in totals(config).values())
+    assert all(totals(config)[key]["times"] == 1 for key in keys)
 
 
 def test_a_dead_writers_batch_publishes_only_what_it_wrote(config):
-    """A producer died between its batch and its insert_many: the batch names two owners, one
-    written, one not. The sweep settles it: the written one's event goes out, the other not."""
+    """A producer died inside its insert_many: its batch names three owners; it wrote one
+    (stamped with the batch), not the second, and the third was written since by someone else
+    (with its own events). The sweep settles it: only the written one's event goes out."""
     from datetime import UTC, datetime, timedelta
 
     db = db_of(config, "probe")
-    db.records.insert_one({"_id": "written", "amount": 1})
-    events = [envelope("written", 1), envelope("never-written", 2)]
+    db.records.insert_one({"_id": "written", "amount": 1, "_batch": "dead"})
+    db.records.insert_one({"_id": "rewritten", "amount": 3})
+    events = [envelope("written", 1), envelope("never-written", 2), envelope("rewritten", 3)]
     db["_outbox_batches"].insert_one({
-        "_id": "dead", "collection": "records", "owners": ["written", "never-written"],
+        "_id": "dead", "collection": "records",
+        "owners": ["written", "never-written", "rewritten"],
         OUTBOX: events, "at": datetime.now(UTC) - timedelta(minutes=5)})
     with running(config, Producer, Consumer):
         wait_until(lambda: totals(config).get("written"), message="the written record's event")
         wait_until(lambda: db["_outbox_batches"].count_documents({}) == 0, message="settled")
-    assert set(totals(config)) == {"written"}
+    assert not {"never-written", "rewritten"} & set(totals(config))

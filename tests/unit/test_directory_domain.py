@@ -123,7 +123,7 @@ def test_plan_of_a_deactivation():
     new.changed()
     change, = domain.plan(old, new, meta_of(old), TODAY)
     assert change.action == "deactivated"
-    assert [t for t, _ in change.events] == ["employee.upserted", "employee.deactivated"]
+    assert [t for t, _ in change.events] == ["employee.deactivated", "employee.upserted"]
     assert change.changes == {"status": ["active", "long_leave"]}
 
 
