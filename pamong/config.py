@@ -22,6 +22,8 @@ DEFAULTS = {
     "OUTBOX_SWEEP_SECONDS": 60,
     # how old an unfinished bulk-insert batch must be before the sweep settles it
     "OUTBOX_BATCH_LEASE_SECONDS": 60,
+    # how long the relay lets writes gather before a round (fewer, larger publishes and pulls)
+    "OUTBOX_LINGER_SECONDS": 0.02,
 }
 
 

@@ -5,7 +5,8 @@ document's ``_outbox`` array in the same single-document write that changes its 
 hand them to this process's relay.
 
 Relaying: the relay publishes with publisher confirms and ``mandatory=True``, then pulls
-exactly the published events out of each document (``$pullAll`` by ``_id``). A crash anywhere
+exactly the published events out of their documents (``$pullAll``, one ``update_many`` per
+100 documents: ``_id $in``, which FerretDB is patched to look up by key). A crash anywhere
 repeats a publish, never loses one:
 - crash after the state write, before publishing: the events are still in the document; the
   sweep at the next start (or another replica's periodic sweep) publishes them;
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 
 OUTBOX = "_outbox"
 BATCH = 500
+PULL_CHUNK = 100  # documents per update_many that empties published outboxes
 BATCHES = "_outbox_batches"
 READY = "_outbox_ready"
 
@@ -251,6 +253,7 @@ class Relay:
         self.poll = float(config.get("OUTBOX_POLL_SECONDS", 0.5))
         self.sweep_every = float(config.get("OUTBOX_SWEEP_SECONDS", 60))
         self.batch_lease = float(config.get("OUTBOX_BATCH_LEASE_SECONDS", 60))
+        self.linger = float(config.get("OUTBOX_LINGER_SECONDS", 0.02))
         self.pending = {}  # (collection, _id) -> {event id: envelope}, in arrival order
         self.unroutable_types = set()
         self._wake = eventlet.event.Event()
@@ -287,6 +290,10 @@ class Relay:
                 with eventlet.Timeout(backoff, False):
                     self._wake.wait()
                 self._wake = eventlet.event.Event()
+            if self.linger and len(self.pending) < BATCH:
+                # let more writes join: one publish round and one pull request then serve
+                # many events (a few ms of latency against far fewer database writes)
+                eventlet.sleep(self.linger)
 
     def stop(self):
         self.running = False
@@ -347,13 +354,7 @@ class Relay:
             returned = set(self.publisher.publish(items))
             # one update per document: a bulk write of many updates could wedge FerretDB's
             # SQLite backend when two replicas pulled from the same documents
-            for (collection, doc_id), events in batch:
-                if collection == BATCHES:  # a batch document exists only for its events
-                    self.db[READY].delete_one({"_id": doc_id})  # first: a crash in between
-                    self.db[BATCHES].delete_one({"_id": doc_id})  # only repeats the publish
-                else:
-                    self.db[collection].update_one({"_id": doc_id},
-                                                   {"$pullAll": {OUTBOX: events}})
+            self._pull(batch)
         except Exception:
             for (collection, doc_id), events in batch:  # still in the documents: try again
                 self.enqueue(collection, doc_id, events)
@@ -361,6 +362,24 @@ class Relay:
         self._record(items, returned)
         metrics.OUTBOX_PENDING.labels(self.service_name).set(len(self.pending))
         return len(items)
+
+    def _pull(self, batch):
+        """Take the published events out of their documents: per collection, one
+        ``update_many`` per ``PULL_CHUNK`` documents, ``$pullAll`` of their events together
+        (each document holds only its own, so pulling the union takes exactly those)."""
+        by_collection = {}
+        for (collection, doc_id), events in batch:
+            if collection == BATCHES:  # a batch document exists only for its events
+                self.db[READY].delete_one({"_id": doc_id})  # first: a crash in between
+                self.db[BATCHES].delete_one({"_id": doc_id})  # only repeats the publish
+            else:
+                by_collection.setdefault(collection, []).append((doc_id, events))
+        for collection, docs in by_collection.items():
+            for start in range(0, len(docs), PULL_CHUNK):
+                chunk = docs[start:start + PULL_CHUNK]
+                self.db[collection].update_many(
+                    {"_id": {"$in": [doc_id for doc_id, _ in chunk]}},
+                    {"$pullAll": {OUTBOX: [e for _, events in chunk for e in events]}})
 
     def _record(self, items, returned):
         if not items:
