@@ -29,8 +29,11 @@ def serve(service_cls, config, port=None):
     stopping = eventlet.event.Event()
 
     def on_signal(signum, frame):
-        if stopping.ready():  # second signal: stop waiting for in-flight workers
-            runner.kill()
+        # Ctrl-C reaches every process of the group, and `pamong run` then sends SIGTERM too:
+        # a second signal stops waiting for in-flight workers. A handler runs inside the
+        # eventlet hub, which must not block: hand the work to green threads.
+        if stopping.ready():
+            eventlet.spawn_n(runner.kill)
         else:
             stopping.send(signum)
 
