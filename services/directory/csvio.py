@@ -18,6 +18,9 @@ business when the rows are stored.
 - "Needed: yes" means the header must have the column and every row a value in it.
 - A row with a problem is rejected as a whole; every problem of every row is reported.
 - Messages never show a whole NIK or phone number.
+- An export writes a cell that starts with ``=``, ``+``, ``-`` or ``@`` (and is not a plain
+  number) with a leading ``'``, so a spreadsheet shows it as text instead of running it as a
+  formula; reading takes that quote off again.
 
 ## units.csv: the organisation (UNOR)
 
@@ -591,7 +594,7 @@ def parse(kind, text, *, today=None):
 
 def _cells(ln, columns, cells):
     for index, cell in enumerate(cells):
-        value = cell.strip()
+        value = _unguard(cell.strip())
         column = columns[index] if index < len(columns) else None
         if column is None:
             if value:
@@ -613,9 +616,27 @@ def export(kind, records):
     writer.writerow(COLUMNS[kind])
     for record in records:
         for cells in layout.cells(record):
-            writer.writerow("" if cells.get(c.name) is None else c.show(cells[c.name])
+            writer.writerow("" if cells.get(c.name) is None else _guard(c.show(cells[c.name]))
                             for c in layout.columns)
     return out.getvalue()
+
+
+# A cell starting with = + - @ is run as a formula when the file is opened in a spreadsheet
+# (CSV injection): an exported name like "=HYPERLINK(...)" is written as "'=HYPERLINK(...)",
+# which spreadsheets show as text, and parse() takes the quote off again. Plain numbers
+# (coordinates, +62... phones) stay as they are.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
+
+
+def _guard(text):
+    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def _unguard(value):
+    return value[1:] if value.startswith("'") and value[1:].startswith(_FORMULA_START) else value
 
 
 def _layout(kind):

@@ -583,3 +583,16 @@ def test_module_docstring_documents_every_column():
     for columns in COLUMNS.values():
         for column in columns:
             assert f"| {column} " in csvio.__doc__, column
+
+
+def test_export_guards_cells_a_spreadsheet_would_run_as_formulas():
+    record = {"nip": "198609262015051001", "kind": "pns", "name": "=HYPERLINK(\"x\")",
+              "title_front": "@dr.", "title_back": "-S.Kom.", "gender": "L",
+              "birth_date": date(1986, 9, 26), "unit": "3510.01", "position": None,
+              "phone": "+6281234567890", "email": None, "status": "active", "nik": None,
+              "supervisor": None, "effective_date": None}
+    text = csvio.export("employees", [record])
+    assert "'=HYPERLINK" in text and "'@dr." in text and "'-S.Kom." in text
+    assert ",+6281234567890," in text  # a plain number is left alone
+    parsed = csvio.parse("employees", text, today=date(2025, 6, 30))
+    assert parsed.errors == [] and parsed.rows[0].record == record
