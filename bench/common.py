@@ -10,12 +10,11 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
-import pymongo
 import requests
 
 from pamong.config import load_config
 from pamong.storage import client_for
-from pamong.testing import broker
+from pamong.testing import broker, drop_databases
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
@@ -55,16 +54,6 @@ def scenario_env(**overrides):
     finally:
         drop_databases(config)
         broker.delete_vhost(vhost)
-
-
-def drop_databases(config):
-    client = pymongo.MongoClient(config["MONGO_URI"], serverSelectionTimeoutMS=3000)
-    try:
-        for name in client.list_database_names():
-            if name.startswith(config["MONGO_DB_PREFIX"]):
-                client.drop_database(name)
-    finally:
-        client.close()
 
 
 def machine(config):

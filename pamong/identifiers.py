@@ -38,7 +38,7 @@ from pamong.privacy import mask_nik
 
 __all__ = ["MIN_AGE_AT_APPOINTMENT", "PNS_FIRST_YEAR", "PPPK_FIRST_YEAR", "PPPK_MARKER",
            "PROVINCE_CODES", "Nik", "StaffNumber", "nik_matches", "parse_nik", "parse_nip",
-           "parse_pppk", "parse_staff_number", "staff_kind"]
+           "parse_pppk", "parse_staff_number", "staff_kind", "staff_mismatches"]
 
 MIN_AGE_AT_APPOINTMENT = 18
 PNS_FIRST_YEAR = 1950
@@ -105,6 +105,15 @@ def staff_kind(value):
     """``"pppk"`` when digits 13-14 are ``21``, else ``"pns"``; only the 18 digits are checked."""
     number = _digits(value, 18, "a staff number (NIP or NI PPPK)")
     return "pppk" if number[12:14] == PPPK_MARKER else "pns"
+
+
+def staff_mismatches(number, gender=None, birth_date=None):
+    """``{"gender"|"birth_date": reason}`` where a stated value disagrees with what the staff
+    number encodes (the number wins: it is the identity)."""
+    stated = {"gender": gender, "birth_date": birth_date}
+    return {name: f"{value} differs from the NIP, which encodes {getattr(number, name)}"
+            for name, value in stated.items()
+            if value is not None and value != getattr(number, name)}
 
 
 def parse_staff_number(value, kind=None, today=None):

@@ -33,7 +33,7 @@ from nameko.extensions import DependencyProvider
 from pamong.events.consumer import handles
 from pamong.events.envelope import new_event
 from pamong.events.outbox import ConfirmingPublisher
-from pamong.storage import Index, Mongo
+from pamong.storage import Index, mongo_of
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,7 @@ class SnapshotOnEmpty(DependencyProvider):
         self.container.spawn_managed_thread(self._check, identifier="replica-snapshot")
 
     def _check(self):
-        mongo, = (d for d in self.container.dependencies if isinstance(d, Mongo))
-        db = mongo.db
+        db = mongo_of(self.container, "DirectoryReplica").db
         if db[UNITS].find_one({}, {"_id": 1}) or db[EMPLOYEES].find_one({}, {"_id": 1}):
             return
         try:

@@ -85,6 +85,14 @@ class Mongo(DependencyProvider):
         return self.db
 
 
+def mongo_of(container, needed_by):
+    """The service's one ``Mongo`` provider, for extensions that write through it."""
+    found = [d for d in container.dependencies if isinstance(d, Mongo)]
+    if len(found) != 1:
+        raise RuntimeError(f"{needed_by} needs exactly one Mongo dependency on the service")
+    return found[0]
+
+
 class GroupInsert:
     """Insert single documents, written together (group commit).
 

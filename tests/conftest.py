@@ -12,7 +12,7 @@ import uuid  # noqa: E402
 import pytest  # noqa: E402
 
 from pamong.config import load_config  # noqa: E402
-from pamong.testing import broker  # noqa: E402
+from pamong.testing import broker, drop_databases  # noqa: E402
 
 TEST_JWT_SECRET = "test-secret-of-at-least-32-bytes-long!"
 
@@ -31,10 +31,9 @@ def db_prefix():
     return f"t{uuid.uuid4().hex[:10]}_"
 
 
-@pytest.fixture
-def config(vhost, db_prefix):
-    """Service config pointing at the test vhost and a per-test database prefix."""
-    cfg = load_config(overrides={
+def service_test_config(vhost, db_prefix):
+    """Service config pointing at the test vhost and a database prefix, with fast retries."""
+    return load_config(overrides={
         "AMQP_URI": broker.amqp_uri_for(vhost),
         "MONGO_URI": os.environ.get("MONGO_URI", "mongodb://127.0.0.1:27017/"),
         "MONGO_DB_PREFIX": db_prefix,
@@ -44,17 +43,13 @@ def config(vhost, db_prefix):
         "OUTBOX_POLL_SECONDS": 0.05,
         "OUTBOX_SWEEP_SECONDS": 2,
     })
+
+
+@pytest.fixture
+def config(vhost, db_prefix):
+    """A test config with a database prefix of its own (dropped afterwards)."""
+    cfg = service_test_config(vhost, db_prefix)
     yield cfg
-    _drop_databases(cfg)
+    drop_databases(cfg)
 
 
-def _drop_databases(cfg):
-    import pymongo
-
-    client = pymongo.MongoClient(cfg["MONGO_URI"], serverSelectionTimeoutMS=2000)
-    try:
-        for name in client.list_database_names():
-            if name.startswith(cfg["MONGO_DB_PREFIX"]):
-                client.drop_database(name)
-    finally:
-        client.close()

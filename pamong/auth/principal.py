@@ -5,6 +5,11 @@ from dataclasses import dataclass
 PEMDA_WIDE_ROLES = frozenset({"admin", "service"})
 
 
+def in_subtree(code, root):
+    """Unit codes are dotted paths: ``3510.01`` contains ``3510.01.02``, not ``3510.010``."""
+    return code == root or code.startswith(root + ".")
+
+
 @dataclass(frozen=True)
 class Principal:
     sub: str
@@ -33,7 +38,7 @@ class Principal:
             return True
         if not self.opd or not unit_code:
             return False
-        return unit_code == self.opd or unit_code.startswith(self.opd + ".")
+        return in_subtree(unit_code, self.opd)
 
     def actor(self, preferred_roles=()):
         """``{"sub", "role"}`` for event envelopes: the role that granted access if known."""

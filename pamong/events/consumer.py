@@ -37,7 +37,7 @@ from pamong import logs, metrics
 from pamong.events import contracts
 from pamong.events.envelope import Event, load_envelope
 from pamong.events.topology import Binding, declare, dlq_name, retry_queue_name
-from pamong.storage import GroupInsert
+from pamong.storage import GroupInsert, mongo_of
 from pamong.web.context import bind_request_context
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,6 @@ class EventConsumer(Consumer):
         super().__init__(queue=None, **kwargs)
 
     def setup(self):
-        from pamong.storage import Mongo
-
         config = self.container.config
         self.binding = Binding(self.container.service_name, self.method_name,
                                self.source, self.event_type)
@@ -96,10 +94,7 @@ class EventConsumer(Consumer):
         self.jitter = float(config.get("RETRY_JITTER", 0.2))
         self.lease = float(config.get("INBOX_LEASE_SECONDS", 60))
         self.amqp = Connection(config["AMQP_URI"], transport_options={"confirm_publish": True})
-        mongos = [d for d in self.container.dependencies if isinstance(d, Mongo)]
-        if len(mongos) != 1:
-            raise RuntimeError("@handles needs exactly one Mongo dependency on the service")
-        self.mongo = mongos[0]
+        self.mongo = mongo_of(self.container, "@handles")
         with Connection(config["AMQP_URI"]) as connection:
             declare(connection.default_channel, self.binding, len(self.delays))
         super().setup()

@@ -405,12 +405,9 @@ class Outbox(DependencyProvider):
     """
 
     def setup(self):
-        from pamong.storage import Mongo
+        from pamong.storage import mongo_of
 
-        providers = [d for d in self.container.dependencies if isinstance(d, Mongo)]
-        if len(providers) != 1:
-            raise RuntimeError("Outbox needs exactly one Mongo dependency on the service")
-        self.mongo = providers[0]
+        self.mongo = mongo_of(self.container, "Outbox")
         self.relay = None
 
     def start(self):

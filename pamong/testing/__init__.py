@@ -33,6 +33,48 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def serve_process(config, module, port, ready_path="/health/ready", **env):
+    """``pamong serve <module>`` in a child process (a real crash can be a SIGKILL), with
+    ``config``'s broker, database and secret plus ``env``; returns the Popen once
+    ``ready_path`` answers 200."""
+    import os
+    import subprocess
+    import sys
+
+    import requests
+
+    settings = {key: str(config[key]) for key in ("AMQP_URI", "MONGO_URI", "MONGO_DB_PREFIX",
+                                                  "JWT_SECRET") if config.get(key)}
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "pamong.cli.main", "serve", module, "--port", str(port)],
+        env={**os.environ, **settings, **{k: str(v) for k, v in env.items()}},
+        stderr=subprocess.DEVNULL)
+
+    def up():
+        if process.poll() is not None:
+            raise RuntimeError(f"{module} exited with {process.returncode} while starting")
+        try:
+            return requests.get(f"http://127.0.0.1:{port}{ready_path}", timeout=2).ok
+        except requests.ConnectionError:
+            return False
+
+    wait_until(up, timeout=30, message=f"{module} answering on {ready_path}")
+    return process
+
+
+def drop_databases(config):
+    """Drop every database of ``config``'s ``MONGO_DB_PREFIX`` (a test's or a bench run's)."""
+    import pymongo
+
+    client = pymongo.MongoClient(config["MONGO_URI"], serverSelectionTimeoutMS=3000)
+    try:
+        for name in client.list_database_names():
+            if name.startswith(config["MONGO_DB_PREFIX"]):
+                client.drop_database(name)
+    finally:
+        client.close()
+
+
 class HttpClient:
     """``requests`` against one running service, with token helpers."""
 

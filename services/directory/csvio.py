@@ -102,7 +102,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from pamong.contracts.directory import POSITION_KINDS, UNIT_CODE, UNIT_KINDS
-from pamong.identifiers import nik_matches, parse_nik, parse_staff_number
+from pamong.identifiers import nik_matches, parse_nik, parse_staff_number, staff_mismatches
 from pamong.privacy import mask_text, normalize_phone
 
 __all__ = ["COLUMNS", "KINDS", "Parsed", "Row", "RowError", "export", "parse"]
@@ -246,11 +246,11 @@ def _phone(value):
         raise ValueError("is not an Indonesian mobile number (08..., 628... or +628...)") from None
 
 
-_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")  # the API checks e-mails with it too
 
 
 def _email(value):
-    if not _EMAIL.fullmatch(value):
+    if not EMAIL.fullmatch(value):
         raise ValueError("is not an e-mail address (name@domain.tld)")
     return value.lower()
 
@@ -470,10 +470,10 @@ class _Employees(_Layout):
         if "JENIS_PEGAWAI" not in ln.bad:
             staff = self.staff_number(ln, "NIP", kind=employee["kind"])
         if staff is not None:
-            for column, key in (("JENIS_KELAMIN", "gender"), ("TANGGAL_LAHIR", "birth_date")):
-                if employee[key] is not None and employee[key] != getattr(staff, key):
-                    ln.error(column, f"{employee[key]} differs from the NIP, which encodes "
-                                     f"{getattr(staff, key)}")
+            columns = {"gender": "JENIS_KELAMIN", "birth_date": "TANGGAL_LAHIR"}
+            for key, reason in staff_mismatches(staff, employee["gender"],
+                                                employee["birth_date"]).items():
+                ln.error(columns[key], reason)
         supervisor = self.staff_number(ln, "NIP_ATASAN")
         if supervisor is not None and supervisor.number == employee["nip"]:
             ln.error("NIP_ATASAN", "an employee cannot be their own supervisor")

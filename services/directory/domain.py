@@ -55,10 +55,6 @@ def opd_of(code):
     return ".".join(parts[:2]) if len(parts) >= 2 else None
 
 
-def in_subtree(code, root):
-    return code == root or code.startswith(root + ".")
-
-
 def display_name(record):
     """``dr.`` + ``Ayu Lestari`` + ``M.Kes.`` -> ``dr. Ayu Lestari, M.Kes.``"""
     name = record["name"]

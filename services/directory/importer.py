@@ -20,6 +20,7 @@ import logging
 import uuid
 from datetime import UTC, date, datetime
 
+from pamong.auth.principal import in_subtree
 from pamong.privacy import mask_nik
 from pamong.web import Problem
 from services.directory import csvio, domain
@@ -93,10 +94,10 @@ class Importer:
 
     def _out_of_scope(self, kind, row, existing):
         """An opd_admin's row must stay in its OPD; another OPD's record is not described."""
-        if existing is not None and not domain.in_subtree(_unit_of(kind, existing), self.scope):
+        if existing is not None and not in_subtree(_unit_of(kind, existing), self.scope):
             return [csvio.RowError(row.line, None, "this record belongs to another OPD")]
         unit = _unit_of(kind, row.record)
-        if not domain.in_subtree(unit, self.scope):
+        if not in_subtree(unit, self.scope):
             return [csvio.RowError(row.line, None, f"unit {unit} is outside your OPD")]
         return []
 

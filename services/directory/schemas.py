@@ -13,9 +13,10 @@ from pamong.contracts.directory import (
     UNIT_CODE,
     UNIT_KINDS,
 )
-from pamong.identifiers import parse_nik, parse_staff_number
+from pamong.identifiers import parse_nik, parse_staff_number, staff_mismatches
 from pamong.privacy import normalize_phone
 from pamong.web import PageQuery
+from services.directory.csvio import EMAIL
 
 POSITION_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
@@ -120,8 +121,7 @@ class EmployeeBody(Schema):
     position = fields.String(load_default=None, allow_none=True,
                              validate=validate.Regexp(POSITION_ID))
     phone = fields.String(load_default=None, allow_none=True)
-    email = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(
-        r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$", error="not an e-mail address"))
+    email = fields.String(load_default=None, allow_none=True)
     status = fields.String(load_default="active", validate=validate.OneOf(STATUSES))
     nik = fields.String(load_default=None, allow_none=True)
     supervisor = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(NIP))
@@ -134,6 +134,11 @@ class EmployeeBody(Schema):
                 normalize_phone(value)
             except ValueError as exc:
                 raise ValidationError(str(exc)) from None
+
+    @validates("email")
+    def _email(self, value, **kwargs):
+        if value is not None and not EMAIL.fullmatch(value):
+            raise ValidationError("not an e-mail address")
 
     @validates("nik")
     def _nik(self, value, **kwargs):
@@ -160,12 +165,9 @@ def complete_employee(nip, data, today=None):
         number = parse_staff_number(nip, kind=data.get("kind"), today=today)
     except ValueError as exc:
         raise ValidationError({"nip": [str(exc)]}) from None
-    errors = {}
-    for name, from_number in (("gender", number.gender), ("birth_date", number.birth_date)):
-        if data.get(name) is not None and data[name] != from_number:
-            errors[name] = [f"does not match the NIP ({from_number})"]
+    errors = staff_mismatches(number, data.get("gender"), data.get("birth_date"))
     if errors:
-        raise ValidationError(errors)
+        raise ValidationError({name: [reason] for name, reason in errors.items()})
     return {**data, "nip": number.number, "kind": number.kind, "gender": number.gender,
             "birth_date": number.birth_date}
 

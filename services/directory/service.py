@@ -10,6 +10,7 @@ from nameko.dependency_providers import Config
 from nameko.timer import timer
 from werkzeug.wrappers import Response
 
+from pamong.auth.principal import in_subtree
 from pamong.contracts.directory import UNIT_CODE
 from pamong.events.consumer import handles
 from pamong.events.outbox import OUTBOX, Outbox
@@ -416,7 +417,7 @@ class DirectoryService(HealthEndpoints):
         scope = _write_scope(principal)
         found = self.db[kind].find({}, {"audit": 0, OUTBOX: 0}).sort("_id", 1)
         records = [record_of(d, kind) for d in found
-                   if scope is None or domain.in_subtree(d.get("unit") or d["_id"], scope)]
+                   if scope is None or in_subtree(d.get("unit") or d["_id"], scope)]
         if kind == "employees" and not principal.has_any(("admin",)):
             records = [{**r, "nik": mask_nik(r["nik"]) if r["nik"] else None} for r in records]
         return Response(csvio.export(kind, records), content_type="text/csv; charset=utf-8",
@@ -472,7 +473,7 @@ class DirectoryService(HealthEndpoints):
 def _reads(principal, code):
     """Readers outside the Pemda-wide roles see their own OPD only."""
     scope = reader_opd(principal)
-    return scope is None or domain.in_subtree(code, scope)
+    return scope is None or in_subtree(code, scope)
 
 
 def _write_scope(principal):

@@ -265,3 +265,22 @@ def test_children_of_a_unit_and_a_token_without_opd(directory):
     for path in (f"{API}/units", f"{API}/employees", f"{API}/tree"):
         response = directory.request("GET", path, token=directory.token(("pemohon",), opd=None))
         assert response.status_code == 403, (path, response.text)
+
+
+def test_ending_an_acting_assignment_twice_is_a_conflict_and_publishes_once(directory,
+                                                                             recorder):
+    seed(directory)
+    acting = admin(directory, "POST", f"{API}/acting", json={
+        "kind": "plh", "position": "dinkes-kadis", "nip": NIP_KABID,
+        "start": "2026-12-01", "end": "2026-12-31"})
+    path = f"{API}/acting/{acting['id']}/end"
+    admin(directory, "POST", path, json={"ended_on": "2026-12-15"})
+    again = directory.as_staff("POST", path, roles=("admin",), opd="3510",
+                               json={"ended_on": "2026-12-20"})
+    assert again.status_code == 409
+    bad = directory.as_staff("POST", f"{API}/acting", roles=("admin",), opd="3510", json={
+        "kind": "plh", "position": "dinkes-kadis", "nip": NIP_KABID,
+        "start": "2027-01-31", "end": "2027-01-01"})
+    assert bad.status_code == 422 and "end" in bad.json()["errors"]
+    wait_until(lambda: recorder.of("acting.ended"), timeout=15)
+    assert [e["data"]["ended_on"] for e in recorder.of("acting.ended")] == ["2026-12-15"]

@@ -26,7 +26,6 @@ whose rows lie outside the caller's OPD (a row error: the whole file is refused)
 import csv
 import io
 import itertools
-import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -36,11 +35,10 @@ import pytest
 from nameko.containers import ServiceContainer
 
 from pamong.auth import mint_token
-from pamong.config import load_config
-from pamong.testing import HttpClient, broker, free_port
+from pamong.testing import HttpClient, drop_databases, free_port
 from services.directory.domain import PUBLIC_EMPLOYEE_FIELDS
 from services.directory.service import DirectoryService
-from tests.conftest import TEST_JWT_SECRET, _drop_databases
+from tests.conftest import service_test_config
 from tests.integration.test_directory_api import (
     API,
     EMPLOYEES,
@@ -316,18 +314,9 @@ def _matrix():
 @pytest.fixture(scope="module")
 def module_config(vhost):
     """As ``config`` in tests/conftest.py, but one database prefix for the whole module."""
-    cfg = load_config(overrides={
-        "AMQP_URI": broker.amqp_uri_for(vhost),
-        "MONGO_URI": os.environ.get("MONGO_URI", "mongodb://127.0.0.1:27017/"),
-        "MONGO_DB_PREFIX": f"t{uuid.uuid4().hex[:10]}_",
-        "JWT_SECRET": TEST_JWT_SECRET,
-        "RETRY_DELAYS": [0.2, 0.4],
-        "RETRY_JITTER": 0.1,
-        "OUTBOX_POLL_SECONDS": 0.05,
-        "OUTBOX_SWEEP_SECONDS": 2,
-    })
+    cfg = service_test_config(vhost, f"t{uuid.uuid4().hex[:10]}_")
     yield cfg
-    _drop_databases(cfg)
+    drop_databases(cfg)
 
 
 @pytest.fixture(scope="module")

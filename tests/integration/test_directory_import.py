@@ -190,3 +190,20 @@ def test_deactivating_a_unit_by_import_needs_it_empty(directory):  # noqa: F811
     reasons = [e["reason"] for e in body["errors"]]
     assert any("active employees" in r for r in reasons), reasons
     assert any("active positions" in r for r in reasons), reasons
+
+
+def test_concurrent_imports_of_one_file_apply_it_once(directory, recorder):  # noqa: F811
+    """Two clerks upload the same file at once: the write lock runs one after the other, and
+    the second finds everything in place (nothing written, nothing published twice)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import_ok(directory, "units", (DATA / "units.csv").read_text())
+    import_ok(directory, "positions", (DATA / "positions.csv").read_text())
+    text = (DATA / "employees.csv").read_text()
+    with ThreadPoolExecutor(2) as pool:
+        reports = [r.json() for r in pool.map(lambda _: post_csv(directory, "employees", text),
+                                              range(2))]
+    assert sorted(r["created"] for r in reports) == [0, 6]
+    assert sorted(r["unchanged"] for r in reports) == [0, 6]
+    wait_until(lambda: len(recorder.of("employee.upserted")) == 6, timeout=15)
+    assert len({e["data"]["nip"] for e in recorder.of("employee.upserted")}) == 6

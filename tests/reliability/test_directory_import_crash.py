@@ -4,10 +4,7 @@ bus (at least once, always the same event id: consumers deduplicate by id). The 
 unfinished outbox batch is settled by the sweep: events of the records that were written go
 out, the others are written (with their events) by the resumed import."""
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 from datetime import date, timedelta
 
@@ -16,7 +13,7 @@ import pytest
 import requests
 
 from pamong.storage import database_name
-from pamong.testing import EventRecorder, HttpClient, free_port, wait_until
+from pamong.testing import EventRecorder, HttpClient, free_port, serve_process, wait_until
 from services.directory import csvio
 from services.directory.demo import demo_pemda
 
@@ -42,21 +39,9 @@ def generated_employees(count, unit, position):
 
 
 def start_directory(config, port):
-    env = dict(os.environ, AMQP_URI=config["AMQP_URI"], MONGO_URI=config["MONGO_URI"],
-               MONGO_DB_PREFIX=config["MONGO_DB_PREFIX"], JWT_SECRET=config["JWT_SECRET"],
-               DIRECTORY_LOCK_LEASE_SECONDS="2", OUTBOX_POLL_SECONDS="0.05",
-               OUTBOX_SWEEP_SECONDS="2", OUTBOX_BATCH_LEASE_SECONDS="2")
-    process = subprocess.Popen([sys.executable, "-m", "pamong.cli.main", "serve", "directory",
-                                "--port", str(port)], env=env, stderr=subprocess.DEVNULL)
-
-    def up():
-        try:
-            return requests.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).ok
-        except requests.ConnectionError:
-            return False
-
-    wait_until(up, timeout=30, message="directory answering")
-    return process
+    return serve_process(config, "directory", port, DIRECTORY_LOCK_LEASE_SECONDS=2,
+                         OUTBOX_POLL_SECONDS=0.05, OUTBOX_SWEEP_SECONDS=2,
+                         OUTBOX_BATCH_LEASE_SECONDS=2)
 
 
 def test_import_killed_midway_completes_after_restart_with_one_effect_each(config):

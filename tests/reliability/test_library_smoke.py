@@ -2,16 +2,13 @@
 our launcher: concurrent HTTP requests that each write to the database, an RPC round trip,
 an event, and the broker dropping every connection (the service must reconnect)."""
 
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
 from pamong.storage import client_for, database_name
-from pamong.testing import broker, free_port, rpc_proxy, wait_until
+from pamong.testing import broker, free_port, rpc_proxy, serve_process, wait_until
 
 pytestmark = pytest.mark.reliability
 
@@ -23,21 +20,10 @@ CONCURRENCY = 25
 @pytest.fixture
 def smoke_service(config, vhost):
     port = free_port()
-    env = dict(os.environ, AMQP_URI=config["AMQP_URI"], MONGO_URI=config["MONGO_URI"],
-               MONGO_DB_PREFIX=config["MONGO_DB_PREFIX"])
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pamong.cli.main", "serve", "tests.smoke_service:SmokeService",
-         "--port", str(port)], env=env, stderr=subprocess.DEVNULL)
+    process = serve_process(config, "tests.smoke_service:SmokeService", port,
+                            ready_path="/smoke/ping")
     base = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            return requests.get(f"{base}/smoke/ping", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
-
     try:
-        wait_until(up, timeout=30, message="smoke service answering")
         # nameko declares its event queue only once its consumer runs, which can be after HTTP
         # answers; events dispatched before that are dropped (the reason for `bus declare`)
         wait_until(lambda: broker.queue_depth(vhost, EVENT_QUEUE) is not None, timeout=30,

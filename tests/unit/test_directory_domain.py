@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pamong.auth.principal import in_subtree
 from services.directory import domain
 from services.directory.domain import State
 
@@ -58,7 +59,7 @@ def test_codes_give_parent_ancestors_and_opd(levels):
     assert len(chain) == len(levels)
     assert all(code.startswith(a + ".") for a in chain)
     assert domain.opd_of(code) == (None if not levels else f"3510.{levels[0]:02d}")
-    assert domain.in_subtree(code, "3510") and not domain.in_subtree("3510.010", "3510.01")
+    assert in_subtree(code, "3510") and not in_subtree("3510.010", "3510.01")
 
 
 def test_superiors_are_derived_from_unit_heads():
