@@ -87,11 +87,11 @@ class DirectoryService(HealthEndpoints):
         if query.get("parent"):
             criteria["parent"] = query["parent"]
         if query.get("under"):
-            criteria["_id"] = {"$regex": f"^{_escape(query['under'])}(\\.|$)"}
+            criteria["_id"] = {"$regex": f"^{re.escape(query['under'])}(\\.|$)"}
         if scope:
             criteria["opd"] = scope
         if query.get("q"):
-            criteria["name"] = {"$regex": _escape(query["q"]), "$options": "i"}
+            criteria["name"] = {"$regex": re.escape(query["q"]), "$options": "i"}
         after = decode_cursor(query["cursor"])
         if after:
             criteria = {"$and": [criteria, {"_id": {"$gt": after["_id"]}}]}
@@ -214,12 +214,12 @@ class DirectoryService(HealthEndpoints):
             if q.isdigit():
                 criteria.append({"_id": {"$regex": f"^{q}"}})
             else:
-                criteria.append({"name": {"$regex": _escape(q), "$options": "i"}})
+                criteria.append({"name": {"$regex": re.escape(q), "$options": "i"}})
         for name in ("unit", "position", "status"):
             if query.get(name):
                 criteria.append({name: query[name]})
         if query.get("under"):
-            criteria.append({"unit": {"$regex": f"^{_escape(query['under'])}(\\.|$)"}})
+            criteria.append({"unit": {"$regex": f"^{re.escape(query['under'])}(\\.|$)"}})
         if after := decode_cursor(query["cursor"]):
             criteria.append({"_id": {"$gt": after["_id"]}})
         found = self.db.employees.find({"$and": criteria} if criteria else {},
@@ -482,10 +482,6 @@ def _write_scope(principal):
     if not principal.opd:
         raise forbidden("Your token names no OPD.")
     return principal.opd
-
-
-def _escape(text):
-    return re.escape(text)
 
 
 def _valid_code(code):
