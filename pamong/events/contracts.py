@@ -1,14 +1,18 @@
 """The registry of event contracts: one marshmallow schema per (type, version).
 
 Publishers dump ``data`` through the contract before it enters the outbox; consumers load it
-through the same contract, so both ends agree on the published language. Product contracts
-live in ``pamong/contracts/<service>.py`` and register themselves on import.
+through the same contract, so both ends agree on the published language. Plain data takes
+``fastschema``'s path, which gives marshmallow's answer without marshmallow's overhead.
+Product contracts live in ``pamong/contracts/<service>.py`` and register themselves on import.
 """
 
 from marshmallow import RAISE, Schema, ValidationError
 
+from pamong.events.fastschema import Unsure, compile_schema
+
 _registry: dict[tuple[str, int], type[Schema]] = {}
 _instances: dict[type[Schema], Schema] = {}
+_fast: dict[type[Schema], object] = {}  # schema class -> FastSchema, or None (marshmallow only)
 
 
 class UnknownContract(ValidationError):
@@ -41,7 +45,12 @@ def schema_for(event_type, version=1):
     schema = _instances.get(schema_cls)
     if schema is None:
         schema = _instances[schema_cls] = schema_cls(unknown=RAISE)
+        _fast[schema_cls] = compile_schema(schema)
     return schema
+
+
+def _fast_for(schema):
+    return _fast.get(type(schema))
 
 
 def registered():
@@ -52,6 +61,12 @@ def registered():
 def dump_data(event_type, version, data):
     """Validate outgoing ``data`` against its contract and return its JSON-ready form."""
     schema = schema_for(event_type, version)
+    fast = _fast_for(schema)
+    if fast is not None:
+        try:
+            return fast.dump(data)
+        except Unsure:  # marshmallow decides, with its messages
+            pass
     try:
         dumped = schema.dump(data)
     except (TypeError, ValueError) as exc:
@@ -64,4 +79,11 @@ def dump_data(event_type, version, data):
 
 def load_data(event_type, version, data):
     """Validate incoming ``data``; raise ValidationError naming the bad fields."""
-    return schema_for(event_type, version).load(data)
+    schema = schema_for(event_type, version)
+    fast = _fast_for(schema)
+    if fast is not None:
+        try:
+            return fast.load(data)
+        except Unsure:
+            pass
+    return schema.load(data)

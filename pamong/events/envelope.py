@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from pamong.events.fastschema import Unsure, compile_schema
+
 TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
 
@@ -63,10 +65,17 @@ def new_event(source, type, data, *, version=1, opd=None, correlation_id=None, a
     }
 
 
+ENVELOPE = EnvelopeSchema()
+FAST_ENVELOPE = compile_schema(ENVELOPE)
+
+
 def load_envelope(body):
     """Validate the envelope part of ``body``; raise ValidationError with field messages."""
     if not isinstance(body, dict):
         raise ValidationError({"_schema": ["event body must be a JSON object"]})
-    loaded = EnvelopeSchema().load(body)
+    try:
+        loaded = FAST_ENVELOPE.load(body)
+    except Unsure:  # marshmallow decides, with its messages
+        loaded = ENVELOPE.load(body)
     loaded["id"] = str(loaded["id"])
     return loaded

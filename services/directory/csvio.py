@@ -323,6 +323,10 @@ class _Layout:
 
     columns: tuple[_Column, ...]
     key: str | None = None  # the column whose value may appear on one row only
+    fills: tuple[tuple[str, str], ...]  # (record key, column) for each column with a key
+
+    def __init_subclass__(cls):
+        cls.fills = tuple((c.key, c.name) for c in cls.columns if c.key)
 
     def __init__(self, today):
         self.today = today
@@ -337,7 +341,8 @@ class _Layout:
         value = ln.get(self.key) if self.key else None
         if value is not None and (first := self.first_line(ln, self.key, value)) != ln.line:
             ln.error(self.key, f"{mask_text(value)} is already on line {first}")
-        record = self.record(ln, {c.key: ln.get(c.name) for c in self.columns if c.key})
+        values = ln.values
+        record = self.record(ln, {key: values.get(name) for key, name in self.fills})
         if not ln.errors and record is not None:
             self.rows.append(Row(ln.line, record))
 
@@ -580,9 +585,11 @@ def parse(kind, text, *, today=None):
         result.absent = {c.key for c in layout.columns if c.key and c.name not in present}
         if kind == "units" and "NAMA_KANTOR" not in present:
             result.absent.add("offices")
+        required = [c.name for c in columns if c is not None and c.need == "value"]
         for line, cells in rows:
             ln = _Line(line)
             _cells(ln, columns, cells)
+            ln.require(*required)
             layout.read(ln)
             result.errors.extend(ln.errors)
             result.warnings.extend(ln.warnings)
@@ -593,9 +600,12 @@ def parse(kind, text, *, today=None):
 
 
 def _cells(ln, columns, cells):
+    width = len(columns)
     for index, cell in enumerate(cells):
-        value = _unguard(cell.strip())
-        column = columns[index] if index < len(columns) else None
+        value = cell.strip()
+        if value[:1] == "'":
+            value = _unguard(value)
+        column = columns[index] if index < width else None
         if column is None:
             if value:
                 ln.error(None, f"column {index + 1} has a value but no name in the header")
@@ -605,7 +615,6 @@ def _cells(ln, columns, cells):
             except ValueError as exc:
                 ln.bad.add(column.name)
                 ln.error(column.name, str(exc))
-    ln.require(*(c.name for c in columns if c is not None and c.need == "value"))
 
 
 def export(kind, records):

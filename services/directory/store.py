@@ -130,9 +130,16 @@ class WriteLock:
 
 
 class ChangeWriter:
-    """Writes planned changes: each one document, its events and its audit entry at once."""
+    """Writes planned changes: each one document, its events and its audit entry at once.
+
+    New documents go in ``insert_many`` batches of ``INSERT_BATCH``, up to ``IN_FLIGHT`` at a
+    time: the next batch is prepared (events checked by their contracts, documents built)
+    while the database stores the previous ones. Updates wait for every insert before them,
+    so a record is never updated before the records it was planned after.
+    """
 
     INSERT_BATCH = 200
+    IN_FLIGHT = 2
 
     def __init__(self, db, outbox, actor, correlation_id, source):
         self.db = db
@@ -145,23 +152,36 @@ class ChangeWriter:
         """``changes``: ``domain.Change`` list, in dependency order. Returns the count.
 
         ``on_batch`` runs after every ``INSERT_BATCH`` changes (the lock's ``renew``)."""
-        inserts = []
-        for done, change in enumerate(changes, 1):
-            if change.old_version == 0:
-                inserts.append(change)
-                if len(inserts) >= self.INSERT_BATCH:
-                    self._insert(inserts)
-                    inserts = []
-            else:
-                if inserts:  # keep the order: parents before children
-                    self._insert(inserts)
-                    inserts = []
-                self._update(change)
-            if on_batch and done % self.INSERT_BATCH == 0:
-                on_batch()
-        if inserts:
-            self._insert(inserts)
+        inserts, in_flight = [], []
+        try:
+            for done, change in enumerate(changes, 1):
+                if change.old_version == 0:
+                    inserts.append(change)
+                    if len(inserts) >= self.INSERT_BATCH:
+                        self._start_insert(inserts, in_flight)
+                        inserts = []
+                else:
+                    if inserts:
+                        self._start_insert(inserts, in_flight)
+                        inserts = []
+                    _finish(in_flight, keep=0)  # keep the order: parents before children
+                    self._update(change)
+                if on_batch and done % self.INSERT_BATCH == 0:
+                    on_batch()
+            if inserts:
+                self._start_insert(inserts, in_flight)
+        finally:
+            _finish(in_flight, keep=0)
         return len(changes)
+
+    def _start_insert(self, changes, in_flight):
+        by_collection = {}
+        for change in changes:
+            doc = {"_id": change.key, **self._document(change), "audit": [self._entry(change)]}
+            by_collection.setdefault(change.collection, []).append((doc, self._events(change)))
+        _finish(in_flight, keep=self.IN_FLIGHT - 1)
+        in_flight.append(eventlet.spawn(self._insert, by_collection))
+        eventlet.sleep(0)  # let it send its request before the next batch is prepared
 
     def _document(self, change):
         record = storable(change.record)
@@ -181,11 +201,7 @@ class ChangeWriter:
         return audit_entry(change.action, change.changes, self.actor, self.correlation_id,
                            self.source)
 
-    def _insert(self, changes):
-        by_collection = {}
-        for change in changes:
-            doc = {"_id": change.key, **self._document(change), "audit": [self._entry(change)]}
-            by_collection.setdefault(change.collection, []).append((doc, self._events(change)))
+    def _insert(self, by_collection):
         for collection, docs in by_collection.items():
             duplicates = self.outbox.insert_many(collection, docs)
             if duplicates:
@@ -200,3 +216,16 @@ class ChangeWriter:
         if not result.matched_count:
             raise conflict(f"{change.collection} {change.key} was changed by another writer "
                            "meanwhile; repeat the request")
+
+
+def _finish(in_flight, keep):
+    """Wait until at most ``keep`` writes are in flight; the first failure raises (after
+    every write has ended, so none is still running when the caller reports)."""
+    error = None
+    while len(in_flight) > keep or (error and in_flight):
+        try:
+            in_flight.pop(0).wait()
+        except Exception as exc:  # noqa: BLE001 - re-raised below
+            error = error or exc
+    if error:
+        raise error

@@ -8,7 +8,7 @@ from marshmallow import ValidationError
 from pamong.cli.main import main as pamong_cli
 from pamong.events import dlq
 from pamong.events.envelope import new_event
-from pamong.events.outbox import OUTBOX, OutboxWriter, Relay
+from pamong.events.outbox import OUTBOX, OutboxWriter, Relay, batch_document
 from pamong.storage import client_for, database_name
 from pamong.testing import broker, publish_raw, rpc_proxy, running, wait_until
 from tests.kernel_services import Consumer, Producer
@@ -257,9 +257,8 @@ def test_a_dead_writers_batch_publishes_only_what_it_wrote(config):
     db.records.insert_one({"_id": "rewritten", "amount": 3})
     events = [envelope("written", 1), envelope("never-written", 2), envelope("rewritten", 3)]
     db["_outbox_batches"].insert_one({
-        "_id": "dead", "collection": "records",
-        "owners": ["written", "never-written", "rewritten"],
-        OUTBOX: events, "at": datetime.now(UTC) - timedelta(minutes=5)})
+        **batch_document("dead", "records", ["written", "never-written", "rewritten"], events),
+        "at": datetime.now(UTC) - timedelta(minutes=5)})
     with running(config, Producer, Consumer):
         wait_until(lambda: totals(config).get("written"), message="the written record's event")
         wait_until(lambda: db["_outbox_batches"].count_documents({}) == 0, message="settled")

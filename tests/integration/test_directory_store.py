@@ -1,0 +1,68 @@
+"""ChangeWriter against the real database: batches written two at a time keep every record's
+events, updates wait for the inserts planned before them, and a failed batch stops the write
+with every started batch finished."""
+
+import pytest
+
+import pamong.contracts.directory  # noqa: F401  (registers the events written here)
+from pamong.events.outbox import OutboxWriter, Relay, unpack
+from pamong.storage import client_for, database_name
+from pamong.web import Problem
+from services.directory.domain import Change
+from services.directory.store import ChangeWriter
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def db(config):
+    return client_for(config["MONGO_URI"])[database_name(config, "directory")]
+
+
+@pytest.fixture
+def writer(db, config):
+    relay = Relay(db, config["AMQP_URI"], "directory", config)  # not running: queues only
+    return ChangeWriter(db, OutboxWriter(db, "directory", relay), "tester", "corr", "test")
+
+
+def unit(code, version=1, old_version=0, name=None):
+    record = {"code": code, "name": name or f"Unit {code}", "kind": "seksi", "active": True}
+    return Change("units", code, record, version, old_version, None,
+                  [("unit.deactivated", {"code": code, "version": version})], "created", {},
+                  "3510.01")
+
+
+def codes(n):
+    return [f"3510.01.{i // 100:02d}.{i % 100:02d}" for i in range(n)]
+
+
+def batch_events(db):
+    return [event for batch in db["_outbox_batches"].find() for event in unpack(batch)["events"]]
+
+
+def test_inserts_in_flight_keep_each_record_and_event_once_and_updates_follow_them(db, writer):
+    planned = [unit(code) for code in codes(450)]  # three batches, two in flight at a time
+    planned.append(unit(planned[-1].key, version=2, old_version=1, name="Renamed"))
+    assert writer.write(planned) == 451
+    assert db.units.count_documents({}) == 450
+    renamed = db.units.find_one({"_id": planned[-1].key})
+    assert renamed["name"] == "Renamed" and renamed["version"] == 2  # after its insert
+    events = batch_events(db)
+    assert sorted(e["data"]["code"] for e in events) == sorted(codes(450))
+    assert db["_outbox_ready"].count_documents({}) == db["_outbox_batches"].count_documents({})
+
+
+def test_a_failed_batch_stops_the_write_after_the_batches_in_flight(db, writer):
+    taken = codes(450)[250]  # in the second batch: created meanwhile by another writer
+    db.units.insert_one({"_id": taken, "name": "other", "version": 1})
+    with pytest.raises(Problem) as failed:
+        writer.write([unit(code) for code in codes(450)])
+    assert failed.value.status == 409
+    written = db.units.count_documents({})
+    # batches one and two ran (two in flight); the third may or may not have started, but
+    # nothing is still being written once write() has raised
+    assert written in (400, 450)
+    assert db.units.count_documents({}) == written
+    events = {e["data"]["code"] for e in batch_events(db)}
+    assert taken not in events  # the record not written sends no event
+    assert len(events) == written - 1
