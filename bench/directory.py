@@ -1,25 +1,28 @@
-"""Scenario ``directory``: importing N employees from a CSV file against inserting them raw.
+"""Scenario ``directory``: importing N employees from a CSV file against inserting the same
+documents raw.
 
 Rows, one after the other in the same process, against the same broker and database:
 
-(a) insert_many  raw pymongo ``insert_many(ordered=False)`` of the N stored records (the
-                 CSV record's fields, dates as ISO strings) into a fresh collection, in
-                 batches of ``ChangeWriter.INSERT_BATCH`` (200) documents, as the importer;
+(a) lean         raw pymongo ``insert_many(ordered=False)`` of the N CSV records alone (the
+                 record's fields, dates as ISO strings; no view, no audit entry, no index)
+                 into a fresh collection, in batches of ``ChangeWriter.INSERT_BATCH`` (200);
 (b) import       the directory service (its own nameko container, over HTTP) with the demo
                  Pemda's units and positions already imported: ``POST /imports/employees``
                  of a CSV with N employees (valid unique NIPs, fungsional and pelaksana
                  posts only), timed until the HTTP response (checks, planning, the documents
-                 with their events and audit entries);
+                 with their events and audit entries, the relay publishing alongside);
 (c) drain        from the same start until the relay has published every
                  ``employee.upserted`` (and deleted the import's outbox batches);
 (d) replica      ``BenchReplica`` (the replica kit), its queues declared before the import
                  but started only after the drain, so it competes with nothing: it applies
                  the N queued events; events/s = N / (last - first applied, from the
                  ``_inbox_done`` marks);
-(e) stored docs  raw ``insert_many`` of the very documents the import stored (record, view,
-                 audit entry; same indexes), for reference: how much of (b) is the storage.
+(e) same docs    raw ``insert_many`` of the very documents the import stored (record, its
+                 published view, its audit entry; the same indexes), batches of 200.
 
-Target: import seconds / insert_many seconds <= 4, against (a).
+Target (issue: "versus a raw pymongo insert_many of the same documents"): import seconds /
+(e) seconds <= 4. (b) / (a) is reported too: it also counts what storing the view and the
+audit entry with each record costs.
 """
 
 import time
@@ -38,7 +41,7 @@ from services.directory.demo import demo_pemda
 from services.directory.service import API, DirectoryService
 from services.directory.store import INDEXES, ChangeWriter, storable
 
-TARGET = 4.0  # import seconds / insert_many seconds, at most
+TARGET = 4.0  # import seconds / raw insert_many seconds of the same documents, at most
 BATCH = ChangeWriter.INSERT_BATCH
 
 
@@ -166,9 +169,9 @@ def run_pamong(config, demo, records, timeout):
 # -- reporting ------------------------------------------------------------------------------
 
 def verdict(rows):
-    ratio = rows["import"]["seconds"] / rows["insert_many"]["seconds"]
-    of_stored = rows["import"]["seconds"] / rows["stored_docs"]["seconds"]
-    return {"ratio": round(ratio, 3), "of_stored": round(of_stored, 3), "target": TARGET,
+    ratio = rows["import"]["seconds"] / rows["stored_docs"]["seconds"]
+    of_lean = rows["import"]["seconds"] / rows["insert_many"]["seconds"]
+    return {"ratio": round(ratio, 3), "of_lean": round(of_lean, 3), "target": TARGET,
             "verdict": "PASS" if ratio <= TARGET else "MISS"}
 
 
@@ -176,8 +179,8 @@ def table(rows):
     lines = ["| row | seconds | per second |", "|---|---:|---:|"]
     if "insert_many" in rows:
         r = rows["insert_many"]
-        lines.append(f"| (a) raw insert_many, batches of {BATCH} | {r['seconds']:.2f} | "
-                     f"{r['docs_per_s']:.0f} docs |")
+        lines.append(f"| (a) raw insert_many of the lean CSV records, batches of {BATCH} | "
+                     f"{r['seconds']:.2f} | {r['docs_per_s']:.0f} docs |")
     if "import" in rows:
         r = rows["import"]
         lines.append(f"| (b) pamong import, until the HTTP response | {r['seconds']:.2f} | "
@@ -188,30 +191,32 @@ def table(rows):
         lines.append(f"| (d) replica applying the N queued events | {r['seconds']:.2f} | "
                      f"{r['events_per_s']:.0f} events |")
         r = rows["stored_docs"]
-        lines.append(f"| (e) raw insert_many of the documents (b) stored | {r['seconds']:.2f} | "
-                     f"{r['docs_per_s']:.0f} docs |")
+        lines.append(f"| (e) raw insert_many of the same documents (b) stored | "
+                     f"{r['seconds']:.2f} | {r['docs_per_s']:.0f} docs |")
     return lines
 
 
 def ratio_line(ratio):
-    return (f"- import/insert_many = {ratio['ratio']:.2f} (target <= {ratio['target']}): "
-            f"**{ratio['verdict']}** (import/stored documents = {ratio['of_stored']:.2f})")
+    return (f"- import/insert_many of the same documents = {ratio['ratio']:.2f} (target <= "
+            f"{ratio['target']}): **{ratio['verdict']}**\n"
+            f"- import/insert_many of the lean records (no view, no audit entry, no index) = "
+            f"{ratio['of_lean']:.2f}, for reference")
 
 
 def section(result):
     """The lines of this scenario's section of RESULTS.md."""
     return [
-        "N employees from one CSV file: (a) the N stored records inserted raw with pymongo "
-        f"`insert_many` in batches of {BATCH} (as the importer batches); (b) the directory "
-        "service's `POST /imports/employees` (checks every row against the directory, plans "
-        "the derived views, writes each document with its audit entry, its "
-        "`employee.upserted` event in an outbox batch per 200 documents), with the demo "
-        "Pemda's units and positions already imported, timed until the HTTP response; (c) "
-        "from the same start until the relay has published every event; (d) a "
-        "`DirectoryReplica` started after that, applying the N queued events, events/s = N / "
-        "(last - first event applied); (e) for reference, raw `insert_many` of the documents "
-        "(b) stored (record, derived view, audit entry; same indexes). The services run in the "
-        "bench process.",
+        "N employees from one CSV file: (a) for reference, the N CSV records alone inserted "
+        f"raw with pymongo `insert_many` in batches of {BATCH} (no view, no audit entry, no "
+        "index); (b) the directory service's `POST /imports/employees` (checks every row "
+        "against the directory, plans the derived views, writes each document with its audit "
+        "entry, its `employee.upserted` event in an outbox batch per 200 documents, the relay "
+        "publishing alongside), with the demo Pemda's units and positions already imported, "
+        "timed until the HTTP response; (c) from the same start until the relay has published "
+        "every event; (d) a `DirectoryReplica` started after that, applying the N queued "
+        "events, events/s = N / (last - first event applied); (e) raw `insert_many` of the "
+        "very documents (b) stored (record, published view, audit entry; the same indexes), "
+        "the baseline of the target. The services run in the bench process.",
         "",
         f"Latest run: {result['timestamp']}, N = {result['employees']}, total wall "
         f"{result['wall_s']:.0f} s.  ",
