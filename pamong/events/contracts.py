@@ -69,7 +69,7 @@ def dump_data(event_type, version, data):
             pass
     try:
         dumped = schema.dump(data)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ValidationError(
             {"_schema": [f"data does not fit contract {event_type} v{version}: {exc}"]}
         ) from exc

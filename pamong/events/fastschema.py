@@ -175,7 +175,10 @@ def _float(allow_nan):
     def convert(value):
         if type(value) not in (float, int):
             raise Unsure
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an int beyond float: marshmallow says "too large"
+            raise Unsure from None
         if not allow_nan and not math.isfinite(value):
             raise Unsure
         return value
