@@ -11,7 +11,8 @@ or the right error messages. So the fast path never decides a failure and only h
 right when it answers; ``tests/unit/test_fastschema.py`` compares the two on generated data.
 
 A schema with anything this module does not know (hooks such as ``@validates`` or
-``@post_load``, ``data_key``, defaults, ``load_only``, another field class) compiles to
+``@post_load``, a field's ``pre_load``/``post_load``, ``data_key``, defaults, ``load_only``,
+another field class, an overridden ``get_attribute``) compiles to
 ``None`` and always goes through marshmallow. Validators are marshmallow's own objects,
 called as marshmallow calls them.
 """
@@ -21,10 +22,13 @@ import re
 import uuid
 from datetime import date, datetime
 
-from marshmallow import RAISE, ValidationError, fields
+from marshmallow import RAISE, Schema, ValidationError, fields
 from marshmallow.utils import missing
 
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# a schema overriding any of these reads or shapes data its own way
+OWN_SCHEMA_METHODS = ("load", "dump", "get_attribute", "_deserialize", "_serialize",
+                      "_do_load", "handle_error", "validate")
 PLAIN_FIELD_CLASSES = (fields.String, fields.Integer, fields.Float, fields.Boolean, fields.Date,
                        fields.DateTime, fields.AwareDateTime, fields.NaiveDateTime, fields.UUID,
                        fields.Dict, fields.List, fields.Nested)
@@ -55,7 +59,9 @@ class _Unsupported(Exception):
 def _compile(schema, compiling):
     if type(schema) in compiling or any(schema._hooks.values()) or schema.unknown != RAISE \
             or schema.many or schema.partial or set(schema.load_fields) != set(schema.fields) \
-            or set(schema.dump_fields) != set(schema.fields):
+            or set(schema.dump_fields) != set(schema.fields) or schema.dict_class is not dict \
+            or any(getattr(type(schema), name) is not getattr(Schema, name)
+                   for name in OWN_SCHEMA_METHODS):
         raise _Unsupported
     compiling = compiling | {type(schema)}  # a schema nested in itself: not plain
     plan = [(name, *_compile_field(name, field, compiling))
@@ -101,7 +107,8 @@ def _compile_field(name, field, compiling):
     """(load, dump, required, allow_none, check) for one field."""
     if type(field) not in PLAIN_FIELD_CLASSES or "." in name or field.data_key is not None \
             or field.attribute is not None or field.load_default is not missing \
-            or field.dump_default is not missing or field.load_only or field.dump_only:
+            or field.dump_default is not missing or field.load_only or field.dump_only \
+            or field.pre_load or field.post_load:
         raise _Unsupported
     load, dump = _converters(field, compiling)
     validators = list(field.validators)

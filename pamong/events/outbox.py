@@ -48,7 +48,7 @@ from datetime import UTC, datetime, timedelta
 import bson
 import eventlet
 import pymongo
-from amqp import Message
+from amqp import Message, spec
 from amqp.method_framing import frame_writer
 from kombu import Connection
 from nameko.extensions import DependencyProvider
@@ -87,7 +87,10 @@ def batch_document(batch_id, collection, owners, events):
 
 
 def unpack(batch):
-    """``{"owners": [...], "events": [...]}`` of a batch document."""
+    """``{"owners": [...], "events": [...]}`` of a batch document (also of one written
+    unpacked, as releases before 2026-11-28 did, so an upgrade relays what they left)."""
+    if "packed" not in batch:
+        return {"owners": batch["owners"], "events": batch[OUTBOX]}
     return bson.decode(batch["packed"])
 
 
@@ -177,27 +180,39 @@ _JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 class _Cork:
-    """Stands in for the AMQP transport's ``write``: inside ``with cork:`` frames gather and
-    go out in one send when the block ends (one system call per publish round instead of one
-    per event). py-amqp hands over a view of a buffer it reuses, hence the copy."""
+    """The publisher connection's frame writer: inside ``with cork:`` the frames of
+    ``basic.publish`` gather and go out in one send when the block ends (one system call per
+    publish round instead of one per event). Any other frame (a channel reopening itself,
+    say) first flushes what gathered and goes straight out, in order, so a method that waits
+    for its answer is never stuck in the buffer."""
 
-    def __init__(self, transport):
-        self.transport = transport
+    def __init__(self, connection):
+        self.transport = connection.transport
         self.parts = None
+        self._direct = frame_writer(connection, connection.transport)
+        self._gathering = frame_writer(connection, self)  # writes through self.write
 
     def write(self, data):
-        if self.parts is None:
+        self.parts.append(bytes(data))  # py-amqp hands over a view of a buffer it reuses
+
+    def __call__(self, frame_type, channel, method_sig, args, content):
+        if self.parts is not None and method_sig == spec.Basic.Publish:
+            return self._gathering(frame_type, channel, method_sig, args, content)
+        self.flush()
+        return self._direct(frame_type, channel, method_sig, args, content)
+
+    def flush(self):
+        if self.parts:
+            data, self.parts = b"".join(self.parts), []
             self.transport.write(data)
-        else:
-            self.parts.append(bytes(data))
 
     def __enter__(self):
         self.parts = []
 
     def __exit__(self, *exc):
-        parts, self.parts = self.parts, None
-        if parts and exc[0] is None:
-            self.transport.write(b"".join(parts))
+        if exc[0] is None:
+            self.flush()
+        self.parts = None  # after an error the caller closes the connection
 
 
 class ConfirmingPublisher:
@@ -220,8 +235,7 @@ class ConfirmingPublisher:
             self.channel.events["basic_ack"].add(self._on_ack)
             self.channel.events["basic_nack"].add(self._on_nack)
             self.channel.events["basic_return"].add(self._on_return)
-            self.cork = _Cork(raw.transport)
-            raw.frame_writer = frame_writer(raw, self.cork)
+            self.cork = raw.frame_writer = _Cork(raw)
             self.next_tag = 1
             self.declared = set()
 

@@ -14,6 +14,7 @@ Collections (database ``pamong_directory``), each keyed by its natural id:
 Dates are stored as ISO strings (BSON has no date type); times as UTC datetimes.
 """
 
+import logging
 import time
 import uuid
 from datetime import UTC, date, datetime
@@ -26,6 +27,8 @@ from pamong.privacy import mask_nik
 from pamong.storage import Index
 from pamong.web import conflict, service_unavailable
 from services.directory.domain import FIELDS, State, opd_of, parent_code
+
+log = logging.getLogger(__name__)
 
 DATE_FIELDS = ("birth_date", "effective_date")
 
@@ -170,8 +173,9 @@ class ChangeWriter:
                     on_batch()
             if inserts:
                 self._start_insert(inserts, in_flight)
-        finally:
             _finish(in_flight, keep=0)
+        finally:  # whatever stopped the loop (an error, a kill): no insert outlives write()
+            _drain(in_flight)
         return len(changes)
 
     def _start_insert(self, changes, in_flight):
@@ -219,13 +223,25 @@ class ChangeWriter:
 
 
 def _finish(in_flight, keep):
-    """Wait until at most ``keep`` writes are in flight; the first failure raises (after
-    every write has ended, so none is still running when the caller reports)."""
+    """Wait until at most ``keep`` inserts are in flight; the first failure raises, once
+    every insert has ended."""
     error = None
     while len(in_flight) > keep or (error and in_flight):
         try:
-            in_flight.pop(0).wait()
+            in_flight[0].wait()
         except Exception as exc:  # noqa: BLE001 - re-raised below
             error = error or exc
+        in_flight.pop(0)  # only once it has ended: a kill while waiting leaves it listed
     if error:
         raise error
+
+
+def _drain(in_flight):
+    """Wait for inserts still in flight while another error is on its way (that error is
+    the one the caller reports; theirs are logged)."""
+    while in_flight:
+        try:
+            in_flight[0].wait()
+        except Exception:  # noqa: BLE001 - the caller's error goes first
+            log.warning("an insert batch failed while the write was stopping", exc_info=True)
+        in_flight.pop(0)

@@ -66,3 +66,18 @@ def test_a_failed_batch_stops_the_write_after_the_batches_in_flight(db, writer):
     events = {e["data"]["code"] for e in batch_events(db)}
     assert taken not in events  # the record not written sends no event
     assert len(events) == written - 1
+
+
+def test_a_write_killed_midway_leaves_no_insert_running(db, writer):
+    import eventlet
+    from greenlet import GreenletExit
+
+    write = eventlet.spawn(writer.write, [unit(code) for code in codes(1000)])
+    eventlet.sleep(0.05)  # a batch or two in flight
+    write.kill()
+    with pytest.raises(GreenletExit):
+        write.wait()  # the killed write has ended...
+    written = db.units.count_documents({})
+    eventlet.sleep(0.5)
+    assert db.units.count_documents({}) == written  # ...and nothing is still being written
+    assert written % 200 == 0  # whole batches only

@@ -246,6 +246,42 @@ def test_bulk_insert_events_travel_in_one_batch_and_once_each(config):
     assert all(totals(config)[key]["times"] == 1 for key in keys)
 
 
+def test_a_batch_left_unpacked_by_an_older_release_is_still_relayed(config):
+    """Before batches were packed, their owners and events were plain fields: an upgrade
+    must relay what such a release left ready."""
+    from datetime import UTC, datetime
+
+    db = db_of(config, "probe")
+    db.records.insert_one({"_id": "old-batch", "amount": 4, "_batch": "old"})
+    db["_outbox_batches"].insert_one({"_id": "old", "collection": "records",
+                                      "owners": ["old-batch"], OUTBOX: [envelope("old-batch", 4)],
+                                      "at": datetime.now(UTC)})
+    db["_outbox_ready"].insert_one({"_id": "old"})
+    with running(config, Producer, Consumer):
+        wait_until(lambda: totals(config).get("old-batch"), message="the old batch's event")
+        wait_until(lambda: db["_outbox_batches"].count_documents({}) == 0, message="deleted")
+    assert totals(config)["old-batch"]["sum"] == 4
+
+
+def test_a_method_that_waits_inside_a_publish_round_is_not_held_back(config):
+    """The publisher gathers publish frames into one send; any other frame goes out at once
+    (after what gathered), so a synchronous call there gets its answer."""
+    import eventlet
+
+    from pamong.events.outbox import ConfirmingPublisher
+
+    publisher = ConfirmingPublisher(config["AMQP_URI"])
+    publisher._connect()
+    try:
+        with eventlet.Timeout(10), publisher.cork:
+            publisher.channel.exchange_declare("probe.cork", "topic", auto_delete=True)
+        publisher.channel.exchange_declare("probe.cork", "topic", passive=True)  # it exists
+        event = envelope("corked")
+        assert publisher.publish([("probe", event)]) in ([], [event["id"]])  # confirmed
+    finally:
+        publisher.close()
+
+
 def test_a_dead_writers_batch_publishes_only_what_it_wrote(config):
     """A producer died inside its insert_many: its batch names three owners; it wrote one
     (stamped with the batch), not the second, and the third was written since by someone else

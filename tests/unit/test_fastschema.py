@@ -201,6 +201,9 @@ def test_the_envelope_takes_the_fast_path_and_keeps_its_id_a_string():
     type("Email", (Schema,), {"a": fields.Email()}),
     type("Many", (Schema,), {"a": fields.Nested(Item, many=True)}),
     type("Excluding", (Schema,), {"a": fields.Nested(Item, unknown="exclude")}),
+    type("FieldHooks", (Schema,), {"a": fields.String(post_load=str.upper)}),
+    type("OwnGetter", (Schema,), {"a": fields.String(),
+                                  "get_attribute": lambda self, obj, attr, default: "X"}),
 ], ids=lambda s: s.__name__)
 def test_what_the_fast_path_does_not_know_stays_with_marshmallow(schema):
     assert compile_schema(schema()) is None
