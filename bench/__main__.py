@@ -1,6 +1,6 @@
-"""``python -m bench [--events N] [--employees N] [--only SCENARIO] [--profile]``.
+"""``python -m bench [--events N] [--rounds R] [--employees N] [--only SCENARIO] [--profile]``.
 
-Scenarios: event_pipeline (--events, --profile), directory (--employees).
+Scenarios: event_pipeline (--events, --rounds, --profile), directory (--employees).
 """
 # eventlet must patch the standard library before nameko, kombu or pymongo are imported
 import warnings
@@ -19,7 +19,11 @@ SCENARIOS = ("event_pipeline", "directory")
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--events", type=int, default=20000, help="events per row (default 20000)")
+    parser.add_argument("--events", type=int, default=20000,
+                        help="events per row and pass (default 20000)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="event_pipeline passes over its rows, every other one reversed "
+                             "(default 2: a b c c b a)")
     parser.add_argument("--employees", type=int, default=20000,
                         help="employees imported by the directory scenario (default 20000)")
     parser.add_argument("--only", choices=SCENARIOS, action="append",
@@ -37,7 +41,7 @@ def main(argv=None):
             from bench import event_pipeline
 
             ok = event_pipeline.run(args.events, profile=args.profile,
-                                    write=not args.no_write) and ok
+                                    write=not args.no_write, rounds=args.rounds) and ok
         elif name == "directory":
             from bench import directory
 

@@ -22,8 +22,9 @@ RESULTS_MD = HERE / "RESULTS.md"
 HEADER = [
     "# Benchmarks",
     "",
-    "Run with `make bench` (= `.venv/bin/python -m bench [--events N] [--employees N] "
-    "[--only event_pipeline|directory] [--profile]`; default N = 20000 for both, use e.g. "
+    "Run with `make bench` (= `.venv/bin/python -m bench [--events N] [--rounds R] "
+    "[--employees N] [--only event_pipeline|directory] [--profile]`; default N = 20000 for "
+    "both and 2 rounds of the event_pipeline rows, use e.g. "
     "`--events 2000` or `--employees 2000` for a quick run). It needs the RabbitMQ (with "
     "management) and FerretDB of the development environment (`AMQP_URI`, `MONGO_URI`, "
     "`RABBIT_MANAGEMENT_URL`); it uses its own vhost and databases and removes them afterwards.",
