@@ -141,28 +141,30 @@ class OutboxWriter:
                 raise
             duplicates = {docs[error["index"]]["_id"] for error in errors}
         if events:
-            kept = [e for e, owner in zip(events, owners, strict=True) if owner not in duplicates]
-            self._release(batch_id, collection, owners, kept, duplicates)
+            self._release(batch_id, collection, owners, events, duplicates)
         return sorted(duplicates)
 
-    def _release(self, batch_id, collection, owners, kept, duplicates):
-        if not kept:
+    def _release(self, batch_id, collection, owners, events, duplicates):
+        """Mark the batch ready, without the events of ``duplicates`` (documents that
+        existed already, so not written by us)."""
+        pairs = [(owner, e) for owner, e in zip(owners, events, strict=True)
+                 if owner not in duplicates]
+        owners, events = [owner for owner, _ in pairs], [e for _, e in pairs]
+        if not events:
             self.db[BATCHES].delete_one({"_id": batch_id})
             return
         if duplicates:
-            kept_owners = [owner for owner in owners if owner not in duplicates]
             self.db[BATCHES].replace_one({"_id": batch_id}, batch_document(
-                batch_id, collection, kept_owners, kept))
+                batch_id, collection, owners, events))
         try:
             self.db[READY].insert_one({"_id": batch_id})
         except pymongo.errors.DuplicateKeyError:
             # the sweep took us for dead and settled the batch: queue our events once more
             # (same ids: consumers deduplicate) so none is lost whatever it kept
             batch_id = uuid.uuid4().hex
-            self.db[BATCHES].insert_one(batch_document(
-                batch_id, collection, [o for o in owners if o not in duplicates], kept))
+            self.db[BATCHES].insert_one(batch_document(batch_id, collection, owners, events))
             self.db[READY].insert_one({"_id": batch_id})
-        self.relay.enqueue(BATCHES, batch_id, kept)
+        self.relay.enqueue(BATCHES, batch_id, events)
 
     def update(self, collection, filter, update, events, upsert=False):
         """``update_one`` plus events; ``filter`` must name the document's ``_id``."""

@@ -7,6 +7,7 @@ import pytest
 import pamong.contracts.directory  # noqa: F401  (registers the events written here)
 from pamong.events.outbox import OutboxWriter, Relay, unpack
 from pamong.storage import client_for, database_name
+from pamong.testing import wait_until
 from pamong.web import Problem
 from services.directory.domain import Change
 from services.directory.store import ChangeWriter
@@ -72,12 +73,15 @@ def test_a_write_killed_midway_leaves_no_insert_running(db, writer):
     import eventlet
     from greenlet import GreenletExit
 
-    write = eventlet.spawn(writer.write, [unit(code) for code in codes(1000)])
-    eventlet.sleep(0.05)  # a batch or two in flight
+    write = eventlet.spawn(writer.write, [unit(code) for code in codes(2000)])
+    # ten batches: once the first has landed, the next ones are in flight or to come
+    wait_until(lambda: db.units.count_documents({}) >= 200, interval=0.01,
+               message="the first batch written")
     write.kill()
     with pytest.raises(GreenletExit):
         write.wait()  # the killed write has ended...
     written = db.units.count_documents({})
-    eventlet.sleep(0.5)
+    assert written < 2000  # killed midway
+    eventlet.sleep(0.5)  # the observation window is the point: no write may land in it
     assert db.units.count_documents({}) == written  # ...and nothing is still being written
     assert written % 200 == 0  # whole batches only

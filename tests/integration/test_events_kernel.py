@@ -8,7 +8,7 @@ from marshmallow import ValidationError
 from pamong.cli.main import main as pamong_cli
 from pamong.events import dlq
 from pamong.events.envelope import new_event
-from pamong.events.outbox import OUTBOX, OutboxWriter, Relay, batch_document
+from pamong.events.outbox import OUTBOX, OutboxWriter, Relay, batch_document, unpack
 from pamong.storage import client_for, database_name
 from pamong.testing import broker, publish_raw, rpc_proxy, running, wait_until
 from tests.kernel_services import Consumer, Producer
@@ -280,6 +280,28 @@ def test_a_method_that_waits_inside_a_publish_round_is_not_held_back(config):
         assert publisher.publish([("probe", event)]) in ([], [event["id"]])  # confirmed
     finally:
         publisher.close()
+
+
+def test_a_slow_writer_finding_its_batch_settled_queues_its_events_again(config):
+    """The sweep took a slow writer for dead and settled its batch (the ready marker exists).
+    The writer, releasing it now, must not lose its events: it queues the same events (same
+    ids: consumers deduplicate) in a new batch, owners still beside their events, without
+    the one record another writer had created first."""
+    db = db_of(config, "probe")
+    relay = Relay(db, config["AMQP_URI"], "probe", config)  # not running: queues only
+    writer = OutboxWriter(db, "probe", relay)
+    events = [envelope("slow-1", 1), envelope("taken", 2), envelope("slow-2", 3)]
+    owners = ["slow-1", "taken", "slow-2"]
+    db["_outbox_batches"].insert_one(batch_document("slow", "records", owners, events))
+    db["_outbox_ready"].insert_one({"_id": "slow"})  # the sweep's doing
+    writer._release("slow", "records", owners, events, {"taken"})
+    kept = [events[0], events[2]]
+    new = [b for b in db["_outbox_batches"].find() if b["_id"] != "slow"]
+    assert len(new) == 1 and db["_outbox_ready"].find_one({"_id": new[0]["_id"]})
+    assert unpack(new[0]) == {"owners": ["slow-1", "slow-2"], "events": kept}
+    assert list(relay.pending) == [("_outbox_batches", new[0]["_id"])]
+    assert [e["id"] for e in relay.pending[("_outbox_batches", new[0]["_id"])].values()] == \
+        [e["id"] for e in kept]
 
 
 def test_a_dead_writers_batch_publishes_only_what_it_wrote(config):
