@@ -1,6 +1,7 @@
 """``python -m bench [--events N] [--rounds R] [--employees N] [--only SCENARIO] [--profile]``.
 
-Scenarios: event_pipeline (--events, --rounds, --profile), directory (--employees).
+Scenarios: event_pipeline (--events, --rounds, --profile), directory (--employees),
+database (--ops).
 """
 # eventlet must patch the standard library before nameko, kombu or pymongo are imported
 import warnings
@@ -14,7 +15,7 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 
-SCENARIOS = ("event_pipeline", "directory")
+SCENARIOS = ("event_pipeline", "directory", "database")
 
 
 def main(argv=None):
@@ -26,6 +27,9 @@ def main(argv=None):
                              "(default 2: a b c c b a)")
     parser.add_argument("--employees", type=int, default=20000,
                         help="employees imported by the directory scenario (default 20000)")
+    parser.add_argument("--ops", type=int, default=500,
+                        help="operations per client and row in the database scenario "
+                             "(default 500, 16 clients)")
     parser.add_argument("--only", choices=SCENARIOS, action="append",
                         help="run only this scenario (repeatable)")
     parser.add_argument("--profile", action="store_true",
@@ -46,6 +50,10 @@ def main(argv=None):
             from bench import directory
 
             ok = directory.run(args.employees, write=not args.no_write) and ok
+        elif name == "database":
+            from bench import database
+
+            ok = database.run(args.ops, write=not args.no_write) and ok
     return 0 if ok else 1
 
 

@@ -23,8 +23,9 @@ HEADER = [
     "# Benchmarks",
     "",
     "Run with `make bench` (= `.venv/bin/python -m bench [--events N] [--rounds R] "
-    "[--employees N] [--only event_pipeline|directory] [--profile]`; default N = 20000 for "
-    "both and 2 rounds of the event_pipeline rows, use e.g. "
+    "[--employees N] [--ops N] [--only event_pipeline|directory|database] [--profile]`; "
+    "default N = 20000 for the first two, 2 rounds of the event_pipeline rows and 500 "
+    "operations per client in database; use e.g. "
     "`--events 2000` or `--employees 2000` for a quick run). It needs the RabbitMQ (with "
     "management) and FerretDB of the development environment (`AMQP_URI`, `MONGO_URI`, "
     "`RABBIT_MANAGEMENT_URL`); it uses its own vhost and databases and removes them afterwards.",

@@ -8,6 +8,7 @@
 #      into .cache/bin/ferretdb when missing); data, logs and pid files under .run/.
 #
 # Usage: deploy/local/stack.sh up|down [rabbitmq] [db]|status|env|clean|is-running rabbitmq|db
+#        deploy/local/stack.sh ferretdb-without PATCH...
 #   up          start (or reuse) both servers; safe to re-run; never leaves half a stack
 #   down        stop what this script started (pid files / compose state); nothing else;
 #               only the named server(s) when given
@@ -15,6 +16,8 @@
 #   env         `export AMQP_URI=... MONGO_URI=... RABBIT_MANAGEMENT_URL=...` for eval
 #   clean       down, then remove .run/ and the tmpfs data directory
 #   is-running  exit 0 when our own (native or compose) instance of that server runs
+#   ferretdb-without PATCH...  build (once, into .cache/bin/) FerretDB with every patch but
+#               the named ones and print the binary's path (`make bench` compares builds)
 #
 # Settings (environment):
 #   AMQP_URI, RABBIT_MANAGEMENT_URL, MONGO_URI   use these servers when they answer
@@ -332,14 +335,19 @@ rabbit_wait() { # amqp-uri mgmt-url timeout [native]
 }
 
 # ------------------------------------------------------------------------------- FerretDB ---
-fdb_patch_hash() {
-    if compgen -G "$FDB_PATCHES/*.patch" >/dev/null; then
-        cat "$FDB_PATCHES"/*.patch | sha1sum | cut -c1-12
-    else
-        echo nopatch
-    fi
+fdb_patches() { # the patch files, in order, leaving out those named in $@ (file names)
+    local p skip
+    for p in "$FDB_PATCHES"/*.patch; do
+        [[ -e "$p" ]] || continue
+        for skip in "$@"; do [[ "$(basename "$p")" == "$skip" ]] && continue 2; done
+        echo "$p"
+    done
 }
-fdb_stamp_want() { echo "$FERRETDB_VERSION $(fdb_patch_hash)"; }
+fdb_stamp_want() { # version and a hash of the patches given as $@
+    local hash=nopatch
+    (($#)) && hash=$(cat "$@" | sha1sum | cut -c1-12)
+    echo "$FERRETDB_VERSION $hash"
+}
 
 find_go() {
     if command -v go >/dev/null 2>&1; then
@@ -349,23 +357,26 @@ find_go() {
     fi
 }
 
-ensure_ferretdb_built() {
-    local want
-    want=$(fdb_stamp_want)
-    if [[ -x "$FDB_BIN" ]]; then
-        if [[ ! -f "$FDB_STAMP" && "$want" == "$FERRETDB_VERSION nopatch" ]]; then
-            echo "$want" >"$FDB_STAMP" # built by hand with the documented recipe
+ensure_ferretdb_built() { # [binary [patch to leave out...]]: build it when missing or stale
+    local bin=${1:-$FDB_BIN} want patches
+    shift || true
+    mapfile -t patches < <(fdb_patches "$@")
+    want=$(fdb_stamp_want "${patches[@]}")
+    if [[ -x "$bin" ]]; then
+        if [[ ! -f "$bin.stamp" && "$want" == "$FERRETDB_VERSION nopatch" ]]; then
+            echo "$want" >"$bin.stamp" # built by hand with the documented recipe
         fi
-        [[ "$(cat "$FDB_STAMP" 2>/dev/null)" == "$want" ]] && return 0
-        log "FerretDB binary is out of date (have '$(cat "$FDB_STAMP" 2>/dev/null)', want '$want'): rebuilding"
+        [[ "$(cat "$bin.stamp" 2>/dev/null)" == "$want" ]] && return 0
+        log "FerretDB binary $bin is out of date (have '$(cat "$bin.stamp" 2>/dev/null)', want '$want'): rebuilding"
     fi
-    build_ferretdb "$want"
+    build_ferretdb "$want" "$bin" "${patches[@]}"
 }
 
-build_ferretdb() {
-    local want=$1 go start moddir src
+build_ferretdb() { # want binary patch...
+    local want=$1 bin=$2 go start moddir src
+    shift 2
     go=$(find_go)
-    [[ -n "$go" ]] || die "FerretDB is not built yet ($FDB_BIN) and Go is not installed" \
+    [[ -n "$go" ]] || die "FerretDB is not built yet ($bin) and Go is not installed" \
         "install Go 1.22+ from https://go.dev/dl/ (e.g. into /usr/local/go), then re-run" \
         "or run a Docker engine, or point MONGO_URI at a running MongoDB / FerretDB"
     start=$(now)
@@ -384,19 +395,17 @@ build_ferretdb() {
     chmod -R u+w "$src"
     echo "$FERRETDB_VERSION" >"$src/build/version/version.txt"
     local p
-    if compgen -G "$FDB_PATCHES/*.patch" >/dev/null; then
-        for p in "$FDB_PATCHES"/*.patch; do
-            log "applying $(basename "$p")"
-            (cd "$src" && patch -p1 --forward --batch <"$p" >&2) || die "FerretDB patch $p does not apply to $FERRETDB_VERSION"
-        done
-    fi
-    (cd "$src" && "$go" build -o "$FDB_BIN.new" ./cmd/ferretdb) >&2 ||
+    for p in "$@"; do
+        log "applying $(basename "$p")"
+        (cd "$src" && patch -p1 --forward --batch <"$p" >&2) || die "FerretDB patch $p does not apply to $FERRETDB_VERSION"
+    done
+    (cd "$src" && "$go" build -o "$bin.new" ./cmd/ferretdb) >&2 ||
         die "go build of FerretDB failed (output above)"
-    "$FDB_BIN.new" --version >/dev/null 2>&1 || die "the freshly built FerretDB does not run: $FDB_BIN.new --version failed"
-    mv -f "$FDB_BIN.new" "$FDB_BIN"
-    echo "$want" >"$FDB_STAMP"
+    "$bin.new" --version >/dev/null 2>&1 || die "the freshly built FerretDB does not run: $bin.new --version failed"
+    mv -f "$bin.new" "$bin"
+    echo "$want" >"$bin.stamp"
     rm -rf "$src"
-    log "built $FDB_BIN in $(since "$start") s"
+    log "built $bin in $(since "$start") s"
 }
 
 check_tmpfs() {
@@ -732,6 +741,16 @@ cmd_clean() {
     fi
 }
 
+cmd_ferretdb_without() { # build (once) FerretDB without the named patches; print its path
+    (($#)) || die "usage: stack.sh ferretdb-without <patch file name>..."
+    local p
+    for p in "$@"; do [[ -f "$FDB_PATCHES/$p" ]] || die "no patch $FDB_PATCHES/$p"; done
+    local bin
+    bin="$CACHE/bin/ferretdb-without-$(printf '%s\n' "$@" | sha1sum | cut -c1-8)"
+    ensure_ferretdb_built "$bin" "$@"
+    echo "$bin"
+}
+
 cmd_is_running() {
     load_state
     case ${1:-} in
@@ -762,6 +781,7 @@ status) cmd_status ;;
 env) cmd_env ;;
 clean) cmd_clean ;;
 is-running) cmd_is_running "${2:-}" ;;
+ferretdb-without) shift; lock; cmd_ferretdb_without "$@" ;;
 *)
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
     exit 2

@@ -61,6 +61,45 @@ def backoff_seconds(delays, attempt, jitter):
     return base * (1 + random.uniform(-jitter, jitter))
 
 
+class Inbox:
+    """Who handles an event, per (queue, event id) key, in a service's database.
+
+    ``claim(key)`` answers ``"run"`` (this worker handles it), ``"done"`` (handled before: ack
+    the duplicate) or ``"busy"`` (a live worker holds it: look again later). A claim is a plain
+    insert; a claim whose worker died (its lease ran out) is taken over with a compare-and-set
+    on its expiry, which relies on the database's single-document atomicity (exactly one of
+    several workers racing for it wins; ``tests/database`` checks the database keeps that).
+    """
+
+    def __init__(self, db, lease):
+        self.db = db
+        self.lease = lease
+        self.claims = GroupInsert(db[INBOX])
+        self.done_marks = GroupInsert(db[INBOX_DONE])
+
+    def claim(self, key):
+        now = time.time()
+        if self.claims.insert({"_id": key, "until": now + self.lease}):
+            return "run"
+        if self.db[INBOX_DONE].find_one({"_id": key}, {"_id": 1}):
+            return "done"
+        existing = self.db[INBOX].find_one({"_id": key})
+        if existing is None:  # released between our insert and read
+            return self.claim(key)
+        if existing["until"] < now:  # the worker that claimed it died; take over
+            taken = self.db[INBOX].update_one({"_id": key, "until": existing["until"]},
+                                              {"$set": {"until": now + self.lease}})
+            return "run" if taken.modified_count else "busy"
+        return "busy"
+
+    def done(self, key):
+        # a False return means a concurrent duplicate already marked it: done either way
+        self.done_marks.insert({"_id": key, "at": datetime.now(UTC)})
+
+    def release(self, key):
+        self.db[INBOX].delete_one({"_id": key})
+
+
 class PamongQueueConsumer(QueueConsumer):
     """nameko's queue consumer, but an undecodable message is dead-lettered, not fatal."""
 
@@ -100,8 +139,7 @@ class EventConsumer(Consumer):
         super().setup()
 
     def start(self):
-        self.claims = GroupInsert(self.mongo.db[INBOX])
-        self.done_marks = GroupInsert(self.mongo.db[INBOX_DONE])
+        self.inbox = Inbox(self.mongo.db, self.lease)
         super().start()
 
     @property
@@ -173,27 +211,13 @@ class EventConsumer(Consumer):
         return f"{self.binding.queue}:{event_id}"
 
     def _claim(self, event_id):
-        key = self._inbox_key(event_id)
-        now = time.time()
-        if self.claims.insert({"_id": key, "until": now + self.lease}):
-            return "run"
-        if self.mongo.db[INBOX_DONE].find_one({"_id": key}, {"_id": 1}):
-            return "done"
-        existing = self.mongo.db[INBOX].find_one({"_id": key})
-        if existing is None:  # released between our insert and read
-            return self._claim(event_id)
-        if existing["until"] < now:  # the worker that claimed it died; take over
-            taken = self.mongo.db[INBOX].update_one({"_id": key, "until": existing["until"]},
-                                                    {"$set": {"until": now + self.lease}})
-            return "run" if taken.modified_count else "busy"
-        return "busy"
+        return self.inbox.claim(self._inbox_key(event_id))
 
     def _done(self, event_id):
-        # a False return means a concurrent duplicate already marked it: done either way
-        self.done_marks.insert({"_id": self._inbox_key(event_id), "at": datetime.now(UTC)})
+        self.inbox.done(self._inbox_key(event_id))
 
     def _release(self, event_id):
-        self.mongo.db[INBOX].delete_one({"_id": self._inbox_key(event_id)})
+        self.inbox.release(self._inbox_key(event_id))
 
     # -- retry and dead-lettering -------------------------------------------------------
 

@@ -24,6 +24,26 @@ def wait_until(condition, timeout=10.0, interval=0.02, message="condition"):
         time.sleep(interval)
 
 
+def race(workers, task):
+    """Run ``task(worker)`` for every worker at the same moment (green threads released by one
+    gate, so they reach the server together rather than in spawn order); the results in order.
+    """
+    import eventlet
+    from eventlet.event import Event
+
+    gate = Event()
+    pool = eventlet.GreenPool(len(workers))
+
+    def gated(worker):
+        gate.wait()
+        return task(worker)
+
+    threads = [pool.spawn(gated, worker) for worker in workers]
+    eventlet.sleep(0)
+    gate.send()
+    return [thread.wait() for thread in threads]
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     import socket

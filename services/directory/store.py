@@ -83,6 +83,11 @@ class WriteLock:
     Every write (an API change, an import, the acting timer) derives supervisors and views
     from the whole directory, so two writers must not interleave. The lock is a document with
     a lease; a crashed holder's lease expires and the next writer takes it over.
+
+    It is not there to make up for the database: the insert and the takeover's compare-and-set
+    on ``owner`` rely on single-document atomicity, which MongoDB and the local FerretDB build
+    both give (``tests/database``). Its width (the whole directory) follows from the rules that
+    derive views from the whole directory; narrowing it is the directory-scale issue's work.
     """
 
     def __init__(self, db, lease=30.0, wait=10.0):

@@ -1,0 +1,55 @@
+"""The kernel's inbox claim (``pamong.events.consumer.Inbox``) under the conformance suite's
+condition: one event delivered to many workers of two replicas at once, while the claim a
+crashed worker left on it has expired. Every worker finds the stale claim and tries to take it
+over with a compare-and-set on its expiry; on a database whose conditional update is atomic
+exactly one worker runs the handler, so the effect happens once.
+"""
+
+import os
+import time
+import uuid
+
+import pymongo
+import pytest
+
+from pamong.events.consumer import INBOX, Inbox
+from pamong.testing import race
+
+pytestmark = pytest.mark.database
+
+EVENTS = 40
+WORKERS_PER_REPLICA = 8
+
+
+@pytest.fixture
+def replicas():
+    """Two replicas' inboxes: each its own client (connection pool) on one database."""
+    uri = os.environ.get("MONGO_URI", "mongodb://127.0.0.1:27017/")
+    name = f"tdb{uuid.uuid4().hex[:10]}_inbox"
+    clients = [pymongo.MongoClient(uri, maxPoolSize=32) for _ in range(2)]
+    yield [Inbox(client[name], lease=60) for client in clients]
+    clients[0].drop_database(name)
+    for client in clients:
+        client.close()
+
+
+def test_a_stale_claim_is_taken_over_by_one_worker(replicas):
+    keys = [f"sink.on_recorded:{uuid.uuid4()}" for _ in range(EVENTS)]
+    replicas[0].db[INBOX].insert_many([{"_id": key, "until": time.time() - 600} for key in keys])
+    workers = [(inbox, n) for inbox in replicas for n in range(WORKERS_PER_REPLICA)]
+    runs = {}
+    for key in keys:
+        outcomes = race(workers, lambda worker, key=key: worker[0].claim(key))
+        runs[key] = outcomes.count("run")
+        assert set(outcomes) <= {"run", "busy"}
+    assert {key: n for key, n in runs.items() if n != 1} == {}
+
+
+def test_a_fresh_event_is_claimed_by_one_worker_and_then_done(replicas):
+    key = f"sink.on_recorded:{uuid.uuid4()}"
+    workers = [(inbox, n) for inbox in replicas for n in range(WORKERS_PER_REPLICA)]
+    outcomes = race(workers, lambda worker: worker[0].claim(key))
+    assert outcomes.count("run") == 1
+    assert outcomes.count("busy") == len(workers) - 1
+    replicas[0].done(key)
+    assert set(race(workers, lambda worker: worker[0].claim(key))) == {"done"}
