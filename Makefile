@@ -1,6 +1,6 @@
 # pamong: every target does its own set-up on a fresh machine (DESIGN §8).
 #   make test            venv + RabbitMQ + database + pytest      (PYTEST_ARGS="-m unit -x")
-#   make run             venv + servers + bus topology + the suite
+#   make run             venv + servers (database on disk, .run/) + bus topology + the suite
 #   make up / stop       start / stop the servers only (deploy/local/stack.sh up / down)
 #   make status          which servers are used and whether they answer
 # Servers: AMQP_URI (+ RABBIT_MANAGEMENT_URL) and MONGO_URI when they answer, else Docker Compose,
@@ -17,11 +17,17 @@ STAMP := $(VENV)/.installed
 STACK := deploy/local/stack.sh
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
-# test data is throw-away: FerretDB keeps it in /dev/shm when `make test` starts it
+RUN_ARGS ?=
+# test data is throw-away: `make test` keeps FerretDB's data in /dev/shm; `make run` and
+# `make bench` keep it on disk in .run/ferretdb/. Our FerretDB is restarted when it runs
+# with its data in the other place (deploy/local/stack.sh up).
 TEST_DB_TMPFS ?= 1
 
 # the servers' URIs for a recipe line
 STACK_ENV = stack_env=$$($(STACK) env); eval "$$stack_env"
+# the servers with the database on disk, and where its data is
+STACK_UP_DISK = PAMONG_DB_TMPFS=0 $(STACK) up
+SAY_DB = echo "make $@: database $$MONGO_URI, data: $${PAMONG_STACK_DB_DATA:-kept by that server}" >&2
 
 .PHONY: help venv up stop down status test test-setup lint run bench docs clean distclean
 
@@ -69,14 +75,17 @@ lint: venv
 # a development JWT secret for `make run`, kept with the servers' data (git-ignored .run/)
 DEV_JWT_SECRET := .run/dev-jwt-secret
 
-run: venv up
+# RUN_ARGS: more `pamong run` options, e.g. RUN_ARGS="--first-port 9001"
+run: venv
+	$(STACK_UP_DISK)
 	@[[ -s $(DEV_JWT_SECRET) ]] || { mkdir -p .run; umask 077; \
 	    $(VENV)/bin/python -c 'import secrets; print(secrets.token_urlsafe(48))' >$(DEV_JWT_SECRET); }
-	$(STACK_ENV); export JWT_SECRET="$${JWT_SECRET:-$$(cat $(DEV_JWT_SECRET))}"; \
-	    $(VENV)/bin/pamong bus declare && exec $(VENV)/bin/pamong run --demo
+	@$(STACK_ENV); $(SAY_DB); export JWT_SECRET="$${JWT_SECRET:-$$(cat $(DEV_JWT_SECRET))}"; \
+	    $(VENV)/bin/pamong bus declare && exec $(VENV)/bin/pamong run --demo $(RUN_ARGS)
 
-bench: venv up
-	$(STACK_ENV); $(VENV)/bin/python -m bench $(BENCH_ARGS)
+bench: venv
+	$(STACK_UP_DISK)
+	@$(STACK_ENV); $(SAY_DB); $(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 docs: venv
 	$(VENV)/bin/pamong docs --out docs/

@@ -1,7 +1,7 @@
 """``python -m bench [--events N] [--rounds R] [--employees N] [--only SCENARIO] [--profile]``.
 
 Scenarios: event_pipeline (--events, --rounds, --profile), directory (--employees),
-database (--ops).
+database (--ops), sweep.
 """
 # eventlet must patch the standard library before nameko, kombu or pymongo are imported
 import warnings
@@ -15,7 +15,7 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 
-SCENARIOS = ("event_pipeline", "directory", "database")
+SCENARIOS = ("event_pipeline", "directory", "database", "sweep")
 
 
 def main(argv=None):
@@ -54,6 +54,10 @@ def main(argv=None):
             from bench import database
 
             ok = database.run(args.ops, write=not args.no_write) and ok
+        elif name == "sweep":
+            from bench import sweep
+
+            ok = sweep.run(write=not args.no_write) and ok
     return 0 if ok else 1
 
 

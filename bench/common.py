@@ -23,7 +23,7 @@ HEADER = [
     "# Benchmarks",
     "",
     "Run with `make bench` (= `.venv/bin/python -m bench [--events N] [--rounds R] "
-    "[--employees N] [--ops N] [--only event_pipeline|directory|database] [--profile]`; "
+    "[--employees N] [--ops N] [--only event_pipeline|directory|database|sweep] [--profile]`; "
     "default N = 20000 for the first two, 2 rounds of the event_pipeline rows and 500 "
     "operations per client in database; use e.g. "
     "`--events 2000` or `--employees 2000` for a quick run). It needs the RabbitMQ (with "

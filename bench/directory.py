@@ -16,7 +16,7 @@ Rows, one after the other in the same process, against the same broker and datab
 (d) replica      ``BenchReplica`` (the replica kit), its queues declared before the import
                  but started only after the drain, so it competes with nothing: it applies
                  the N queued events; events/s = N / (last - first applied, from the
-                 ``_inbox_done`` marks);
+                 done marks in the inbox day buckets);
 (e) same docs    raw ``insert_many`` of the very documents the import stored (record, its
                  published view, its audit entry; the same indexes), batches of 200.
 
@@ -32,6 +32,7 @@ from kombu import Connection
 from prometheus_client import REGISTRY
 
 from bench.common import machine, machine_line, scenario_env, write_results
+from pamong.events.consumer import INBOX_BUCKET
 from pamong.events.topology import declare_service
 from pamong.replica import REPLICA_INDEXES, DirectoryReplica
 from pamong.storage import Mongo, client_for, database_name, ensure_indexes
@@ -144,7 +145,9 @@ def run_pamong(config, demo, records, timeout):
                    timeout=timeout, interval=0.05, message="the replica holding every employee")
 
     queue = f"{BenchReplica.name}.replica_employee_upserted:"
-    done = sorted(d["at"].timestamp() for d in replica["_inbox_done"].find({}, {"at": 1})
+    done = sorted(d["at"].timestamp() for name in replica.list_collection_names()
+                  if name.startswith(INBOX_BUCKET)
+                  for d in replica[name].find({"at": {"$exists": True}}, {"at": 1})
                   if d["_id"].startswith(queue))
     pending = directory["_outbox_batches"].count_documents({})
     held = replica.employees.count_documents({})

@@ -24,12 +24,20 @@ DEFAULTS = {
     "OUTBOX_BATCH_LEASE_SECONDS": 60,
     # how long the relay lets writes gather before a round (fewer, larger publishes and pulls)
     "OUTBOX_LINGER_SECONDS": 0.02,
+    # a request waits this long for a reachable database before it is refused with 503
+    "MONGO_SERVER_SELECTION_TIMEOUT_SECONDS": 2,
+    "MONGO_CONNECT_TIMEOUT_SECONDS": 3,
+    # longest a single database operation may wait for its answer (a hung server)
+    "MONGO_SOCKET_TIMEOUT_SECONDS": 30,
+    # an RPC caller waits this long; its request expires in the queue at the same moment
+    "RPC_TIMEOUT_SECONDS": 10,
 }
 
 
 # read from the environment too (typed like YAML: RETRY_DELAYS="[1, 5]" is a list)
 ENV_KEYS = (*DEFAULTS, "JWT_SECRET", "JWT_JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE",
-            "INBOX_LEASE_SECONDS", "HTTP_MAX_BODY_BYTES", "WEB_SERVER_ADDRESS", "LOG_LEVEL",
+            "INBOX_LEASE_SECONDS", "INBOX_DONE_RETENTION_HOURS", "HTTP_MAX_BODY_BYTES",
+            "WEB_SERVER_ADDRESS", "LOG_LEVEL",
             "DIRECTORY_LOCK_LEASE_SECONDS", "DIRECTORY_SNAPSHOT_ON_EMPTY")
 
 

@@ -72,7 +72,7 @@ class ReadinessChecker:
                      None)
         if mongo is None:  # a service without a database is ready without one
             return
-        # bounds server selection too, which otherwise waits serverSelectionTimeoutMS (3 s)
+        # bounds server selection too (else MONGO_SERVER_SELECTION_TIMEOUT_SECONDS)
         with pymongo.timeout(self.timeout):
             mongo.ping()
 

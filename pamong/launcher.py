@@ -1,6 +1,12 @@
 """Our own service launcher (instead of the ``nameko run`` command, which needs
 ``pkg_resources``): one service per process, graceful stop on SIGTERM/SIGINT.
 
+``pamong run`` (``run_all``) owns the stop of its module processes: Ctrl-C, ``kill`` or a
+closed terminal asks it to stop, it sends each module one SIGTERM (a graceful stop: in-flight
+workers finish) and exits 0. The modules run in a process group of their own, so the
+terminal's Ctrl-C does not reach them as well (a second signal means "stop now"); a second
+Ctrl-C does send that. Only a module that exits without being asked makes it exit 1.
+
 The caller has already monkey-patched with eventlet (``pamong.cli.main`` does it first).
 """
 
@@ -29,16 +35,24 @@ def serve(service_cls, config, port=None):
     stopping = eventlet.event.Event()
 
     def on_signal(signum, frame):
-        # Ctrl-C reaches every process of the group, and `pamong run` then sends SIGTERM too:
-        # a second signal stops waiting for in-flight workers. A handler runs inside the
-        # eventlet hub, which must not block: hand the work to green threads.
+        # the first signal stops gracefully; a second one stops waiting for in-flight workers.
+        # A handler runs inside the eventlet hub, which must not block: hand the work to
+        # green threads.
         if stopping.ready():
             eventlet.spawn_n(runner.kill)
         else:
             stopping.send(signum)
 
+    def keep_the_hub_awake():
+        # a signal does not cut the hub's poll short (Python retries it with the time left,
+        # PEP 475; up to 60 s when idle), so what on_signal sets in motion would wait that
+        # long: poll at most 0.2 s at a time
+        while not stopping.ready():
+            eventlet.sleep(0.2)
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    eventlet.spawn_n(keep_the_hub_awake)
     runner.start()
     log.info("%s serving on %s", service_cls.name, config["WEB_SERVER_ADDRESS"])
     runner_done = eventlet.spawn(runner.wait)
@@ -71,8 +85,18 @@ def seed_demo(modules, first_port, config):
         seed(base_url, config)
 
 
+# what asks `pamong run` to stop every module: Ctrl-C, `kill`, the terminal closing
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _StopRequested(KeyboardInterrupt):
+    """Raised by ``run_all``'s signal handler into whatever it waits on. A KeyboardInterrupt,
+    so that the eventlet hub passes it on to the main green thread instead of swallowing it."""
+
+
 def run_all(modules, first_port=8001, demo_config=None):
-    """Start each module in its own process; stop them all on Ctrl-C. Returns an exit code.
+    """Start each module in its own process; stop them all on Ctrl-C. Returns an exit code:
+    0 after a requested stop (a signal), 1 when a module stopped by itself.
 
     With ``demo_config``, each module that has ``services/<name>/seed.py`` gets its demo data
     once it answers (``seed(base_url, config)``; seeds are idempotent, so a restart is fine).
@@ -81,23 +105,47 @@ def run_all(modules, first_port=8001, demo_config=None):
         print("no modules installed under services/ yet: RabbitMQ and the database are up "
               "(`make stop` stops them); nothing to serve")
         return 0
+    logs.configure("run")
     processes = {}
-    for offset, name in enumerate(modules):
-        port = first_port + offset
-        processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "pamong.cli.main", "serve", name, "--port", str(port)]
-        )
-        print(f"{name:12} http://127.0.0.1:{port}/api/{name}/v1/  (health: /health/ready)")
+    state = {"requested": None, "waiting": True}
+
+    def on_signal(signum, frame):
+        if state["requested"]:
+            # asked again: the modules stop without waiting for their workers
+            for process in processes.values():
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            return
+        state["requested"] = signal.Signals(signum).name
+        if state["waiting"]:
+            raise _StopRequested
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
     try:
-        if demo_config is not None:
-            seed_demo(modules, first_port, demo_config)
-        while all(p.poll() is None for p in processes.values()):
-            time.sleep(0.5)
-        failed = [n for n, p in processes.items() if p.poll() is not None]
-        print(f"stopped unexpectedly: {', '.join(failed)}", file=sys.stderr)
+        try:
+            for offset, name in enumerate(modules):
+                port = first_port + offset
+                processes[name] = subprocess.Popen(  # noqa: S603 - our interpreter and module
+                    [sys.executable, "-m", "pamong.cli.main", "serve", name, "--port", str(port)],
+                    process_group=0,  # out of the terminal's reach: we alone stop it
+                )
+                print(f"{name:12} http://127.0.0.1:{port}/api/{name}/v1/  "
+                      "(health: /health/ready)", flush=True)
+            if demo_config is not None:
+                seed_demo(modules, first_port, demo_config)
+            while all(p.poll() is None for p in processes.values()):
+                time.sleep(0.5)
+        except _StopRequested:
+            pass
+        finally:
+            state["waiting"] = False  # from here on a signal no longer interrupts
+        if state["requested"]:
+            log.info("%s: stopping %s", state["requested"], ", ".join(processes))
+            return 0
+        failed = [f"{n} (exit {p.returncode})" for n, p in processes.items()
+                  if p.poll() is not None]
+        log.error("stopped unexpectedly: %s; stopping the others", ", ".join(failed))
         return 1
-    except KeyboardInterrupt:
-        return 0
     finally:
         for process in processes.values():
             if process.poll() is None:
@@ -107,3 +155,6 @@ def run_all(modules, first_port=8001, demo_config=None):
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

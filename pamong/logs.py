@@ -8,6 +8,12 @@
 ``message`` and ``exc`` (the traceback, when there is one) pass through
 ``pamong.privacy.mask_text``, so a NIK or phone number in a log line comes out masked.
 
+``configure`` without a ``stream`` takes over the process's stderr, so that every line there
+is JSON and one parser reads them all: warnings go through logging (``py.warnings``), an
+uncaught exception is logged (logger ``uncaught``, with ``exc``), and text that a library
+writes straight to ``sys.stderr`` (eventlet's report of a failed green thread, logging's own
+errors) becomes a line of logger ``stderr``: one line per message, a whole traceback in one.
+
 Context: ``bind(correlation_id=..., event_id=...)`` stores fields for the current green
 thread only (``eventlet.corolocal.local``); every line logged from that green thread carries
 them. A nameko worker runs in its own green thread, so binding at the start of a worker is
@@ -16,6 +22,7 @@ log call, then ``bind``, then (for ``correlation_id``) the request context the H
 kernel binds (``pamong.web.context.current_correlation_id``).
 """
 
+import io
 import json
 import logging
 import os
@@ -146,10 +153,66 @@ class JsonFormatter(logging.Formatter):
         }, ensure_ascii=False, default=str)
 
 
+class _StrayText(io.TextIOBase):
+    """Stands in for ``sys.stderr``: what is written to it comes out on the real stderr as
+    JSON lines (logger ``stderr``). A message ends at a newline, or, when it is a traceback,
+    at the flush that follows it (Python and eventlet flush after printing one)."""
+
+    def __init__(self, raw, formatter):
+        super().__init__()
+        self.raw = raw
+        self.formatter = formatter
+        self._pending = ""
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        self._pending += text
+        if self._pending.endswith("\n") and not self._pending.startswith("Traceback"):
+            self.flush()
+        return len(text)
+
+    def flush(self):
+        text, self._pending = self._pending.strip("\n"), ""
+        if text.strip():
+            level = logging.ERROR if "Traceback" in text else logging.WARNING
+            record = logging.makeLogRecord({"name": "stderr", "levelno": level, "msg": text,
+                                            "levelname": logging.getLevelName(level)})
+            self.raw.write(self.formatter.format(record) + "\n")
+        self.raw.flush()
+
+    def fileno(self):
+        return self.raw.fileno()
+
+    def isatty(self):
+        return False  # no colours or progress bars: they would end up inside JSON strings
+
+    @property
+    def encoding(self):
+        return getattr(self.raw, "encoding", "utf-8")
+
+
+def _log_uncaught(exc_type, exc, tb):
+    logging.getLogger("uncaught").critical("uncaught %s: %s", exc_type.__name__, exc,
+                                           exc_info=(exc_type, exc, tb))
+
+
+def _take_over_stderr(formatter):
+    """Every later line on stderr is JSON; returns the real stderr for the log handler."""
+    raw = sys.stderr.raw if isinstance(sys.stderr, _StrayText) else sys.stderr
+    sys.stderr = _StrayText(raw, formatter)
+    sys.excepthook = _log_uncaught
+    logging.captureWarnings(True)
+    return raw
+
+
 def configure(service_name, level=None, stream=None):
     """Install the JSON formatter on the root logger (replacing a previous ``configure``).
 
-    ``level`` defaults to ``$LOG_LEVEL`` or INFO; ``stream`` to stderr. Returns the handler.
+    ``level`` defaults to ``$LOG_LEVEL`` or INFO. ``stream`` defaults to stderr, and then the
+    whole process's stderr becomes JSON lines (see the module's docstring). Returns the
+    handler.
     """
     level = level or os.environ.get("LOG_LEVEL") or "INFO"
     if isinstance(level, str):
@@ -161,9 +224,10 @@ def configure(service_name, level=None, stream=None):
     for handler in list(root.handlers):
         if getattr(handler, _HANDLER_MARK, False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    formatter = JsonFormatter(service_name)
+    handler = logging.StreamHandler(stream or _take_over_stderr(formatter))
     setattr(handler, _HANDLER_MARK, True)
-    handler.setFormatter(JsonFormatter(service_name))
+    handler.setFormatter(formatter)
     root.addHandler(handler)
     root.setLevel(level)
     return handler

@@ -13,7 +13,8 @@ EVENTS_PUBLISHED = Counter(
 )
 EVENTS_UNROUTABLE = Counter(
     "pamong_events_unroutable_total",
-    "Events the broker returned because no queue was bound (no module subscribes)",
+    "Events the broker returned because no queue was bound (no module subscribes); the relay "
+    "parks them in <service>.unroutable",
     ["source", "type"],
 )
 EVENTS_CONSUMED = Counter(
@@ -30,6 +31,11 @@ HANDLER_LATENCY = Histogram(
 )
 OUTBOX_PENDING = Gauge(
     "pamong_outbox_pending_documents", "Documents with unpublished events", ["service"]
+)
+OUTBOX_QUARANTINED = Counter(
+    "pamong_outbox_quarantined_total",
+    "Outbox events the relay cannot publish (invalid or not JSON), moved to _outbox_quarantine",
+    ["service"],
 )
 OUTBOX_LAG = Gauge(
     "pamong_outbox_relay_lag_seconds", "Age of the oldest event published in the last batch",

@@ -3,6 +3,12 @@
 import importlib
 import os
 import pkgutil
+import sys
+from pathlib import Path
+
+# the checkout that holds pamong/ (an editable install): `module:Class` specs such as
+# tests.kernel_services:X import from here without PYTHONPATH, from any directory
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_service(spec):
@@ -13,7 +19,19 @@ def load_service(spec):
             raise SystemExit(f"unknown module {spec!r}; installed: {', '.join(modules) or 'none'}")
         return modules[spec]
     module_name, class_name = spec.split(":", 1)
-    return getattr(importlib.import_module(module_name), class_name)
+    # after everything installed, so a project directory never shadows an installed package
+    for path in (os.getcwd(), str(PROJECT_ROOT)):
+        if path not in sys.path:
+            sys.path.append(path)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise SystemExit(f"cannot import {module_name!r} for {spec!r}: {exc} (looked in the "
+                         f"installed packages, {os.getcwd()} and {PROJECT_ROOT})") from exc
+    try:
+        return getattr(module, class_name)
+    except AttributeError:
+        raise SystemExit(f"{module_name} has no {class_name!r} (from {spec!r})") from None
 
 
 def installed():

@@ -39,6 +39,14 @@ _TEXT_PATTERN = re.compile(
 )
 
 
+_MASKED_NIK = re.compile(r"[0-9]{4}\*{8}[0-9]{4}")
+
+
+def is_masked_nik(value):
+    """Whether ``value`` is a NIK as ``mask_nik`` shows it (``3510********0001``)."""
+    return isinstance(value, str) and _MASKED_NIK.fullmatch(value) is not None
+
+
 def mask_nik(nik):
     """``3602041211870001`` -> ``3602********0001``; ValueError if not 16 digits."""
     if not isinstance(nik, str):

@@ -14,8 +14,9 @@ the state; a module that must *react* to a transfer adds its own ``@handles`` fo
 
 Every one of these events carries the whole record and its ``version``, so redelivery,
 duplicates and out-of-order delivery cannot corrupt the copy: an event of version v replaces
-the record when the replica holds nothing or a version <= v (same version = same content:
-harmless), and is dropped when the replica already holds a newer version.
+the record when the replica holds nothing or an older version, and is dropped when the
+replica already holds that version or a newer one (a snapshot re-emits every record under its
+current version: a replica that is up to date writes nothing).
 The compare and the write are one ``update_one`` filtered on ``version`` (atomic per
 document); a lost race on the insert of a new record surfaces as a duplicate key and means a
 newer version got there first.
@@ -43,16 +44,17 @@ REPLICA_INDEXES = [Index(UNITS, [("opd", 1)]), Index(EMPLOYEES, [("unit", 1)]),
 
 
 def apply_full(collection, key_field, data):
-    """Store ``data`` under ``_id = data[key_field]`` unless a newer version is held.
+    """Store ``data`` under ``_id = data[key_field]`` unless that version or a newer one is
+    held.
 
     True when written."""
     key = data[key_field]
     document = {k: v for k, v in data.items() if k != key_field}
     try:
-        result = collection.update_one({"_id": key, "version": {"$lte": data["version"]}},
+        result = collection.update_one({"_id": key, "version": {"$lt": data["version"]}},
                                        {"$set": document}, upsert=True)
     except pymongo.errors.DuplicateKeyError:
-        return False  # the record exists with a newer version
+        return False  # the record exists with this version or a newer one
     return bool(result.modified_count or result.upserted_id is not None)
 
 

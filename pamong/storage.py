@@ -15,16 +15,36 @@ import pymongo
 import pymongo.errors
 from nameko.extensions import DependencyProvider
 
+from pamong.config import DEFAULTS
+
 _clients = {}
 
 
-def client_for(uri):
-    """The process-wide client for ``uri`` (pymongo pools connections inside it)."""
-    if uri not in _clients:
-        _clients[uri] = pymongo.MongoClient(
-            uri, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, tz_aware=True
-        )
-    return _clients[uri]
+def client_timeouts(config=None):
+    """pymongo's timeout options from ``MONGO_*_TIMEOUT_SECONDS``.
+
+    Server selection is short so a request fails fast (503) while the database is down;
+    the socket timeout ends an operation on a database that accepted it and then hung, so a
+    hung server cannot stall the relay, a consumer or a request forever.
+    """
+    config = config or DEFAULTS
+
+    def ms(key):
+        return int(float(config.get(key, DEFAULTS[key])) * 1000)
+
+    return {"serverSelectionTimeoutMS": ms("MONGO_SERVER_SELECTION_TIMEOUT_SECONDS"),
+            "connectTimeoutMS": ms("MONGO_CONNECT_TIMEOUT_SECONDS"),
+            "socketTimeoutMS": ms("MONGO_SOCKET_TIMEOUT_SECONDS")}
+
+
+def client_for(uri, config=None):
+    """The process-wide client for ``uri`` (pymongo pools connections inside it), with the
+    timeouts of ``config`` (defaults when None)."""
+    timeouts = client_timeouts(config)
+    key = (uri, *sorted(timeouts.items()))
+    if key not in _clients:
+        _clients[key] = pymongo.MongoClient(uri, tz_aware=True, **timeouts)
+    return _clients[key]
 
 
 def database_name(config, service_name):
@@ -69,12 +89,13 @@ class Mongo(DependencyProvider):
 
     def setup(self):
         config = self.container.config
-        self.db = client_for(config["MONGO_URI"])[
+        self.db = client_for(config["MONGO_URI"], config)[
             database_name(config, self.container.service_name)
         ]
 
     def start(self):
-        # the kernel's own collections (_inbox, _inbox_done, outbox) are read by _id only
+        # the kernel's own collections (the inbox day buckets, outbox batches) are read by _id
+        # only
         ensure_indexes(self.db, self.indexes)
 
     def ping(self):

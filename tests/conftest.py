@@ -17,9 +17,18 @@ from pamong.testing import broker, drop_databases  # noqa: E402
 TEST_JWT_SECRET = "test-secret-of-at-least-32-bytes-long!"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def vhost():
-    """A fresh RabbitMQ vhost for the whole test run, removed at the end."""
+    """A fresh RabbitMQ vhost for each test, removed at its end: no queue, retry copy or
+    parked message of one test reaches another."""
+    name = broker.create_vhost()
+    yield name
+    broker.delete_vhost(name)
+
+
+@pytest.fixture(scope="session")
+def session_vhost():
+    """One vhost for the whole run, for module-scoped services."""
     name = broker.create_vhost()
     yield name
     broker.delete_vhost(name)

@@ -1,11 +1,14 @@
-"""A small producer and consumer used to test the kernel (not product modules)."""
+"""A small producer and consumers used to test the kernel (not product modules)."""
+
+import time
 
 from marshmallow import Schema, fields
 from nameko.rpc import rpc
 
-from pamong.events.consumer import handles
+from pamong.events.consumer import apply_once, handles
 from pamong.events.contracts import contract
 from pamong.events.outbox import Outbox
+from pamong.health import HealthEndpoints
 from pamong.storage import Mongo
 
 
@@ -63,3 +66,18 @@ class Consumer:
             {"$inc": {"times": 1, "sum": event.data["amount"]}},
             upsert=True,
         )
+
+
+class OnceConsumer(HealthEndpoints):
+    """Sums amounts exactly once with ``apply_once``, as module authors should; a ``stalls``
+    document stops the handler between its effect and the inbox's done mark, for kill tests."""
+
+    name = "probeonce"
+    db = Mongo()
+
+    @handles("probe", "probe.recorded")
+    def on_recorded(self, event):
+        apply_once(self.db.totals, {"_id": event.data["key"]},
+                   {"$inc": {"times": 1, "sum": event.data["amount"]}}, event, upsert=True)
+        if self.db.stalls.find_one_and_delete({"_id": event.data["key"]}):
+            time.sleep(3600)  # a SIGKILL lands here: effect written, done mark not

@@ -9,11 +9,15 @@
 #
 # Usage: deploy/local/stack.sh up|down [rabbitmq] [db]|status|env|clean|is-running rabbitmq|db
 #        deploy/local/stack.sh ferretdb-without PATCH...
-#   up          start (or reuse) both servers; safe to re-run; never leaves half a stack
+#   up          start (or reuse) both servers; safe to re-run; never leaves half a stack.
+#               AMQP_URI / MONGO_URI naming a server this script runs (as `env` exports
+#               them) keep it managed here: it is reused, or restarted when it stopped
 #   down        stop what this script started (pid files / compose state); nothing else;
-#               only the named server(s) when given
-#   status      what runs, and whether it answers (exit 0 all answer, 1 some do not, 3 not up)
+#               only the named server(s) when given (`up` starts them again)
+#   status      what runs, and whether it answers (exit 0 all answer, 1 some do not, 3 not up
+#               or only half up)
 #   env         `export AMQP_URI=... MONGO_URI=... RABBIT_MANAGEMENT_URL=...` for eval
+#               (fails while a server is down)
 #   clean       down, then remove .run/ and the tmpfs data directory
 #   is-running  exit 0 when our own (native or compose) instance of that server runs
 #   ferretdb-without PATCH...  build (once, into .cache/bin/) FerretDB with every patch but
@@ -24,7 +28,9 @@
 #   PAMONG_AMQP_PORT (5672)  PAMONG_RABBIT_MGMT_PORT (15672)  PAMONG_MONGO_PORT (27017)
 #   PAMONG_RABBIT_DIST_PORT (AMQP port + 20010)  Erlang distribution port of the private node
 #   PAMONG_RABBIT_NODENAME (pamong-<hash of repo path>@localhost)
-#   PAMONG_DB_TMPFS (0)      1: FerretDB data under /dev/shm/pamong-<hash>/ (throw-away, fast)
+#   PAMONG_DB_TMPFS (0)      0: FerretDB data in .run/ferretdb/ (kept); 1: under
+#                            /dev/shm/pamong-<hash>/ (throw-away, fast). Our running FerretDB
+#                            is restarted when it keeps its data in the other place
 #   PAMONG_FERRETDB_VERSION (v1.24.2)  PAMONG_START_TIMEOUT (60 seconds per server)
 #   PAMONG_NO_DOCKER (0)     1: skip the Docker step
 #   PAMONG_NO_INSTALL (0)    1: never apt-get install rabbitmq-server
@@ -409,6 +415,8 @@ build_ferretdb() { # want binary patch...
 }
 
 check_tmpfs() {
+    [[ $DB_TMPFS == 0 || $DB_TMPFS == 1 ]] ||
+        die "PAMONG_DB_TMPFS=$DB_TMPFS: use 0 (data kept in .run/ferretdb/) or 1 (throw-away, in /dev/shm)"
     if [[ "$DB_TMPFS" == 1 && ! ( -d /dev/shm && -w /dev/shm ) ]]; then
         die "PAMONG_DB_TMPFS=1 but /dev/shm is missing or not writable" \
             "set PAMONG_DB_TMPFS=0 to keep the data in .run/ferretdb/"
@@ -421,8 +429,9 @@ fdb_data_dir() {
         echo "$RUN/ferretdb"
     fi
 }
-# line 1: what forces a restart when it changes; line 2: where the running server keeps its data
-# (PAMONG_DB_TMPFS only applies when FerretDB starts: a running one is reused wherever its data is)
+# line 1: port and build of the running server; line 2: where it keeps its data. `up` restarts
+# it when either differs from what is asked for (`make run` after `make test` must not keep
+# using the test run's throw-away tmpfs data)
 fdb_settings_now() { printf 'port=%s binary=%s' "$MONGO_PORT" "$(cat "$FDB_STAMP" 2>/dev/null)"; }
 fdb_running_data() { sed -n 's/^data=//p' "$FDB_SETTINGS" 2>/dev/null; }
 
@@ -495,6 +504,35 @@ db_wait() { # uri timeout [native]   (our own servers: plain 127.0.0.1, the fast
 }
 
 # ------------------------------------------------------------------------------ commands ---
+loopback_port() { # URI: its port when it names this machine (127.0.0.1, localhost), else nothing
+    local host port
+    read -r host port < <(probe hostport "$1") || return 0
+    case $host in 127.0.0.1 | localhost) echo "$port" ;; esac
+}
+# Which of our own servers a URI names: native, docker, or nothing (someone else's server).
+# `env` exports our URIs, so a shell that ran `eval "$(stack.sh env)"` hands them back to `up`:
+# they still name servers we manage (to reuse, or restart after `down`), never "external" ones.
+ours_rabbit() { # AMQP_URI
+    local port
+    port=$(loopback_port "$1")
+    if [[ -n $port ]] && rabbit_native_running &&
+        [[ $port == "$(sed -n 's/.* amqp=\([0-9]*\).*/\1/p' "$RABBIT_SETTINGS" 2>/dev/null)" ]]; then
+        echo native
+    elif [[ $R_MODE == docker && $1 == "$R_AMQP_URI" ]]; then
+        echo docker
+    fi
+}
+ours_db() { # MONGO_URI
+    local port
+    port=$(loopback_port "$1")
+    if [[ -n $port && -n "$(fdb_native_pid)" &&
+        $port == "$(sed -n 's/^port=\([0-9]*\).*/\1/p' "$FDB_SETTINGS" 2>/dev/null)" ]]; then
+        echo native
+    elif [[ $D_MODE == docker && $1 == "$D_MONGO_URI" ]]; then
+        echo docker
+    fi
+}
+
 STARTED=() # what this `up` started, stopped again when it fails
 rollback() {
     local what
@@ -513,12 +551,14 @@ cmd_up() {
     t0=$(now)
     mkdir -p "$RUN"
     load_state
-    local prev_r_mode=$R_MODE prev_r_uri=$R_AMQP_URI prev_d_mode=$D_MODE prev_d_uri=$D_MONGO_URI
+    local prev_r_mode=$R_MODE prev_d_mode=$D_MODE
 
     # 1. choose, per server
-    local mgmt_url=${RABBIT_MANAGEMENT_URL:-}
-    if [[ -n "${AMQP_URI:-}" && "$prev_r_mode" != external && "$AMQP_URI" == "$prev_r_uri" ]] && { rabbit_native_running || [[ $prev_r_mode == docker ]]; }; then
-        want_r=$prev_r_mode # AMQP_URI names the server we started earlier: keep managing it
+    local mgmt_url=${RABBIT_MANAGEMENT_URL:-} our_r="" our_d=""
+    [[ -z "${AMQP_URI:-}" ]] || our_r=$(ours_rabbit "$AMQP_URI")
+    [[ -z "${MONGO_URI:-}" ]] || our_d=$(ours_db "$MONGO_URI")
+    if [[ -n $our_r ]]; then
+        want_r=$our_r # AMQP_URI names the server we run: keep managing it
     elif [[ -n "${AMQP_URI:-}" ]]; then
         if [[ -z "$mgmt_url" ]]; then
             local host
@@ -533,8 +573,8 @@ cmd_up() {
             want_r=""
         fi
     fi
-    if [[ -n "${MONGO_URI:-}" && "$prev_d_mode" != external && "$MONGO_URI" == "$prev_d_uri" ]] && { [[ -n "$(fdb_native_pid)" ]] || [[ $prev_d_mode == docker ]]; }; then
-        want_d=$prev_d_mode
+    if [[ -n $our_d ]]; then
+        want_d=$our_d
     elif [[ -n "${MONGO_URI:-}" ]]; then
         if probe mongo "$MONGO_URI"; then
             want_d=external
@@ -560,11 +600,22 @@ cmd_up() {
     trap 'rc=$?; if ((rc != 0)) && ((${#STARTED[@]})); then log "start-up failed: stopping what this run started"; rollback; fi' EXIT
 
     # 3. start (both in the background), then wait
-    # leaving a server we ran before: stop ours (e.g. AMQP_URI now names another server)
-    if [[ $want_r != native ]] && rabbit_native_running; then rabbit_native_stop; fi
-    if [[ $want_d != native && -n "$(fdb_native_pid)" ]]; then fdb_native_stop; fi
-    if [[ $want_r != docker && $prev_r_mode == docker ]] && docker_usable; then compose rm -s -f rabbitmq >&2 || true; fi
-    if [[ $want_d != docker && $prev_d_mode == docker ]] && docker_usable; then compose rm -s -f mongo >&2 || true; fi
+    # leaving a server we ran before: stop ours (AMQP_URI / MONGO_URI name another server that
+    # answers; ours_rabbit / ours_db made sure it is not ours)
+    local left=""
+    if [[ $want_r != native ]] && rabbit_native_running; then rabbit_native_stop; left+=r; fi
+    if [[ $want_d != native && -n "$(fdb_native_pid)" ]]; then fdb_native_stop; left+=d; fi
+    if [[ $want_r != docker && $prev_r_mode == docker ]] && docker_usable; then compose rm -s -f rabbitmq >&2 || true; left+=r; fi
+    if [[ $want_d != docker && $prev_d_mode == docker ]] && docker_usable; then compose rm -s -f mongo >&2 || true; left+=d; fi
+    # the external server must still answer now that ours stopped (else it was ours after all)
+    if [[ $left == *r* && $want_r == external ]] && ! probe amqp "$AMQP_URI"; then
+        die "AMQP_URI=$AMQP_URI stopped answering when our RabbitMQ stopped" \
+            "unset AMQP_URI (and RABBIT_MANAGEMENT_URL) and run up again to start ours"
+    fi
+    if [[ $left == *d* && $want_d == external ]] && ! probe mongo "$MONGO_URI"; then
+        die "MONGO_URI=$MONGO_URI stopped answering when our database stopped" \
+            "unset MONGO_URI and run up again to start ours"
+    fi
 
     # our native servers: reuse when the settings match, else stop; then check the ports are
     # free for everything that must start, before starting anything
@@ -585,11 +636,15 @@ cmd_up() {
     fi
     if [[ $want_d == native ]]; then
         if [[ -n "$(fdb_native_pid)" ]]; then
-            if [[ "$(head -n1 "$FDB_SETTINGS" 2>/dev/null)" == "$(fdb_settings_now)" ]]; then
-                log "database: our FerretDB already runs (pid $(fdb_native_pid), data $(fdb_running_data)); reusing it"
-            else
+            if [[ "$(head -n1 "$FDB_SETTINGS" 2>/dev/null)" != "$(fdb_settings_now)" ]]; then
                 log "database: our FerretDB runs with other settings ($(head -n1 "$FDB_SETTINGS")); restarting it"
                 fdb_native_stop
+            elif [[ "$(fdb_running_data)" != "$(fdb_data_dir)" ]]; then
+                log "database: our FerretDB keeps its data in $(fdb_running_data), PAMONG_DB_TMPFS=$DB_TMPFS" \
+                    "asks for $(fdb_data_dir): restarting it there (the other data stays where it is)"
+                fdb_native_stop
+            else
+                log "database: our FerretDB already runs (pid $(fdb_native_pid), data $(fdb_running_data)); reusing it"
             fi
         elif [[ -e "$FDB_PID" ]]; then
             log "database: removing stale pid file $FDB_PID"
@@ -619,7 +674,6 @@ cmd_up() {
         ;;
     native)
         D_MODE=native D_MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT/" D_DATA=$(fdb_data_dir)
-        [[ -n $start_d ]] || D_DATA=$(fdb_running_data)
         ;;
     esac
 
@@ -653,7 +707,7 @@ cmd_up() {
 
     save_state
     trap - EXIT
-    log "up in $(since "$t0") s: RabbitMQ $R_MODE $R_AMQP_URI; database $D_MODE $D_MONGO_URI"
+    log "up in $(since "$t0") s: RabbitMQ $R_MODE $R_AMQP_URI; database $D_MODE $D_MONGO_URI${D_DATA:+ (data: $D_DATA)}"
 }
 
 cmd_down() { # [rabbitmq] [db]: both when none is named
@@ -689,7 +743,13 @@ cmd_down() { # [rabbitmq] [db]: both when none is named
             log "the state says Docker ran ${services[*]}, but no Docker engine answers: nothing to stop there"
         fi
     fi
-    rm -f "$STATE" # the stack is no longer whole: `env` and `status` say "not up" until `up`
+    if ((want_r)) && [[ $R_MODE == external ]]; then log "RabbitMQ at $R_AMQP_URI is not ours: left running"; fi
+    if ((want_d)) && [[ $D_MODE == external ]]; then log "the database at $D_MONGO_URI is not ours: left running"; fi
+    # forget what stopped, keep the rest: `up` then knows the other server is still ours, and
+    # `env` / `status` say the stack is not whole until `up`
+    if ((want_r)); then R_MODE="" R_AMQP_URI="" R_MGMT_URL=""; fi
+    if ((want_d)); then D_MODE="" D_MONGO_URI="" D_DATA=""; fi
+    if [[ -n $R_MODE$D_MODE ]]; then save_state; else rm -f "$STATE"; fi
     log "down${1:+ ($*)}"
 }
 
@@ -702,33 +762,46 @@ cmd_status() {
         echo "not up$extra"
         return 3
     fi
-    local ok=0 a m d
-    a=answers m=answers d=answers
-    probe amqp "$R_AMQP_URI" 2>/dev/null || { a="DOES NOT ANSWER"; ok=1; }
-    probe mgmt "$R_MGMT_URL" 2>/dev/null || { m="DOES NOT ANSWER"; ok=1; }
-    probe mongo "$D_MONGO_URI" 2>/dev/null || { d="DOES NOT ANSWER"; ok=1; }
-    local rinfo="" dinfo="" pid
-    if [[ $R_MODE == native ]]; then
-        pid=$(rabbit_native_pid)
-        rinfo=" (node $(sed 's/ .*//; s/node=//' "$RABBIT_SETTINGS" 2>/dev/null), ${pid:+pid }${pid:-process gone}, logs .run/rabbitmq/log/)"
+    local ok=0 a m d info pid
+    if [[ -n $R_MODE ]]; then
+        a=answers m=answers info=""
+        probe amqp "$R_AMQP_URI" 2>/dev/null || { a="DOES NOT ANSWER"; ok=1; }
+        probe mgmt "$R_MGMT_URL" 2>/dev/null || { m="DOES NOT ANSWER"; ok=1; }
+        if [[ $R_MODE == native ]]; then
+            pid=$(rabbit_native_pid)
+            info=" (node $(sed 's/ .*//; s/node=//' "$RABBIT_SETTINGS" 2>/dev/null), ${pid:+pid }${pid:-process gone}, logs .run/rabbitmq/log/)"
+        fi
+        printf 'rabbitmq    %-8s %s  %s%s\n' "$R_MODE" "$R_AMQP_URI" "$a" "$info"
+        printf 'management  %-8s %s  %s\n' "$R_MODE" "$R_MGMT_URL" "$m"
+    else
+        printf 'rabbitmq    not up (stopped by down; deploy/local/stack.sh up starts it)\n'
     fi
-    if [[ $D_MODE == native ]]; then
-        pid=$(fdb_native_pid)
-        dinfo=" (FerretDB, ${pid:+pid }${pid:-process gone}, data $D_DATA, log .run/ferretdb.log)"
+    if [[ -n $D_MODE ]]; then
+        d=answers info=""
+        probe mongo "$D_MONGO_URI" 2>/dev/null || { d="DOES NOT ANSWER"; ok=1; }
+        if [[ $D_MODE == native ]]; then
+            pid=$(fdb_native_pid)
+            info=" (FerretDB, ${pid:+pid }${pid:-process gone}, data $D_DATA, log .run/ferretdb.log)"
+        fi
+        printf 'database    %-8s %s  %s%s\n' "$D_MODE" "$D_MONGO_URI" "$d" "$info"
+    else
+        printf 'database    not up (stopped by down; deploy/local/stack.sh up starts it)\n'
     fi
-    printf 'rabbitmq    %-8s %s  %s%s\n' "$R_MODE" "$R_AMQP_URI" "$a" "$rinfo"
-    printf 'management  %-8s %s  %s\n' "$R_MODE" "$R_MGMT_URL" "$m"
-    printf 'database    %-8s %s  %s%s\n' "$D_MODE" "$D_MONGO_URI" "$d" "$dinfo"
+    [[ -n $R_MODE && -n $D_MODE ]] || return 3
     return $ok
 }
 
 cmd_env() {
     load_state
     [[ -f "$STATE" ]] || die "the stack is not up" "run: deploy/local/stack.sh up   (or: make up)"
+    [[ -n $R_MODE ]] || die "the stack is not whole: RabbitMQ is down (deploy/local/stack.sh down rabbitmq)" \
+        "run: deploy/local/stack.sh up   (or: make up)"
+    [[ -n $D_MODE ]] || die "the stack is not whole: the database is down (deploy/local/stack.sh down db)" \
+        "run: deploy/local/stack.sh up   (or: make up)"
     printf 'export AMQP_URI=%q\n' "$R_AMQP_URI"
     printf 'export RABBIT_MANAGEMENT_URL=%q\n' "$R_MGMT_URL"
     printf 'export MONGO_URI=%q\n' "$D_MONGO_URI"
-    printf 'export PAMONG_STACK_RABBIT=%q PAMONG_STACK_DB=%q\n' "$R_MODE" "$D_MODE"
+    printf 'export PAMONG_STACK_RABBIT=%q PAMONG_STACK_DB=%q PAMONG_STACK_DB_DATA=%q\n' "$R_MODE" "$D_MODE" "$D_DATA"
 }
 
 cmd_clean() {

@@ -2,7 +2,12 @@
 
 from dataclasses import dataclass
 
+# every role a route may name (DESIGN §6); a typo in a route's roles fails at import
+ROLES = frozenset({"admin", "opd_admin", "pimpinan", "verifikator", "pegawai", "petugas",
+                   "pemohon", "service"})
 PEMDA_WIDE_ROLES = frozenset({"admin", "service"})
+# the Pemda's own people and machines: every role but the citizen applicant
+STAFF_ROLES = ROLES - {"pemohon"}
 
 
 def in_subtree(code, root):
@@ -53,11 +58,15 @@ class Principal:
             roles = (claims.get("realm_access") or {}).get("roles", [])
         if isinstance(roles, str):
             roles = roles.split()
+        opd = claims.get("opd")
+        if opd is not None and not isinstance(opd, str):
+            # a number loses what the code means (3510.10 -> 3510.1): refuse, never coerce
+            raise ValueError("the opd claim must be a string unit code")
         return cls(sub=str(claims["sub"]), name=_text(claims.get("name")),
-                   roles=tuple(str(role) for role in roles), opd=_text(claims.get("opd")),
+                   roles=tuple(str(role) for role in roles), opd=opd,
                    nip=_text(claims.get("nip")), nik=_text(claims.get("nik")))
 
 
 def _text(value):
-    # an identity provider may send codes as numbers; comparisons here are on strings
+    # an identity provider may send identifiers as numbers; comparisons here are on strings
     return None if value is None else str(value)

@@ -5,6 +5,11 @@ HS256 only when ``JWT_SECRET`` is set (local, tests), RS256 only when ``JWT_JWKS
 (production: Keycloak or any OIDC provider). The secret is used only for HS256 and JWKS keys
 only for RS256, so ``alg: none`` and HS256-signed-with-the-public-key tokens are refused.
 
+Exactly one of the two: a service configured with both refuses to start (a development
+secret left in production would let anyone holding it mint tokens), and a JWKS provider needs
+``JWT_AUDIENCE`` (one identity provider signs tokens for many clients; only those issued for
+us are accepted).
+
 Config: JWT_SECRET, JWT_JWKS_URL, JWT_ISSUER, JWT_AUDIENCE (checked when set),
 JWT_LEEWAY_SECONDS (clock skew, default 30), JWT_JWKS_TIMEOUT_SECONDS (default 5),
 JWT_JWKS_CACHE_SECONDS (default 300), JWT_JWKS_REFRESH_COOLDOWN_SECONDS (minimum time between
@@ -20,11 +25,23 @@ from jwt import PyJWKClient
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError, PyJWKSetError
 
 from pamong.auth.principal import Principal
+from pamong.config import ConfigError
 from pamong.web.problem import not_found, service_unavailable, unauthorized
 
 _log = logging.getLogger(__name__)
 
 _jwks_clients = {}
+
+
+def check_auth_config(config):
+    """Raise ``ConfigError`` for a configuration that must not serve requests."""
+    if config.get("JWT_JWKS_URL"):
+        if config.get("JWT_SECRET"):
+            raise ConfigError("JWT_SECRET (development tokens) and JWT_JWKS_URL are both set: "
+                              "unset JWT_SECRET in production")
+        if not config.get("JWT_AUDIENCE"):
+            raise ConfigError("JWT_JWKS_URL is set without JWT_AUDIENCE: set it to this "
+                              "suite's client id at the identity provider")
 
 
 def _jwks_client(config):
@@ -75,6 +92,7 @@ def _signing_key(token, alg, config):
 
 def verify_token(token, config):
     """The verified claims of ``token``, or a 401 ``Problem``."""
+    check_auth_config(config)
     try:
         alg = jwt.get_unverified_header(token).get("alg")
     except jwt.InvalidTokenError as exc:
@@ -86,7 +104,7 @@ def verify_token(token, config):
             token, key, algorithms=[alg],
             issuer=config.get("JWT_ISSUER") or None, audience=audience,
             leeway=float(config.get("JWT_LEEWAY_SECONDS", 30)),
-            # without a configured audience, tokens carrying one (Keycloak's "account") pass
+            # development tokens (HS256) may carry no audience; JWKS ones must (see above)
             options={"require": ["exp", "sub"], "verify_aud": audience is not None},
         )
     except jwt.ExpiredSignatureError as exc:
@@ -110,6 +128,8 @@ def mint_token(config, sub, roles, opd=None, name=None, nip=None, nik=None, ttl_
     secret = config.get("JWT_SECRET")
     if not secret:
         raise ValueError("JWT_SECRET is not configured; cannot mint development tokens")
+    if opd is not None and not isinstance(opd, str):
+        raise ValueError("opd must be a unit code string such as '3510.01'")
     now = int(time.time())
     claims = {"sub": sub, "roles": list(roles), "iat": now, "exp": now + int(ttl_seconds)}
     optional = {"opd": opd, "name": name, "nip": nip, "nik": nik,

@@ -57,7 +57,8 @@ def cmd_dlq(args, config):
 
     uri = config["AMQP_URI"]
     if args.action == "list":
-        for name, count in dlq.list_dlqs(uri, _handler_queues(args)):
+        services = [] if args.queue else [cls.name for cls in _services(args)]
+        for name, count in dlq.list_dlqs(uri, _handler_queues(args), services):
             print(f"{name}\t{'not declared' if count is None else count}")
         return
     if not args.queue:
@@ -66,9 +67,16 @@ def cmd_dlq(args, config):
         for item in dlq.show(uri, args.queue, args.limit):
             print(json.dumps(item, default=str, ensure_ascii=False))
     elif args.action == "replay":
-        print(f"replayed {dlq.replay(uri, args.queue, args.id)} message(s) to {args.queue}")
+        replayed, refused = dlq.replay(uri, args.queue, args.id)
+        for event_id in replayed:
+            print(f"replayed {event_id}")
+        for event_id in refused:
+            print(f"not replayed (no queue took it, still parked): {event_id}")
+        print(f"replayed {len(replayed)} message(s) from {dlq.parked_queue(args.queue)}")
+        return 1 if refused else 0
     elif args.action == "purge":
-        print(f"purged {dlq.purge(uri, args.queue)} message(s) from {args.queue}.dlq")
+        print(f"purged {dlq.purge(uri, args.queue)} message(s) from "
+              f"{dlq.parked_queue(args.queue)}")
 
 
 def cmd_events_tail(args, config):
@@ -117,8 +125,10 @@ def cmd_docs(args, config):
 
 
 def cmd_serve(args, config):
+    from pamong import logs
     from pamong.launcher import serve
 
+    logs.configure(args.module)  # JSON from the first line, importing the module included
     serve(load_service(args.module), config, port=args.port)
 
 
@@ -164,9 +174,11 @@ def build_parser():
                                       help="declare exchanges, queues, delay queues and DLQs")
     declare.set_defaults(func=cmd_bus_declare)
 
-    dlq = commands.add_parser("dlq", parents=[service_opt], help="dead-letter queues")
+    dlq = commands.add_parser("dlq", parents=[service_opt],
+                              help="dead-letter queues and unroutable events")
     dlq.add_argument("action", choices=["list", "show", "replay", "purge"])
-    dlq.add_argument("queue", nargs="?", help="handler queue, e.g. letters.on_employee_upserted")
+    dlq.add_argument("queue", nargs="?", help="handler queue, e.g. letters.on_employee_upserted, "
+                     "or <service>.unroutable")
     dlq.add_argument("--id", help="replay only the message with this event id")
     dlq.add_argument("--limit", type=int, default=20, help="show at most this many")
     dlq.set_defaults(func=cmd_dlq)
@@ -177,7 +189,7 @@ def build_parser():
                                      help="print every event published (debugging)")
     tail.add_argument("--source", action="append", help="publishing service (repeatable)")
     tail.add_argument("--count", type=int, help="stop after this many events")
-    tail.set_defaults(func=cmd_events_tail)
+    tail.set_defaults(func=cmd_events_tail, runs_until_stopped=True)
 
     contracts_cmd = commands.add_parser("contracts", help="event contract compatibility")
     contracts_cmd.add_argument("action", choices=["check", "lock"])
@@ -196,21 +208,26 @@ def build_parser():
     serve = commands.add_parser("serve", help="run one service in this process")
     serve.add_argument("module", help="installed module name or module:Class")
     serve.add_argument("--port", type=int, help="HTTP port (default: WEB_SERVER_ADDRESS)")
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=cmd_serve, runs_until_stopped=True)
 
     run = commands.add_parser("run", help="run every installed module, one process each")
     run.add_argument("module", nargs="*")
     run.add_argument("--first-port", type=int, default=8001)
     run.add_argument("--demo", action="store_true",
                      help="load each module's demo data once it answers (services/*/seed.py)")
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=cmd_run, runs_until_stopped=True)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     config = load_config(args.config)
-    return args.func(args, config) or 0
+    try:
+        return args.func(args, config) or 0
+    except KeyboardInterrupt:
+        if getattr(args, "runs_until_stopped", False):
+            return 0  # Ctrl-C is how these end (even while they start): a requested stop
+        raise
 
 
 if __name__ == "__main__":

@@ -17,8 +17,10 @@ from pamong.events.contracts import contract
 UNIT_KINDS = ("pemda", "opd", "bidang", "subbidang", "seksi", "uptd", "kecamatan", "kelurahan")
 TIMEZONES = ("Asia/Jakarta", "Asia/Makassar", "Asia/Jayapura")
 POSITION_KINDS = ("struktural", "fungsional", "pelaksana")
-STATUSES = ("active", "long_leave", "retired", "transferred_out")
+# long_leave: cuti besar (CB); unpaid_leave: cuti di luar tanggungan negara (CLTN), PP 11/2017
+STATUSES = ("active", "long_leave", "unpaid_leave", "retired", "transferred_out")
 UNIT_CODE = r"^\d{4}(\.\d{2})*$"
+POSITION_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 NIP = r"^\d{18}$"
 
 _version = fields.Integer(required=True, validate=validate.Range(min=1))
@@ -102,6 +104,8 @@ class EmployeeDeactivated(Schema):
 
     nip = fields.String(required=True, validate=validate.Regexp(NIP))
     status = fields.String(required=True, validate=validate.OneOf(STATUSES[1:]))
+    effective_date = fields.Date(metadata={"description": "the day the status took effect "
+                                                          "(absent from events before 2026-12)"})
     version = _version
 
 

@@ -1,22 +1,23 @@
 """``@handles(source, event_type)``: the only way pamong services consume events.
 
 On top of nameko's consumer it adds (DESIGN §4):
-- envelope and contract validation; an invalid or undecodable message goes to
-  ``<queue>.dlq`` at once with the reason, and the queue moves on;
-- idempotency by event id: an inbox claim per (queue, event) is inserted before the handler
-  runs (``_inbox``) and a done mark after it succeeds (``_inbox_done``), so a redelivered or
-  twice-published event runs once; a claim left by a crashed worker expires after
-  ``INBOX_LEASE_SECONDS``. Both are plain inserts, group-committed across concurrent workers
-  (``GroupInsert``), and both run in the worker's own green thread, not in the thread that
-  receives messages, so claims of concurrent deliveries share one write;
+- envelope and contract validation; an invalid or undecodable message, or one whose contract
+  check itself breaks, goes to ``<queue>.dlq`` at once with the reason, and the queue moves on;
+- idempotency by event id: the ``Inbox`` claims the event for one worker before the handler
+  runs and turns the claim into a done mark after it succeeds, so a redelivered or
+  twice-published event runs once. A live worker's claim is renewed while it works; a claim
+  left by a crashed worker expires after ``INBOX_LEASE_SECONDS``;
 - retries: a failed message is republished to ``<queue>.retry.<n>`` with an exponential,
-  jittered expiration and dead-letters back to the queue; the attempt count comes from the
-  ``x-death`` header; after the last attempt it goes to ``<queue>.dlq`` with the error.
+  jittered expiration and dead-letters back to the queue; the attempt count travels in our own
+  ``ATTEMPT_HEADER`` (RabbitMQ 4 rewrites ``x-death``, so it cannot count); after the last
+  attempt it goes to ``<queue>.dlq`` with the error;
+- outages: when the database or the broker fails us (not the handler's fault), the message is
+  given back to the queue after a pause, without counting an attempt, and the service stays up.
 The original delivery is acknowledged only after its retry/DLQ copy is confirmed by the
-broker; if that publish fails the message is requeued, so nothing is lost.
+broker and routed to its queue (``mandatory``: a missing queue is a failure, not a loss).
 
-Handlers should still make their effect idempotent by ``event.id`` (or a version compare):
-a crash after the effect but before the inbox is marked done runs the handler again.
+A crash after the handler's effect but before the done mark runs the handler again: make a
+single-document effect exactly-once with ``apply_once``.
 """
 
 import functools
@@ -24,11 +25,14 @@ import logging
 import random
 import time
 import traceback
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import NamedTuple
 
-from kombu import Connection
-from kombu.pools import producers
+import eventlet
+import pymongo.errors
+from kombu import Connection, Producer
+from kombu.pools import connections
 from marshmallow import ValidationError
 from nameko.exceptions import ContainerBeingKilled
 from nameko.messaging import Consumer, QueueConsumer
@@ -36,23 +40,38 @@ from nameko.messaging import Consumer, QueueConsumer
 from pamong import logs, metrics
 from pamong.events import contracts
 from pamong.events.envelope import Event, load_envelope
-from pamong.events.topology import Binding, declare, dlq_name, retry_queue_name
+from pamong.events.topology import (
+    ATTEMPT_HEADER,
+    CONFIRM_TIMEOUT,
+    Binding,
+    declare,
+    dlq_name,
+    retry_queue_name,
+)
 from pamong.storage import GroupInsert, mongo_of
 from pamong.web.context import bind_request_context
 
 log = logging.getLogger(__name__)
 
-INBOX = "_inbox"
-INBOX_DONE = "_inbox_done"
+INBOX_BUCKET = "_inbox_"  # + the UTC day the event occurred: _inbox_20250131
 ERROR_HEADER_LIMIT = 2000
+MAX_HOLD_SECONDS = 30  # longest pause before an outage-struck message is tried again
+PURGE_EVERY_SECONDS = 3600
+APPLIED_KEEP = 100  # event ids a document remembers in apply_once
 
 
-def attempts_so_far(headers, queue):
-    """Deliveries already made: 1 + the times the message passed through our delay queues."""
-    deaths = (headers or {}).get("x-death") or []
-    prefix = f"{queue}.retry."
-    passes = (int(d.get("count", 1)) for d in deaths if str(d.get("queue", "")).startswith(prefix))
-    return 1 + sum(passes)
+def attempt_of(headers):
+    """Which delivery of the message this is (1 for the first), from our own header."""
+    try:
+        return max(1, int((headers or {}).get(ATTEMPT_HEADER, 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
+def copied_headers(headers):
+    """The message's headers without the ones the broker writes on dead-lettering."""
+    return {k: v for k, v in (headers or {}).items()
+            if k != "x-death" and not k.startswith(("x-first-death-", "x-last-death-"))}
 
 
 def backoff_seconds(delays, attempt, jitter):
@@ -61,43 +80,147 @@ def backoff_seconds(delays, attempt, jitter):
     return base * (1 + random.uniform(-jitter, jitter))
 
 
-class Inbox:
-    """Who handles an event, per (queue, event id) key, in a service's database.
+def describe(exc):
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
-    ``claim(key)`` answers ``"run"`` (this worker handles it), ``"done"`` (handled before: ack
-    the duplicate) or ``"busy"`` (a live worker holds it: look again later). A claim is a plain
-    insert; a claim whose worker died (its lease ran out) is taken over with a compare-and-set
-    on its expiry, which relies on the database's single-document atomicity (exactly one of
-    several workers racing for it wins; ``tests/database`` checks the database keeps that).
+
+def is_outage(exc):
+    """The database is unreachable or timed out: nothing the message can be blamed for."""
+    return isinstance(exc, pymongo.errors.ConnectionFailure) or (
+        isinstance(exc, pymongo.errors.PyMongoError) and exc.timeout)
+
+
+# -- exactly-once single-document effects ---------------------------------------------------
+
+
+def apply_once(collection, filter, update, event, upsert=False):
+    """Apply ``update`` to the one document ``filter`` selects unless ``event`` was applied to
+    it already; True when applied.
+
+    The event id is recorded in the document's ``_applied`` list by the same atomic write as
+    the effect, and the filter requires its absence, so a handler that runs again after a
+    crash (effect written, done mark not) changes nothing. False also when ``filter`` matches
+    no document (or, with ``upsert``, when the document exists but the filter excludes it, as
+    a version compare does). The list keeps the last ``APPLIED_KEEP`` ids (trimmed by a second
+    write, as FerretDB has no ``$push``/``$slice``): far more than can be redelivered at once.
+    """
+    guarded = {**filter, "_applied": {"$ne": event.id}}
+    recorded = {**update, "$push": {**update.get("$push", {}), "_applied": event.id},
+                "$inc": {**update.get("$inc", {}), "_applied_n": 1}}
+    try:
+        after = collection.find_one_and_update(  # no projection: FerretDB has none here
+            guarded, recorded, upsert=upsert, return_document=pymongo.ReturnDocument.AFTER)
+    except pymongo.errors.DuplicateKeyError:  # upsert met the existing document: excluded
+        return False
+    if after is None:
+        return False
+    if after["_applied_n"] > APPLIED_KEEP:
+        collection.update_one({"_id": after["_id"]},
+                              {"$pop": {"_applied": -1}, "$inc": {"_applied_n": -1}})
+    return True
+
+
+# -- the inbox ------------------------------------------------------------------------------
+
+
+class InboxKey(NamedTuple):
+    bucket: str  # collection: the day the event occurred
+    id: str  # "<queue>:<event id>"
+
+
+def inbox_key(queue, event_id, occurred_at):
+    """Duplicates carry the same envelope, so they land in the same day bucket."""
+    return InboxKey(f"{INBOX_BUCKET}{occurred_at.astimezone(UTC):%Y%m%d}", f"{queue}:{event_id}")
+
+
+class GroupMarkDone(GroupInsert):
+    """``insert(claim_id)`` turns a claim into a done mark; the marks of concurrent workers
+    share one ``update_many`` (the same group commit as GroupInsert's inserts)."""
+
+    def _write(self, claim_ids):
+        self.collection.update_many({"_id": {"$in": claim_ids}},
+                                    {"$set": {"at": datetime.now(UTC)}})
+        return [True] * len(claim_ids)
+
+
+class Inbox:
+    """Who handles an event, per ``InboxKey``, in a service's database.
+
+    One document per (queue, event) in the collection of the day the event occurred: a claim
+    ``{until}`` while a worker runs it, a done mark ``{at}`` once handled. ``claim(key)``
+    answers ``"run"`` (this worker handles it), ``"done"`` (handled before: ack the duplicate)
+    or ``"busy"`` (a live worker holds it: look again later). A claim is a plain insert; a
+    claim whose worker died (its lease ran out) is taken over with a compare-and-set on its
+    expiry, which relies on the database's single-document atomicity (exactly one of several
+    workers racing for it wins; ``tests/database`` checks the database keeps that). The claims
+    this process holds are renewed by ``renew()`` until done or released, so a live worker's
+    claim never expires under it. Done marks go away a whole day at a time (``purge``): that
+    is one ``drop`` per day, where deleting by date would scan every mark on FerretDB.
     """
 
     def __init__(self, db, lease):
         self.db = db
         self.lease = lease
-        self.claims = GroupInsert(db[INBOX])
-        self.done_marks = GroupInsert(db[INBOX_DONE])
+        self.claims = {}  # bucket -> GroupInsert
+        self.marks = {}  # bucket -> GroupMarkDone
+        self.held = set()
+
+    def _grouped(self, writers, cls, bucket):
+        if bucket not in writers:
+            writers[bucket] = cls(self.db[bucket])
+        return writers[bucket]
 
     def claim(self, key):
         now = time.time()
-        if self.claims.insert({"_id": key, "until": now + self.lease}):
+        if self._grouped(self.claims, GroupInsert, key.bucket).insert(
+                {"_id": key.id, "until": now + self.lease}):
+            self.held.add(key)
             return "run"
-        if self.db[INBOX_DONE].find_one({"_id": key}, {"_id": 1}):
-            return "done"
-        existing = self.db[INBOX].find_one({"_id": key})
+        existing = self.db[key.bucket].find_one({"_id": key.id})
         if existing is None:  # released between our insert and read
             return self.claim(key)
+        if "at" in existing:
+            return "done"
         if existing["until"] < now:  # the worker that claimed it died; take over
-            taken = self.db[INBOX].update_one({"_id": key, "until": existing["until"]},
-                                              {"$set": {"until": now + self.lease}})
-            return "run" if taken.modified_count else "busy"
+            taken = self.db[key.bucket].update_one({"_id": key.id, "until": existing["until"]},
+                                                   {"$set": {"until": now + self.lease}})
+            if taken.modified_count:
+                self.held.add(key)
+                return "run"
         return "busy"
 
     def done(self, key):
-        # a False return means a concurrent duplicate already marked it: done either way
-        self.done_marks.insert({"_id": key, "at": datetime.now(UTC)})
+        self.held.discard(key)
+        self._grouped(self.marks, GroupMarkDone, key.bucket).insert(key.id)
 
     def release(self, key):
-        self.db[INBOX].delete_one({"_id": key})
+        self.held.discard(key)
+        self.db[key.bucket].delete_one({"_id": key.id, "at": {"$exists": False}})
+
+    def renew(self):
+        """Push back the expiry of every claim this process holds."""
+        by_bucket = {}
+        for key in list(self.held):
+            by_bucket.setdefault(key.bucket, []).append(key.id)
+        for bucket, ids in by_bucket.items():
+            self.db[bucket].update_many({"_id": {"$in": ids}},
+                                        {"$set": {"until": time.time() + self.lease}})
+
+    def purge(self, retention_hours):
+        """Drop the day buckets whose events all occurred more than ``retention_hours`` ago."""
+        oldest_kept = f"{INBOX_BUCKET}{datetime.now(UTC) - timedelta(hours=retention_hours):%Y%m%d}"
+        dropped = []
+        for name in self.db.list_collection_names():
+            if name.startswith(INBOX_BUCKET) and len(name) == len(oldest_kept) \
+                    and name < oldest_kept:
+                self.db.drop_collection(name)
+                self.claims.pop(name, None)
+                self.marks.pop(name, None)
+                dropped.append(name)
+        return dropped
+
+
+# -- the entrypoint -------------------------------------------------------------------------
 
 
 class PamongQueueConsumer(QueueConsumer):
@@ -115,6 +238,10 @@ class PamongQueueConsumer(QueueConsumer):
         )
 
 
+class Unroutable(Exception):
+    """The broker returned a copy: its queue does not exist."""
+
+
 class EventConsumer(Consumer):
     queue_consumer = PamongQueueConsumer()
 
@@ -124,14 +251,23 @@ class EventConsumer(Consumer):
         self.version = version
         super().__init__(queue=None, **kwargs)
 
+    def event_binding(self, service_name, method_name):
+        """What ``topology.bindings_of`` declares for this entrypoint."""
+        return Binding(service_name, method_name, self.source, self.event_type)
+
     def setup(self):
         config = self.container.config
-        self.binding = Binding(self.container.service_name, self.method_name,
-                               self.source, self.event_type)
+        self.binding = self.event_binding(self.container.service_name, self.method_name)
         self.queue = self.binding.main_queue()
         self.delays = [float(d) for d in config.get("RETRY_DELAYS", [1, 5, 30])]
         self.jitter = float(config.get("RETRY_JITTER", 0.2))
         self.lease = float(config.get("INBOX_LEASE_SECONDS", 60))
+        self.retention_hours = float(config.get("INBOX_DONE_RETENTION_HOURS", 168))
+        retry_window = sum(self.delays) * (1 + self.jitter) + self.lease
+        if self.retention_hours * 3600 <= retry_window:
+            raise ValueError(f"INBOX_DONE_RETENTION_HOURS must outlast the retries and the "
+                             f"lease ({retry_window:.0f} s), or duplicates could run twice")
+        self.setbacks = 0  # outage pauses in a row: the next pause grows with them
         self.amqp = Connection(config["AMQP_URI"], transport_options={"confirm_publish": True})
         self.mongo = mongo_of(self.container, "@handles")
         with Connection(config["AMQP_URI"]) as connection:
@@ -140,13 +276,33 @@ class EventConsumer(Consumer):
 
     def start(self):
         self.inbox = Inbox(self.mongo.db, self.lease)
+        self.upkeep = self.container.spawn_managed_thread(self._upkeep,
+                                                          identifier=f"{self.label}.inbox")
         super().start()
+
+    def stop(self):
+        if getattr(self, "upkeep", None) is not None:  # not started when a sibling failed to
+            self.upkeep.kill()
+        super().stop()
 
     @property
     def label(self):
         return self.binding.queue
 
-    # -- receiving --------------------------------------------------------------------
+    def _upkeep(self):
+        """Renew this process's claims every third of a lease; purge old done marks hourly."""
+        purged_at = None
+        while True:
+            try:
+                self.inbox.renew()
+                if purged_at is None or time.monotonic() - purged_at > PURGE_EVERY_SECONDS:
+                    self.inbox.purge(self.retention_hours)
+                    purged_at = time.monotonic()
+            except Exception:  # noqa: BLE001 - an outage: the claims' lease covers a few misses
+                log.warning("inbox upkeep of %s failed", self.label, exc_info=True)
+            eventlet.sleep(self.lease / 3)
+
+    # -- receiving (nameko runs each message in a managed thread of its own) ---------------
 
     def handle_message(self, body, message):
         try:
@@ -158,118 +314,139 @@ class EventConsumer(Consumer):
         except ValidationError as exc:
             self._park(message, "invalid", f"contract violation: {exc.messages}")
             return
-        claim_and_run = partial(self._claim_and_run, message, Event(**envelope))
-        self.container.spawn_managed_thread(claim_and_run, identifier=f"{self.label}.claim")
+        except Exception as exc:  # noqa: BLE001 - a contract that breaks cannot take this message
+            self._park(message, "invalid", f"contract check failed: {describe(exc)}")
+            return
+        self._claim_and_run(message, Event(**envelope))
 
     def _claim_and_run(self, message, event):
+        key = inbox_key(self.binding.queue, event.id, event.occurred_at)
         try:
-            claim = self._claim(event.id)
+            claim = self.inbox.claim(key)
         except Exception as exc:  # noqa: BLE001 - database down: try again later
-            self._retry_or_park(message, event.type, f"inbox unavailable: {exc}")
+            self._requeue_later(message, f"inbox unavailable: {describe(exc)}")
             return
         if claim == "done":
-            metrics.EVENTS_CONSUMED.labels(self.label, event.type, "duplicate").inc()
+            metrics.EVENTS_CONSUMED.labels(self.label, self.event_type, "duplicate").inc()
             self.queue_consumer.ack_message(message)
             return
-        if claim == "busy":  # another worker holds it: look again after a delay
-            self._retry_or_park(message, event.type, "event is being handled by another worker")
+        if claim == "busy":  # another worker holds it: look again after a pause
+            self._requeue_later(message, "event is being handled by another worker")
             return
         context = {"correlation_id": event.correlation_id, "actor": event.actor,
                    "event_id": event.id}
         try:
             self.container.spawn_worker(
                 self, (event,), {}, context_data=context,
-                handle_result=partial(self.handle_event_result, message, event, time.monotonic()),
+                handle_result=partial(self.handle_event_result, message, key, time.monotonic()),
             )
         except ContainerBeingKilled:
-            self._release(event.id)
+            self._release(key)
             self.queue_consumer.requeue_message(message)
 
     def reject_undecodable(self, message, exc):
         self._park(message, "undecodable", f"cannot decode message: {exc}")
 
-    def handle_event_result(self, message, event, started, worker_ctx, result=None,
+    def handle_event_result(self, message, key, started, worker_ctx, result=None,
                             exc_info=None):
-        metrics.HANDLER_LATENCY.labels(self.label, event.type).observe(time.monotonic() - started)
+        metrics.HANDLER_LATENCY.labels(self.label, self.event_type).observe(
+            time.monotonic() - started)
         if exc_info is None:
             try:
-                self._done(event.id)
+                self.inbox.done(key)
             except Exception:  # noqa: BLE001 - the effect happened; the claim's lease still guards
-                log.exception("could not mark event %s done", event.id)
-            metrics.EVENTS_CONSUMED.labels(self.label, event.type, "ok").inc()
+                log.exception("could not mark event %s done", key.id)
+            metrics.EVENTS_CONSUMED.labels(self.label, self.event_type, "ok").inc()
+            self.setbacks = 0
             self.queue_consumer.ack_message(message)
-        else:
-            self._release(event.id)
-            error = "".join(traceback.format_exception_only(exc_info[0], exc_info[1])).strip()
-            metrics.EVENTS_CONSUMED.labels(self.label, event.type, "error").inc()
-            self._retry_or_park(message, event.type, error)
+            return result, exc_info
+        metrics.EVENTS_CONSUMED.labels(self.label, self.event_type, "error").inc()
+        error = describe(exc_info[1])
+        if self._release(key) and not is_outage(exc_info[1]):
+            self._retry_or_park(message, error)
+        else:  # the database fails us, not the message: no attempt is counted
+            self._requeue_later(message, error)
         return result, exc_info
 
-    # -- idempotency ------------------------------------------------------------------
+    def _release(self, key):
+        """Give up this worker's claim; False when the database could not be reached."""
+        try:
+            self.inbox.release(key)
+            return True
+        except Exception:  # noqa: BLE001 - the claim then expires after its lease
+            log.warning("could not release the claim on %s", key.id, exc_info=True)
+            return False
 
-    def _inbox_key(self, event_id):
-        return f"{self.binding.queue}:{event_id}"
+    # -- retry, dead-lettering and pauses -------------------------------------------------
 
-    def _claim(self, event_id):
-        return self.inbox.claim(self._inbox_key(event_id))
+    def _requeue_later(self, message, why):
+        """Give the message back to its queue after a pause that grows while failures last
+        (a managed thread holds it meanwhile, so a stopping service is not held up)."""
+        self.setbacks += 1
+        pause = min(backoff_seconds(self.delays, self.setbacks, self.jitter), MAX_HOLD_SECONDS)
+        log.warning("%s: message requeued in %.1fs: %s", self.label, pause, why[:300])
 
-    def _done(self, event_id):
-        self.inbox.done(self._inbox_key(event_id))
+        def requeue():
+            eventlet.sleep(pause)
+            self.queue_consumer.requeue_message(message)
 
-    def _release(self, event_id):
-        self.inbox.release(self._inbox_key(event_id))
+        self.container.spawn_managed_thread(requeue, identifier=f"{self.label}.requeue")
 
-    # -- retry and dead-lettering -------------------------------------------------------
-
-    def _retry_or_park(self, message, event_type, error):
-        attempt = attempts_so_far(message.headers, self.binding.queue)
+    def _retry_or_park(self, message, error):
+        attempt = attempt_of(message.headers)
         if attempt > len(self.delays):
-            self._park(message, "exhausted", error, event_type, attempt)
+            self._park(message, "exhausted", error, attempt)
             return
-        delay = backoff_seconds(self.delays, attempt, self.jitter)
-        headers = dict(message.headers or {}, **{"x-pamong-error": error[:ERROR_HEADER_LIMIT]})
-        if self._republish(message, retry_queue_name(self.binding.queue, attempt), headers,
-                           expiration=delay):
-            metrics.EVENTS_RETRIED.labels(self.label, event_type).inc()
+        headers = dict(copied_headers(message.headers), **{
+            ATTEMPT_HEADER: attempt + 1, "x-pamong-error": error[:ERROR_HEADER_LIMIT]})
+        if self._move(message, retry_queue_name(self.binding.queue, attempt), headers,
+                      expiration=backoff_seconds(self.delays, attempt, self.jitter)):
+            metrics.EVENTS_RETRIED.labels(self.label, self.event_type).inc()
 
-    def _park(self, message, reason, detail, event_type=None, attempt=None):
-        event_type = event_type or (message.properties.get("type") or "unknown")
-        headers = dict(message.headers or {}, **{
+    def _park(self, message, reason, detail, attempt=None):
+        headers = dict(copied_headers(message.headers), **{
             "x-pamong-reason": reason,
             "x-pamong-error": detail[:ERROR_HEADER_LIMIT],
             "x-pamong-queue": self.binding.queue,
-            "x-pamong-attempts": attempt or attempts_so_far(message.headers, self.binding.queue),
+            "x-pamong-attempts": attempt or attempt_of(message.headers),
             "x-pamong-failed-at": datetime.now(UTC).isoformat(),
         })
-        if self._republish(message, dlq_name(self.binding.queue), headers):
-            metrics.EVENTS_DEAD_LETTERED.labels(self.label, event_type, reason).inc()
+        if self._move(message, dlq_name(self.binding.queue), headers):
+            metrics.EVENTS_DEAD_LETTERED.labels(self.label, self.event_type, reason).inc()
             log.error("event parked in %s (%s): %s", dlq_name(self.binding.queue), reason,
                       detail[:300], extra={"event_id": message.properties.get("message_id"),
                                            "correlation_id": message.properties.get(
                                                "correlation_id")})
 
-    def _republish(self, message, queue, headers, expiration=None):
-        """Copy the raw message to ``queue`` (confirmed), then ack the original."""
+    def _move(self, message, queue, headers, expiration=None):
+        """Copy the raw message to ``queue``, then ack the original; on any failure keep the
+        original (requeued after a pause) and answer False."""
+        try:
+            self._publish_copy(message, queue, headers, expiration)
+        except Exception as exc:  # noqa: BLE001 - keep the message: it comes back later
+            self._requeue_later(message, f"could not move it to {queue}: {describe(exc)}")
+            return False
+        self.queue_consumer.ack_message(message)
+        return True
+
+    def _publish_copy(self, message, queue, headers, expiration):
         properties = {"message_id": message.properties.get("message_id"),
                       "correlation_id": message.properties.get("correlation_id"),
-                      "type": message.properties.get("type")}
-        if expiration is not None:
-            properties["expiration"] = expiration  # seconds; kombu sends milliseconds
-        try:
-            with producers[self.amqp].acquire(block=True, timeout=10) as producer:
+                      "type": message.properties.get("type"),
+                      "expiration": expiration}  # seconds; kombu sends milliseconds
+        returned = []
+        with connections[self.amqp].acquire(block=True, timeout=CONFIRM_TIMEOUT) as connection:
+            with connection.channel() as channel:  # one channel: its confirm is ours alone
+                producer = Producer(channel, on_return=lambda exc, *_: returned.append(exc))
                 producer.publish(
                     message.body, exchange="", routing_key=queue, headers=headers,
                     content_type=message.content_type or "application/octet-stream",
                     content_encoding=message.content_encoding or "binary",
-                    delivery_mode=2, retry=True, retry_policy={"max_retries": 3},
+                    delivery_mode=2, mandatory=True, timeout=CONFIRM_TIMEOUT,
                     **{k: v for k, v in properties.items() if v is not None},
                 )
-        except Exception:  # noqa: BLE001 - keep the message: the broker redelivers it
-            log.exception("could not move message to %s; requeueing it", queue)
-            self.queue_consumer.requeue_message(message)
-            return False
-        self.queue_consumer.ack_message(message)
-        return True
+        if returned:  # the broker sends basic.return before the confirm it waited for
+            raise Unroutable(f"queue {queue} does not exist (run `pamong bus declare`)")
 
 
 def handles(source, event_type, version=1, **kwargs):

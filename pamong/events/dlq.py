@@ -1,15 +1,30 @@
-"""Operations on dead-letter queues: list, show, replay, purge (``pamong dlq ...``)."""
+"""Operations on parked messages: list, show, replay, purge (``pamong dlq ...``).
+
+Two kinds of parking queue: ``<queue>.dlq`` of a handler queue (named by the handler queue),
+and ``<service>.unroutable``, the events of a service no queue took (named as it is).
+"""
 
 import json
 
+from amqp import Message
 from amqp.exceptions import NotFound
 from kombu import Connection
 
-from pamong.events.topology import dlq_name
+from pamong.events.outbox import ConfirmingPublisher
+from pamong.events.topology import ATTEMPT_HEADER, REPLAYS_HEADER, dlq_name, unroutable_queue
 
+# what a replay strips: where and why it was parked, and the broker's and our attempt counts
+# (a replayed message starts a fresh set of attempts)
 PAMONG_HEADERS = ("x-death", "x-pamong-reason", "x-pamong-error", "x-pamong-queue",
                   "x-pamong-attempts", "x-pamong-failed-at", "x-first-death-exchange",
-                  "x-first-death-queue", "x-first-death-reason")
+                  "x-first-death-queue", "x-first-death-reason", "x-pamong-exchange",
+                  "x-pamong-routing-key", ATTEMPT_HEADER)
+UNROUTABLE_SUFFIX = ".unroutable"
+
+
+def parked_queue(queue):
+    """The queue holding what is parked for ``queue`` (a handler queue or an unroutable one)."""
+    return queue if queue.endswith(UNROUTABLE_SUFFIX) else dlq_name(queue)
 
 
 def depth(connection, queue):
@@ -20,10 +35,12 @@ def depth(connection, queue):
         return None
 
 
-def list_dlqs(amqp_uri, queues):
-    """``[(dlq, depth)]`` for the handler queues given (depth None when not declared)."""
+def list_dlqs(amqp_uri, queues, services=()):
+    """``[(queue, depth)]``: the DLQs of the handler queues given, then the unroutable queues
+    of ``services`` (depth None when not declared)."""
+    names = [dlq_name(q) for q in queues] + [unroutable_queue(s).name for s in services]
     with Connection(amqp_uri) as connection:
-        return [(dlq_name(q), depth(connection, dlq_name(q))) for q in queues]
+        return [(name, depth(connection, name)) for name in names]
 
 
 def _body(message):
@@ -50,6 +67,7 @@ def _describe(message):
         "reason": headers.get("x-pamong-reason"),
         "error": headers.get("x-pamong-error"),
         "attempts": headers.get("x-pamong-attempts"),
+        "replays": headers.get(REPLAYS_HEADER, 0),
         "failed_at": headers.get("x-pamong-failed-at"),
         "queue": headers.get("x-pamong-queue"),
         "body": body,
@@ -62,7 +80,7 @@ def show(amqp_uri, queue, limit=20):
         channel = connection.channel()
         seen = []
         for _ in range(limit):
-            message = channel.basic_get(dlq_name(queue), no_ack=False)
+            message = channel.basic_get(parked_queue(queue), no_ack=False)
             if message is None:
                 break
             seen.append(_describe(message))
@@ -70,39 +88,58 @@ def show(amqp_uri, queue, limit=20):
         return seen
 
 
-def replay(amqp_uri, queue, message_id=None):
-    """Move parked messages back to ``queue`` with a fresh attempt count; return how many.
+def _target(queue, message):
+    """(exchange, routing key) a replay sends to: the handler queue, or for an unroutable
+    event the exchange and type it was first published with."""
+    if not queue.endswith(UNROUTABLE_SUFFIX):
+        return "", queue
+    headers = message.headers or {}
+    return headers["x-pamong-exchange"], headers["x-pamong-routing-key"]
 
-    With ``message_id`` only that message moves; the others stay parked.
+
+def _replay_copy(message):
+    headers = {k: v for k, v in (message.headers or {}).items() if k not in PAMONG_HEADERS}
+    headers[REPLAYS_HEADER] = int(headers.get(REPLAYS_HEADER, 0)) + 1
+    properties = {key: message.properties.get(key)
+                  for key in ("message_id", "correlation_id", "type")}
+    return Message(message.body, application_headers=headers, delivery_mode=2,
+                   content_type=message.content_type or "application/octet-stream",
+                   content_encoding=message.content_encoding or "binary",
+                   **{k: v for k, v in properties.items() if v is not None})
+
+
+def replay(amqp_uri, queue, message_id=None):
+    """Send parked messages back (mandatory, confirmed); return ``(replayed, refused)``
+    event ids.
+
+    Takes at most the messages parked when it starts (one that fails again and is parked
+    anew is not replayed twice), or with ``message_id`` only that one. A message no queue
+    takes (the target queue is missing) stays parked and is listed as refused.
     """
-    moved = 0
-    with Connection(amqp_uri, transport_options={"confirm_publish": True}) as connection:
-        channel = connection.channel()
-        producer = connection.Producer(channel)
-        keep = []
-        while True:
-            message = channel.basic_get(dlq_name(queue), no_ack=False)
-            if message is None:
-                break
-            if message_id and event_id(message) != message_id:
-                keep.append(message)
-                continue
-            headers = {k: v for k, v in (message.headers or {}).items()
-                       if k not in PAMONG_HEADERS}
-            headers["x-pamong-replayed"] = int(headers.get("x-pamong-replayed", 0)) + 1
-            producer.publish(
-                message.body, exchange="", routing_key=queue, headers=headers,
-                content_type=message.content_type, content_encoding=message.content_encoding,
-                delivery_mode=2, message_id=message.properties.get("message_id"),
-                type=message.properties.get("type"),
-                correlation_id=message.properties.get("correlation_id"),
-            )
-            channel.basic_ack(message.delivery_tag)
-            moved += 1
-        channel.close()  # the messages kept are requeued
-    return moved
+    replayed, refused = [], []
+    publisher = ConfirmingPublisher(amqp_uri)
+    try:
+        with Connection(amqp_uri) as connection:
+            channel = connection.channel()
+            parked = parked_queue(queue)
+            for _ in range(channel.queue_declare(parked, passive=True).message_count):
+                message = channel.basic_get(parked, no_ack=False)
+                if message is None:
+                    break
+                if message_id and event_id(message) != message_id:
+                    continue  # held unacknowledged, so not fetched again; requeued at close
+                exchange, routing_key = _target(queue, message)
+                if publisher.send([(exchange, routing_key, _replay_copy(message))]):
+                    refused.append(event_id(message))  # stays parked (requeued at close)
+                    continue
+                channel.basic_ack(message.delivery_tag)
+                replayed.append(event_id(message))
+            channel.close()
+    finally:
+        publisher.close()
+    return replayed, refused
 
 
 def purge(amqp_uri, queue):
     with Connection(amqp_uri) as connection:
-        return connection.default_channel.queue_purge(dlq_name(queue)) or 0
+        return connection.default_channel.queue_purge(parked_queue(queue)) or 0

@@ -1,5 +1,6 @@
 """The event envelope every pamong event travels in (DESIGN §4)."""
 
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -79,3 +80,15 @@ def load_envelope(body):
         loaded = ENVELOPE.load(body)
     loaded["id"] = str(loaded["id"])
     return loaded
+
+
+def check_event(envelope, source):
+    """Refuse, before it is written, an envelope the relay could not publish or a consumer
+    would park: invalid, claiming another source, or not JSON."""
+    load_envelope(envelope)
+    if envelope["source"] != source:
+        raise ValidationError({"source": [f"{source} can only publish its own events"]})
+    try:
+        json.dumps(envelope)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError({"_schema": [f"event is not JSON: {exc}"]}) from None

@@ -4,18 +4,28 @@ Writing: ``outbox.insert(...)`` / ``outbox.update(...)`` put the new events into
 document's ``_outbox`` array in the same single-document write that changes its state, then
 hand them to this process's relay.
 
-Relaying: the relay publishes with publisher confirms and ``mandatory=True``, then pulls
-exactly the published events out of their documents (``$pullAll``, one ``update_many`` per
-100 documents: ``_id $in``, which FerretDB is patched to look up by key). A crash anywhere
-repeats a publish, never loses one:
-- crash after the state write, before publishing: the events are still in the document; the
-  sweep at the next start (or another replica's periodic sweep) publishes them;
+Every envelope is validated whole when it is written (``check_event``), so the relay only
+meets one it cannot publish when it was written around this module; it moves such an event to
+``_outbox_quarantine`` (logged, counted) instead of failing every round.
+
+Relaying: the relay publishes with publisher confirms and ``mandatory=True``; what the broker
+returns (no queue bound) is parked in ``<service>.unroutable`` (``pamong dlq list`` shows it,
+``pamong dlq replay`` sends it again); then it pulls exactly the published events out of their
+documents (``$pullAll``, one ``update_many`` per 100 documents: ``_id $in``, which FerretDB is
+patched to look up by key). A crash anywhere repeats a publish, never loses one:
+- crash after the state write, before publishing: the events are still in the document. A
+  writer first holds a lease in ``_outbox_writers`` naming the collections it writes events
+  to (renewed by its relay, deleted on a clean stop with nothing pending). When a lease runs
+  out, one replica's sweep claims it and publishes what those collections hold. So the
+  periodic sweep reads only the leases and the batches (its cost follows what is pending, not
+  the data); a collection is scanned only after a writer died. A marker per write would spare
+  even that scan, but it costs one more round trip per event on the hot path;
 - crash after publishing, before the pull: they are published again, and consumers are
   idempotent by event id;
 - a writer adding events while the relay works: ``$pullAll`` removes only what was published,
   and the writer has queued its own events for the next round;
-- two replicas: each relays its own writes; their sweeps may both publish a crash's leftovers,
-  which consumers deduplicate.
+- two replicas: each relays its own writes; one that takes a live but paused writer for dead
+  publishes its events too, which consumers deduplicate.
 Documents with pending events must not be deleted (mark them deleted instead) until the relay
 has emptied their outbox, or those events are lost.
 
@@ -30,12 +40,14 @@ publishes and deletes one document per batch instead of pulling from each record
    outbox, then both are deleted. The marker spares rewriting a batch of hundreds of events
    just to flag it.
 A crash before 3 leaves a batch without marker: once it is older than
-``OUTBOX_BATCH_LEASE_SECONDS`` the sweep publishes the events of the owners this batch wrote
-(their document carries its stamp) and drops the others (never written, or written later by
-someone else with events of their own), so no event is lost and none goes out twice under two
-ids. Should the sweep settle a batch whose writer was only slow, the writer finds the marker
-taken and queues its events again in a new batch: the same event ids, which consumers
-deduplicate.
+``OUTBOX_BATCH_LEASE_SECONDS`` the sweep claims it (inserts the marker flagged ``settling``),
+then keeps the events of the owners this batch wrote (their document carries its stamp) and
+drops the others (never written, or written later by someone else with events of their own),
+so no event is lost and none goes out twice under two ids. Claiming first matters: a writer
+that was only slow either released the batch before the claim (the sweep leaves it alone) or
+finds the marker taken and queues its events again in a new batch (the same event ids, which
+consumers deduplicate). A sweep that dies while settling leaves the flag: the next one settles
+again.
 """
 
 import json
@@ -55,8 +67,8 @@ from nameko.extensions import DependencyProvider
 
 from pamong import metrics
 from pamong.events import contracts
-from pamong.events.envelope import new_event
-from pamong.events.topology import event_exchange
+from pamong.events.envelope import check_event, new_event
+from pamong.events.topology import CONFIRM_TIMEOUT, event_exchange, unroutable_queue
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +77,8 @@ BATCH = 500
 PULL_CHUNK = 100  # documents per update_many that empties published outboxes
 BATCHES = "_outbox_batches"
 READY = "_outbox_ready"
+WRITERS = "_outbox_writers"
+QUARANTINE = "_outbox_quarantine"
 
 
 def with_events(update, events):
@@ -111,7 +125,17 @@ class OutboxWriter:
             version=version, opd=opd, correlation_id=self.correlation_id, actor=self.actor,
         )
 
+    def _check(self, events, collection=None):
+        """Refuse what the relay could not publish (the envelope, not only its data), and
+        hold the writer lease that covers ``collection`` should this process die."""
+        for envelope in events:
+            check_event(envelope, self.source)
+            contracts.load_data(envelope["type"], envelope["version"], envelope["data"])
+        if events and collection is not None:
+            self.relay.guard(collection)
+
     def insert(self, collection, document, events):
+        self._check(events, collection)
         document = dict(document)
         document[OUTBOX] = list(events)
         result = self.db[collection].insert_one(document)
@@ -126,6 +150,7 @@ class OutboxWriter:
         Returns the ``_id``s that already existed (not written, their events dropped); other
         errors raise, leaving the batch unready for the sweep to settle.
         """
+        self._check([envelope for _, events in documents for envelope in events])
         batch_id = uuid.uuid4().hex
         docs = [{**document, "_batch": batch_id} for document, _ in documents]
         owners = [document["_id"] for document, events in documents for _ in events]
@@ -172,6 +197,7 @@ class OutboxWriter:
             raise ValueError("outbox updates address one document by _id")
         if not events:
             return self.db[collection].update_one(filter, update, upsert=upsert)
+        self._check(events, collection)
         result = self.db[collection].update_one(filter, with_events(update, events), upsert=upsert)
         if result.matched_count or result.upserted_id is not None:
             self.relay.enqueue(collection, filter["_id"], events)
@@ -217,12 +243,20 @@ class _Cork:
         self.parts = None  # after an error the caller closes the connection
 
 
+def message_of(envelope, body):
+    """The AMQP message of an envelope (``body``: its JSON, encoded once by the caller)."""
+    return Message(body, content_type="application/json", content_encoding="utf-8",
+                   delivery_mode=2, message_id=envelope["id"],
+                   correlation_id=envelope.get("correlation_id"), type=envelope["type"])
+
+
 class ConfirmingPublisher:
     """Publishes a batch on one channel in confirm mode and waits for all confirms at once."""
 
-    def __init__(self, amqp_uri, timeout=10.0):
+    def __init__(self, amqp_uri, timeout=CONFIRM_TIMEOUT, queues=()):
         self.amqp_uri = amqp_uri
         self.timeout = timeout
+        self.queues = queues  # declared on every (re)connection
         self.connection = None
         self.channel = None
         self.declared = set()
@@ -240,6 +274,8 @@ class ConfirmingPublisher:
             self.cork = raw.frame_writer = _Cork(raw)
             self.next_tag = 1
             self.declared = set()
+            for queue in self.queues:
+                queue(self.channel).declare()
 
     def close(self):
         if self.connection is not None:
@@ -265,27 +301,27 @@ class ConfirmingPublisher:
         self.returned.append(message.properties.get("message_id"))
 
     def publish(self, items):
-        """``items``: [(source, envelope)]. Returns ids the broker returned as unroutable.
+        """``items``: [(source, envelope)]. Returns ids the broker returned as unroutable."""
+        return self.send([(event_exchange(source).name, envelope["type"],
+                           message_of(envelope, _JSON.encode(envelope)))
+                          for source, envelope in items])
 
-        Raises when the broker nacks or the confirms do not arrive; the caller then keeps
-        the events in the outbox and tries again.
+    def send(self, messages):
+        """``messages``: [(exchange, routing key, amqp Message)], published mandatory.
+        Returns the message ids the broker returned as unroutable.
+
+        Raises when the broker nacks or the confirms do not arrive within ``timeout``; the
+        caller then keeps what it sent and tries again.
         """
         self._connect()
         self.unconfirmed, self.nacked, self.returned = {}, set(), []
-        exchanges = {source: event_exchange(source).name for source, _ in items}
-        for name in set(exchanges.values()) - self.declared:  # before corking: it waits
+        for name in {exchange for exchange, _, _ in messages} - self.declared - {""}:
             self.channel.exchange_declare(name, "topic", durable=True, auto_delete=False)
-            self.declared.add(name)
+            self.declared.add(name)  # (before corking: a declare waits for its answer)
         with self.cork:  # the round's frames leave in one send
-            for source, envelope in items:
-                message = Message(
-                    _JSON.encode(envelope), content_type="application/json",
-                    content_encoding="utf-8", delivery_mode=2, message_id=envelope["id"],
-                    correlation_id=envelope.get("correlation_id"), type=envelope["type"],
-                )
-                self.channel.basic_publish(message, exchanges[source], envelope["type"],
-                                           mandatory=True)
-                self.unconfirmed[self.next_tag] = envelope["id"]
+            for exchange, routing_key, message in messages:
+                self.channel.basic_publish(message, exchange, routing_key, mandatory=True)
+                self.unconfirmed[self.next_tag] = message
                 self.next_tag += 1
         deadline = time.monotonic() + self.timeout
         while self.unconfirmed:
@@ -303,24 +339,55 @@ class Relay:
 
     Writers in this process hand over (collection, _id, events) after their write, so the
     normal path reads nothing back: publish a confirmed batch, then ``$pullAll`` exactly those
-    events by ``_id``. The sweep, at start and every
-    ``OUTBOX_SWEEP_SECONDS``, finds events left by a process that died after its write (or
-    written by another process) and queues them too.
+    events by ``_id``. The sweep, at start and every ``OUTBOX_SWEEP_SECONDS``, queues the
+    events of dead writers (expired leases) and of outbox batches.
     """
 
     def __init__(self, db, amqp_uri, service_name, config):
         self.db = db
         self.service_name = service_name
-        self.publisher = ConfirmingPublisher(amqp_uri)
+        self.unroutable = unroutable_queue(service_name)
+        self.publisher = ConfirmingPublisher(amqp_uri, queues=[self.unroutable])
         self.poll = float(config.get("OUTBOX_POLL_SECONDS", 0.5))
         self.sweep_every = float(config.get("OUTBOX_SWEEP_SECONDS", 60))
         self.batch_lease = float(config.get("OUTBOX_BATCH_LEASE_SECONDS", 60))
+        self.writer_lease = float(config.get("OUTBOX_WRITER_LEASE_SECONDS", 60))
         self.linger = float(config.get("OUTBOX_LINGER_SECONDS", 0.02))
         self.pending = {}  # (collection, _id) -> {event id: envelope}, in arrival order
+        self.in_flight = False
+        self.writer_id = f"{service_name}:{uuid.uuid4().hex}"
+        self.leased = set()  # collections our lease names
+        self.lease_until = 0.0
         self.unroutable_types = set()
         self._wake = eventlet.event.Event()
         self._next_sweep = 0.0
         self.running = False
+
+    # -- the writer lease --------------------------------------------------------------
+
+    def guard(self, collection):
+        """Before events are written to ``collection``: our lease must name it and stay
+        valid a third of its length more (so a replica never takes us for dead mid-write)."""
+        now = time.time()
+        if collection not in self.leased or now > self.lease_until - self.writer_lease / 3:
+            self._renew(now, collection)
+
+    def _renew(self, now, collection=None):
+        update = {"$set": {"until": now + self.writer_lease}}
+        if collection is not None:
+            update["$addToSet"] = {"collections": collection}
+        self.db[WRITERS].update_one({"_id": self.writer_id}, update, upsert=True)
+        self.lease_until = now + self.writer_lease
+        if collection is not None:
+            self.leased.add(collection)
+
+    def _release_lease(self):
+        """On a clean stop with nothing left to publish, nobody needs to recover us."""
+        if self.leased and not self.pending and not self.in_flight:
+            self.db[WRITERS].delete_one({"_id": self.writer_id})
+            self.leased = set()
+
+    # -- the loop ------------------------------------------------------------------------
 
     def enqueue(self, collection, doc_id, events):
         queued = self.pending.setdefault((collection, doc_id), {})
@@ -337,6 +404,8 @@ class Relay:
         backoff = self.poll
         while self.running:
             try:
+                if self.leased and time.time() > self.lease_until - 2 * self.writer_lease / 3:
+                    self._renew(time.time())
                 if time.monotonic() >= self._next_sweep:
                     self.sweep()
                     self._next_sweep = time.monotonic() + self.sweep_every
@@ -361,30 +430,62 @@ class Relay:
         self.running = False
         self.wake()
         self.publisher.close()
+        try:
+            self._release_lease()
+        except Exception:  # noqa: BLE001 - the lease then runs out: a replica recovers us
+            log.warning("could not release the outbox writer lease", exc_info=True)
+
+    # -- the sweep -----------------------------------------------------------------------
 
     def sweep(self):
-        """Queue every document that still has events (left by a crash or another process)."""
-        for name in self.db.list_collection_names():
-            if name.startswith(("_", "system.")):
-                continue
-            for doc in self.db[name].find({f"{OUTBOX}.0": {"$exists": True}}, {OUTBOX: 1}):
-                self.enqueue(name, doc["_id"], doc[OUTBOX])
+        """Queue what dead writers left in their documents, and the outbox batches."""
+        now = time.time()
+        for writer in self.db[WRITERS].find({"until": {"$lt": now}}):
+            if writer["_id"] != self.writer_id:
+                self._recover(writer, now)
         self.sweep_batches()
 
+    def _recover(self, writer, now):
+        """Claim a dead writer's lease (one replica wins), queue the events in the
+        collections it named, then drop its lease: ours now names them."""
+        until = now + self.writer_lease
+        claimed = self.db[WRITERS].update_one({"_id": writer["_id"], "until": writer["until"]},
+                                              {"$set": {"until": until}})
+        if not claimed.modified_count:
+            return  # another replica recovers it, or the writer lives after all
+        found = 0
+        for name in writer.get("collections", []):
+            self.guard(name)
+            for doc in self.db[name].find({f"{OUTBOX}.0": {"$exists": True}}, {OUTBOX: 1}):
+                self.enqueue(name, doc["_id"], doc[OUTBOX])
+                found += 1
+        log.warning("outbox writer %s died: %d document(s) with events queued", writer["_id"],
+                    found)
+        self.db[WRITERS].delete_one({"_id": writer["_id"], "until": until})
+
     def sweep_batches(self):
-        """Queue ready batches; settle unready ones whose writer must have died."""
+        """Queue ready batches; settle unready ones whose writer must have died, and ones a
+        sweep began to settle."""
         stale = datetime.now(UTC) - timedelta(seconds=self.batch_lease)
-        ready = {marker["_id"] for marker in self.db[READY].find({})}
+        ready = {marker["_id"]: marker for marker in self.db[READY].find({})}
         for batch in self.db[BATCHES].find({}):
-            if batch["_id"] in ready:
+            marker = ready.get(batch["_id"])
+            if marker is not None and not marker.get("settling"):
                 self.enqueue(BATCHES, batch["_id"], unpack(batch)["events"])
-            elif batch["at"].replace(tzinfo=UTC) < stale:
-                self._settle(batch)
-        for orphan in ready - {batch["_id"] for batch in self.db[BATCHES].find({}, {"_id": 1})}:
+            elif marker is not None or batch["at"].replace(tzinfo=UTC) < stale:
+                self._settle(batch, claimed=marker is not None)
+        for orphan in set(ready) - {b["_id"] for b in self.db[BATCHES].find({}, {"_id": 1})}:
             self.db[READY].delete_one({"_id": orphan})  # its batch was published and deleted
 
-    def _settle(self, batch):
-        """Keep the events of the owners this batch wrote (stamped with its id)."""
+    def _settle(self, batch, claimed=False):
+        """Keep the events of the owners this batch wrote (stamped with its id). Claim the
+        batch first (its ready marker, flagged ``settling``): a writer that releases it
+        before the claim keeps it whole, one that releases it after requeues its events."""
+        if not claimed:
+            try:
+                self.db[READY].insert_one({"_id": batch["_id"], "settling": True})
+            except pymongo.errors.DuplicateKeyError:
+                return  # its writer was alive after all and released it
         collection = self.db[batch["collection"]]
         packed = unpack(batch)
         written = {owner for owner in set(packed["owners"])
@@ -396,14 +497,14 @@ class Relay:
                     batch["_id"], len(kept), len(packed["events"]))
         if not kept:
             self.db[BATCHES].delete_one({"_id": batch["_id"]})
+            self.db[READY].delete_one({"_id": batch["_id"]})
             return
         self.db[BATCHES].replace_one({"_id": batch["_id"]}, batch_document(
             batch["_id"], batch["collection"], [owner for _, owner in pairs], kept))
-        try:
-            self.db[READY].insert_one({"_id": batch["_id"]})
-        except pymongo.errors.DuplicateKeyError:
-            return  # its writer was alive after all and released it
+        self.db[READY].update_one({"_id": batch["_id"]}, {"$unset": {"settling": ""}})
         self.enqueue(BATCHES, batch["_id"], kept)
+
+    # -- publishing ----------------------------------------------------------------------
 
     def publish_pending(self):
         batch, events = [], 0
@@ -414,17 +515,62 @@ class Relay:
         metrics.OUTBOX_PENDING.labels(self.service_name).set(len(self.pending) + len(batch))
         if not batch:
             return 0
-        items = [(self.service_name, envelope) for _, events in batch for envelope in events]
+        self.in_flight = True
         try:
-            returned = set(self.publisher.publish(items))
+            items = self._encode(batch)
+            returned = set(self.publisher.send([item[1:] for item in items]))
+            self._park_unroutable([item for item in items if item[0]["id"] in returned])
             self._pull(batch)
         except Exception:
             for (collection, doc_id), events in batch:  # still in the documents: try again
                 self.enqueue(collection, doc_id, events)
             raise
-        self._record(items, returned)
+        finally:
+            self.in_flight = False
+        self._record([envelope for envelope, _, _, _ in items], returned)
         metrics.OUTBOX_PENDING.labels(self.service_name).set(len(self.pending))
         return len(items)
+
+    def _encode(self, batch):
+        """``[(envelope, exchange, routing key, message)]`` of the batch's publishable
+        events; any other is quarantined (and pulled with the rest)."""
+        exchange = event_exchange(self.service_name).name
+        items = []
+        for (collection, doc_id), events in batch:
+            for envelope in events:
+                try:
+                    check_event(envelope, self.service_name)
+                    body = _JSON.encode(envelope)
+                except Exception as exc:  # noqa: BLE001 - whatever it is, it cannot go out
+                    self._quarantine(collection, doc_id, envelope, exc)
+                    continue
+                items.append((envelope, exchange, envelope["type"], message_of(envelope, body)))
+        return items
+
+    def _quarantine(self, collection, doc_id, envelope, exc):
+        event_id = envelope.get("id") if isinstance(envelope, dict) else None
+        self.db[QUARANTINE].replace_one(
+            {"_id": f"{collection}:{doc_id}:{event_id}"},
+            {"collection": collection, "document": doc_id, "event": envelope,
+             "error": str(exc)[:2000], "at": datetime.now(UTC)}, upsert=True)
+        metrics.OUTBOX_QUARANTINED.labels(self.service_name).inc()
+        log.error("outbox event %s of %s/%s cannot be published, moved to %s: %s", event_id,
+                  collection, doc_id, QUARANTINE, exc)
+
+    def _park_unroutable(self, items):
+        """Events no queue took go to ``<service>.unroutable``, where they stay visible and
+        can be replayed, before they leave the outbox."""
+        if not items:
+            return
+        parked = []
+        for _, exchange, routing_key, message in items:
+            headers = {"x-pamong-reason": "unroutable", "x-pamong-exchange": exchange,
+                       "x-pamong-routing-key": routing_key}
+            parked.append(("", self.unroutable.name,
+                           Message(message.body, application_headers=headers,
+                                   **message.properties)))
+        if self.publisher.send(parked):
+            raise RuntimeError(f"{self.unroutable.name} is missing: unroutable events kept")
 
     def _pull(self, batch):
         """Take the published events out of their documents: per collection, one
@@ -444,23 +590,23 @@ class Relay:
                     {"_id": {"$in": [doc_id for doc_id, _ in chunk]}},
                     {"$pullAll": {OUTBOX: [e for _, events in chunk for e in events]}})
 
-    def _record(self, items, returned):
-        if not items:
+    def _record(self, envelopes, returned):
+        if not envelopes:
             return
         now = datetime.now(UTC)
-        oldest = min(datetime.fromisoformat(env["occurred_at"]) for _, env in items)
+        oldest = min(datetime.fromisoformat(env["occurred_at"]) for env in envelopes)
         metrics.OUTBOX_LAG.labels(self.service_name).set((now - oldest) / timedelta(seconds=1))
-        for (source, event_type), count in Counter(
-                (source, envelope["type"]) for source, envelope in items).items():
+        source = self.service_name
+        for event_type, count in Counter(envelope["type"] for envelope in envelopes).items():
             metrics.EVENTS_PUBLISHED.labels(source, event_type).inc(count)
-        for source, envelope in items:
+        for envelope in envelopes:
             if envelope["id"] in returned:
                 metrics.EVENTS_UNROUTABLE.labels(source, envelope["type"]).inc()
                 if envelope["type"] not in self.unroutable_types:  # once per type: no flood
                     self.unroutable_types.add(envelope["type"])
-                    log.warning("event %s %s had no subscriber queue (further ones are only "
-                                "counted in pamong_events_unroutable_total)", envelope["type"],
-                                envelope["id"])
+                    log.warning("event %s %s had no subscriber queue: parked in %s (further "
+                                "ones are only counted in pamong_events_unroutable_total)",
+                                envelope["type"], envelope["id"], self.unroutable.name)
 
 
 class Outbox(DependencyProvider):

@@ -5,6 +5,8 @@
 - ``<queue>.retry.<n>``: delay queue for attempt n+1; messages carry their own expiration
   (backoff with jitter) and dead-letter back to ``<queue>`` through the default exchange.
 - ``<queue>.dlq``: where a message lands after its last attempt, or at once when invalid.
+- ``<service>.unroutable``: where the relay parks the service's events that no queue took
+  (the broker returned them), so they stay visible and can be replayed.
 
 Declaring is idempotent, so ``pamong bus declare`` (install time) and each consumer's start-up
 both run it: events published before a consumer first starts are already queued.
@@ -14,6 +16,10 @@ import inspect
 from dataclasses import dataclass
 
 from kombu import Exchange, Queue
+
+ATTEMPT_HEADER = "x-pamong-attempt"  # deliveries so far (the consumer's count; reset on replay)
+REPLAYS_HEADER = "x-pamong-replays"  # times an operator replayed the message
+CONFIRM_TIMEOUT = 10.0  # seconds any publish waits for the broker's confirm
 
 
 def event_exchange(source):
@@ -26,6 +32,10 @@ def retry_queue_name(queue, step):
 
 def dlq_name(queue):
     return f"{queue}.dlq"
+
+
+def unroutable_queue(service):
+    return Queue(f"{service}.unroutable", durable=True, auto_delete=False)
 
 
 @dataclass(frozen=True)
@@ -57,15 +67,13 @@ def declare(channel, binding, retry_steps):
 
 
 def bindings_of(service_cls):
-    """Every event binding a service class declares with ``@handles``."""
-    from pamong.events.consumer import EventConsumer
-
+    """Every event binding a service class declares with ``@handles`` (its entrypoints answer
+    ``event_binding``, so this module need not import the consumer, which imports it)."""
     found = []
     for method_name, method in inspect.getmembers(service_cls, inspect.isfunction):
         for entrypoint in getattr(method, "nameko_entrypoints", ()):
-            if isinstance(entrypoint, EventConsumer):
-                found.append(Binding(service_cls.name, method_name,
-                                     entrypoint.source, entrypoint.event_type))
+            if hasattr(entrypoint, "event_binding"):
+                found.append(entrypoint.event_binding(service_cls.name, method_name))
     return sorted(found, key=lambda b: b.queue)
 
 
@@ -74,6 +82,7 @@ def declare_service(connection, service_cls, retry_steps):
     channel = connection.channel()
     try:
         event_exchange(service_cls.name)(channel).declare()
+        unroutable_queue(service_cls.name)(channel).declare()
         bindings = bindings_of(service_cls)
         for binding in bindings:
             declare(channel, binding, retry_steps)

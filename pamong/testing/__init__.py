@@ -180,9 +180,9 @@ class running:
 
 def rpc_proxy(config):
     """A context manager giving ``proxy.<service>.<method>(...)`` over the real broker."""
-    from nameko.standalone.rpc import ClusterRpcProxy
+    from pamong.rpc import RpcClient
 
-    return ClusterRpcProxy(config, timeout=30)
+    return RpcClient(config, timeout=30)
 
 
 def publish_raw(config, source, event_type, body, content_type="application/json"):
@@ -191,7 +191,7 @@ def publish_raw(config, source, event_type, body, content_type="application/json
 
     from kombu import Connection
 
-    from pamong.events.topology import event_exchange
+    from pamong.events.topology import CONFIRM_TIMEOUT, event_exchange
 
     payload = json.dumps(body) if isinstance(body, dict) else body
     with Connection(config["AMQP_URI"], transport_options={"confirm_publish": True}) as conn:
@@ -199,4 +199,13 @@ def publish_raw(config, source, event_type, body, content_type="application/json
         exchange = event_exchange(source)
         producer.publish(payload, exchange=exchange, routing_key=event_type, declare=[exchange],
                          content_type=content_type, content_encoding="utf-8",
-                         delivery_mode=2, mandatory=True)
+                         delivery_mode=2, mandatory=True, confirm_timeout=CONFIRM_TIMEOUT)
+
+
+def done_marks(db):
+    """How many events the consumers of database ``db`` have marked handled (every day
+    bucket of their inbox)."""
+    from pamong.events.consumer import INBOX_BUCKET
+
+    return sum(db[name].count_documents({"at": {"$exists": True}})
+               for name in db.list_collection_names() if name.startswith(INBOX_BUCKET))

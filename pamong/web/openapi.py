@@ -50,8 +50,8 @@ def _problem(description):
 def _access_note(entry):
     if entry.public:
         return "Public: no token needed."
-    if not entry.roles:
-        return "Any authenticated caller."
+    if entry.any_staff:
+        return "Any staff role (every role but `pemohon`)."
     return "Roles: " + ", ".join(f"`{role}`" for role in entry.roles) + "."
 
 

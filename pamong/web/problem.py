@@ -69,8 +69,10 @@ def unprocessable(errors, detail="The request did not pass validation."):
     return Problem(422, detail, errors=flatten_errors(errors))
 
 
-def service_unavailable(detail, errors=None):
-    return Problem(503, detail, errors=errors)
+def service_unavailable(detail, errors=None, retry_after=None):
+    """503; ``retry_after`` (seconds) tells clients when to try again."""
+    headers = {"Retry-After": str(int(retry_after))} if retry_after is not None else None
+    return Problem(503, detail, errors=errors, headers=headers)
 
 
 def flatten_errors(messages, prefix=""):

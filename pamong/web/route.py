@@ -22,7 +22,7 @@ ISO-8601 UTC). Status 204 sends no body.
 Before the method runs, in this order: correlation id (``X-Request-ID`` or a new uuid4 hex,
 echoed back), body size (``max_body=`` of the route, else ``HTTP_MAX_BODY_BYTES``, default
 1 MiB -> 413), authentication
-(401) and roles (403; ``roles=()`` means any authenticated caller), query validation (422),
+(401) and roles (403), query validation (422),
 body content type (415), JSON (400), body validation with unknown fields rejected (422). So a
 caller without a valid token learns nothing about the endpoint's schema.
 
@@ -42,6 +42,7 @@ import re
 import time
 import uuid
 
+import pymongo.errors
 from eventlet.event import Event
 from marshmallow import ValidationError, fields
 from nameko.exceptions import ContainerBeingKilled
@@ -66,6 +67,8 @@ from pamong.web.problem import (
 _log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# what a client is told to wait when a dependency (the database) is unreachable
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 # accept a caller's id only if it cannot forge log lines or headers
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _NO_BODY_STATUSES = (204, 304)
@@ -106,9 +109,12 @@ class HttpRoute(HttpRequestHandler):
     server = ProblemWebServer()
 
     def __init__(self, method, url, roles=(), body=None, query=None, response=None, status=200,
-                 summary=None, description=None, public=False, tags=(), document=True,
-                 max_body=None, **kwargs):
-        self.roles = tuple(roles)
+                 summary=None, description=None, public=False, any_staff=False, tags=(),
+                 document=True, max_body=None, **kwargs):
+        _check_access(url, tuple(roles), public, any_staff)
+        # any_staff: every role but the citizen's; a token without roles is never enough
+        self.roles = tuple(sorted(auth.STAFF_ROLES)) if any_staff else tuple(roles)
+        self.any_staff = any_staff
         self.body = body
         self.query = query
         self.response = response
@@ -123,6 +129,7 @@ class HttpRoute(HttpRequestHandler):
 
     def setup(self):
         super().setup()
+        auth.check_auth_config(self.container.config)
         self._check_handler_signature()
 
     def _check_handler_signature(self):
@@ -170,7 +177,7 @@ class HttpRoute(HttpRequestHandler):
         principal = None
         if not self.public:
             principal = auth.authenticate(request.headers, config)
-            if self.roles and not principal.has_any(self.roles):
+            if not principal.has_any(self.roles):
                 raise forbidden()
             request.actor = principal.actor(self.roles)
 
@@ -220,6 +227,16 @@ class HttpRoute(HttpRequestHandler):
         # the route template, never the raw path: one time series per endpoint
         HTTP_REQUESTS.labels(service, self.url, request.method, str(status)).inc()
         HTTP_LATENCY.labels(service, self.url, request.method).observe(seconds)
+
+
+def _check_access(url, roles, public, any_staff):
+    """Every route says who may call it: ``public``, ``any_staff`` or its ``roles``."""
+    if public + any_staff + bool(roles) != 1:
+        raise TypeError(f"route {url}: declare exactly one of roles=(...), any_staff=True or "
+                        "public=True")
+    unknown = set(roles) - auth.ROLES
+    if unknown:
+        raise TypeError(f"route {url}: unknown roles {sorted(unknown)}")
 
 
 def _correlation_id(request):
@@ -276,7 +293,8 @@ def _load(schema, data):
 def _entry_for(fn):
     """Wrap the service method so it runs with the request context bound in the worker's own
     greenthread, and so a raised Problem is a result (a client error) rather than a worker
-    failure that nameko would log with a traceback."""
+    failure that nameko would log with a traceback. An unreachable database is a 503 with
+    ``Retry-After``: the request may succeed later, unchanged."""
 
     @functools.wraps(fn)
     def entry(self, request, principal, **kwargs):
@@ -287,6 +305,10 @@ def _entry_for(fn):
                 return fn(self, request, principal, **kwargs)
             except Problem as problem:
                 return problem
+            except pymongo.errors.ConnectionFailure as exc:
+                _log.warning("database unavailable in %s: %r", fn.__name__, exc)
+                return service_unavailable("The database is unavailable; try again later.",
+                                           retry_after=UNAVAILABLE_RETRY_AFTER_SECONDS)
 
     entry.pamong_route_entry = True
     return entry
@@ -295,8 +317,9 @@ def _entry_for(fn):
 def route(method, url, **options):
     """Declare an HTTP endpoint; see the module docstring for options and calling convention.
 
-    Options: roles, body, query, response (marshmallow schema instances), status (default
-    success status), summary, description, tags, public, document.
+    Options: roles, any_staff, public (exactly one of the three), body, query, response
+    (marshmallow schema instances), status (default success status), summary, description,
+    tags, document, max_body.
     """
 
     def decorate(fn):

@@ -80,7 +80,7 @@ business when the rows are stored.
 | KODE_JABATAN   | no     | the position held (a position of that unit)                   |
 | NOMOR_HP       | no     | mobile (WhatsApp) number, e.g. ``0812-3456-7890``             |
 | EMAIL          | no     | e-mail address                                                |
-| STATUS         | no     | ``AKTIF``, ``CLTN``, ``PENSIUN`` or ``PINDAH``; empty = AKTIF |
+| STATUS         | no     | ``AKTIF``, ``CB``, ``CLTN``, ``PENSIUN`` or ``PINDAH``; empty = AKTIF |
 | NIK            | no     | NIK, 16 digits                                                |
 | NIP_ATASAN     | no     | NIP of the direct supervisor, when not the superior's holder  |
 | TMT_UNOR       | no     | date the employee started in this unit                        |
@@ -89,8 +89,10 @@ business when the rows are stored.
   agree with it. JENIS_KELAMIN also accepts ``Laki-laki``/``Perempuan``, ``Pria``/``Wanita``,
   ``1``/``2``. An NI PPPK has ``21`` in digits 13-14; spaces inside the number are ignored.
 - NOMOR_HP: an Indonesian mobile, written ``08...``, ``628...`` or ``+628...``.
-- STATUS: CLTN = unpaid leave (cuti di luar tanggungan negara), PENSIUN = retired, PINDAH =
-  moved to another agency; ``active``, ``long_leave``, ``retired``, ``transferred_out`` too.
+- STATUS: CB = long leave (cuti besar), CLTN = unpaid leave (cuti di luar tanggungan
+  negara), PENSIUN = retired, PINDAH = moved to another agency (PP 11/2017 leave types; the
+  others, annual, sick, maternity and important reasons, are days off, not a status);
+  ``active``, ``long_leave``, ``unpaid_leave``, ``retired``, ``transferred_out`` too.
 - A NIK that disagrees with the birth date or gender is only a warning: a NIK never changes.
 """
 
@@ -101,9 +103,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
-from pamong.contracts.directory import POSITION_KINDS, UNIT_CODE, UNIT_KINDS
+from pamong.contracts.directory import POSITION_ID, POSITION_KINDS, UNIT_CODE, UNIT_KINDS
 from pamong.identifiers import nik_matches, parse_nik, parse_staff_number, staff_mismatches
-from pamong.privacy import mask_text, normalize_phone
+from pamong.privacy import is_masked_nik, mask_text, normalize_phone
 
 __all__ = ["COLUMNS", "KINDS", "Parsed", "Row", "RowError", "export", "parse"]
 
@@ -230,13 +232,10 @@ def _staff_digits(value):
     return digits
 
 
-MASKED_NIK = re.compile(r"[0-9]{4}\*{8}[0-9]{4}")
-
-
 def _nik(value):
     """A NIK, or a masked one (``3510********0001``, as an opd_admin export shows it): the
     import then keeps the stored NIK it masks."""
-    return value if MASKED_NIK.fullmatch(value) else parse_nik(value)
+    return value if is_masked_nik(value) else parse_nik(value)
 
 
 def _phone(value):
@@ -256,8 +255,8 @@ def _email(value):
 
 
 _TIMEZONES = {"Asia/Jakarta": "WIB", "Asia/Makassar": "WITA", "Asia/Jayapura": "WIT"}
-_STATUSES = {"active": "AKTIF", "long_leave": "CLTN", "retired": "PENSIUN",
-             "transferred_out": "PINDAH"}
+_STATUSES = {"active": "AKTIF", "long_leave": "CB", "unpaid_leave": "CLTN",
+             "retired": "PENSIUN", "transferred_out": "PINDAH"}
 
 _BOOL = _Vocab({True: "Y", False: "N"},
                {"YA": True, "TIDAK": False, "1": True, "0": False, "TRUE": True, "FALSE": False})
@@ -271,7 +270,7 @@ _GENDER = _Vocab({"L": "L", "P": "P"}, {"laki-laki": "L", "pria": "L", "1": "L",
 _STAFF_KIND = _Vocab({"pns": "PNS", "pppk": "PPPK"})
 _STATUS = _Vocab(_STATUSES, {s: s for s in _STATUSES})
 _UNIT_CODE = _pattern(UNIT_CODE.strip("^$"), "a unit code (4 digits, then .NN per level)")
-_POSITION_ID = _pattern(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
+_POSITION_ID = _pattern(POSITION_ID.strip("^$"),
                         "a position code (letters, digits, '.', '_', '-'; up to 64)")
 
 

@@ -245,7 +245,7 @@ class _Staffing:
         staff_ids = self.rng.choices(ids, weights, k=EMPLOYEES - len(heads))
         pppk = set(self.rng.sample(range(len(staff_ids)), round(EMPLOYEES * _PPPK_SHARE)))
         away = self.rng.sample(sorted(set(range(len(staff_ids))) - pppk), 3)
-        statuses = dict(zip(away, ("long_leave", "retired", "retired"), strict=True))
+        statuses = dict(zip(away, ("unpaid_leave", "retired", "retired"), strict=True))
         people = [self.person(by_id[pid], head=True) for pid in heads]
         people += [self.person(by_id[pid], head=False, pppk=i in pppk,
                                status=statuses.get(i, "active"))

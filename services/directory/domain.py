@@ -18,7 +18,7 @@ assignments. A ``State`` holds them by key; from it we derive what other modules
 from dataclasses import dataclass, field
 from datetime import date
 
-from pamong.privacy import mask_nik
+from pamong.privacy import is_masked_nik, mask_nik
 
 # what the API shows to an authenticated reader outside the admin roles (names, positions,
 # units of their own OPD: BRIEF, the issue's role table)
@@ -30,7 +30,9 @@ UNIT_FIELDS = ("code", "name", "kind", "timezone", "offices", "active")
 POSITION_FIELDS = ("id", "title", "kind", "unit", "heads_unit", "may_sign", "superior", "active")
 EMPLOYEE_FIELDS = ("nip", "kind", "name", "title_front", "title_back", "gender", "birth_date",
                    "unit", "position", "phone", "email", "status", "nik", "supervisor",
-                   "effective_date")
+                   "effective_date", "status_date")
+# set by the directory itself (a deactivation's date), never carried by a CSV row or a PUT body
+KEPT_EMPLOYEE_FIELDS = ("status_date",)
 ACTING_FIELDS = ("id", "kind", "position", "unit", "nip", "start", "end", "ended_on")
 FIELDS = {"units": UNIT_FIELDS, "positions": POSITION_FIELDS, "employees": EMPLOYEE_FIELDS,
           "acting": ACTING_FIELDS}
@@ -343,6 +345,7 @@ def _unit_change(before, record, view, meta):
 
 def _employee_change(before, record, view, meta, today):
     version, published = meta
+    record = _dated(before, record, today)
     diff = changed_fields(before, record, EMPLOYEE_FIELDS)
     if before is not None and not diff and view == published:
         return []
@@ -356,8 +359,9 @@ def _employee_change(before, record, view, meta, today):
             "effective_date": record.get("effective_date") or today, "version": version}))
     if before is not None and before["status"] == ACTIVE and record["status"] != ACTIVE:
         action = "deactivated"
-        events.append(("employee.deactivated", {"nip": record["nip"], "status": record["status"],
-                                                "version": version}))
+        events.append(("employee.deactivated", {
+            "nip": record["nip"], "status": record["status"],
+            "effective_date": record.get("status_date") or today, "version": version}))
     if view != published:  # last: the whole record follows a transfer or a deactivation
         events.append(("employee.upserted", {**view, "version": version}))
     if before is not None and not diff:
@@ -365,6 +369,21 @@ def _employee_change(before, record, view, meta, today):
         action = "derived"
     return [Change("employees", record["nip"], record, version, version - 1, view, events,
                    action, diff, view["opd"])]
+
+
+def _dated(before, record, today):
+    """A transfer starts a new TMT in the new unit, and a status change has its own date: a
+    date kept from before (a CSV without TMT_UNOR, a PUT sending back what it read) belongs to
+    the old unit or status, so the day of the change stands in for it."""
+    if before is None:
+        return record
+    if is_transfer(before, record) and record.get("effective_date") == before.get(
+            "effective_date"):
+        record = {**record, "effective_date": today}
+    if record["status"] != before["status"] and record.get("status_date") == before.get(
+            "status_date"):
+        record = {**record, "status_date": today}
+    return record
 
 
 def _derived(view):
@@ -382,6 +401,24 @@ def changed_fields(old, new, fields):
     return {f: [old.get(f), new.get(f)] for f in fields if old.get(f) != new.get(f)}
 
 
+def keep_stored(record, existing, absent):
+    """A write replaces the record, except for fields it does not carry (``absent``) and a
+    masked NIK (what a reader without ``admin`` sees), which keep the stored values: a clerk
+    who saves what they read never erases the NIK they could not read. Returns
+    (record, problem)."""
+    if existing is None:
+        if is_masked_nik(record.get("nik")):
+            return {**record, "nik": None}, "a masked NIK can only stand for a stored one"
+        return record, None
+    merged = {**record, **{k: existing[k] for k in absent if k in existing}}
+    if is_masked_nik(merged.get("nik")):
+        stored = existing.get("nik")
+        if not stored or mask_nik(stored) != merged["nik"]:
+            return {**merged, "nik": stored}, "a masked NIK must match the stored one"
+        merged["nik"] = stored
+    return merged, None
+
+
 def is_transfer(old, new):
     """Same NIP, new unit, both sides known: the directory publishes a transfer."""
     return old is not None and old["unit"] != new["unit"]
@@ -389,16 +426,21 @@ def is_transfer(old, new):
 
 # -- acting officials (Plt/Plh) -----------------------------------------------------------
 
+def last_day(acting):
+    """The last day an assignment is in force: its end, or the day it was ended early."""
+    return min(acting["end"], acting["ended_on"]) if acting.get("ended_on") else acting["end"]
+
+
 def acting_covers(acting, day):
     """Whether an assignment is in force on ``day`` (ISO strings compare as dates)."""
-    last = min(acting["end"], acting["ended_on"]) if acting.get("ended_on") else acting["end"]
-    return acting["start"] <= day.isoformat() <= last
+    return acting["start"] <= day.isoformat() <= last_day(acting)
 
 
 def overlapping(actings, position_id, start, end):
-    """Assignments to the same position whose dates meet [start, end] (ISO strings)."""
-    return [a for a in actings if a["position"] == position_id and not a.get("ended_on")
-            and a["start"] <= end and start <= a["end"]]
+    """Assignments to the same position in force on some day of [start, end] (ISO strings);
+    one ended early counts up to the day it ended."""
+    return [a for a in actings if a["position"] == position_id
+            and a["start"] <= end and start <= last_day(a)]
 
 
 def head_on(state, actings, unit_code, day: date):

@@ -18,10 +18,9 @@ place plans nothing and emits nothing.
 
 import logging
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from pamong.auth.principal import in_subtree
-from pamong.privacy import mask_nik
 from pamong.web import Problem
 from services.directory import csvio, domain
 from services.directory.store import ChangeWriter, load
@@ -59,26 +58,29 @@ class Importer:
             self._apply(job_id, changes, lock)
         return _report(job_id, kind, "done", parsed, errors, changes)
 
-    def plan(self, kind, parsed, state, meta):
-        """(row errors, changes) for laying ``parsed`` over ``state``."""
-        errors = list(parsed.errors)
+    def plan(self, kind, parsed, state, meta, check=True):
+        """(row errors, changes) for laying ``parsed`` over ``state``; ``check=False`` (a
+        resumed import, whose file was checked in full when it was accepted) skips the rules."""
+        errors = list(parsed.errors) if check else []
         new = domain.State(dict(state.units), dict(state.positions), dict(state.employees))
         target = getattr(new, kind)
         outside = set()  # lines outside the caller's OPD: nothing more is said about them
+        kept = parsed.absent | set(domain.KEPT_EMPLOYEE_FIELDS if kind == "employees" else ())
         for row in parsed.rows:
             key = row.record[KEY[kind]]
             existing = target.get(key)
-            if self.scope and (scope_errors := self._out_of_scope(kind, row, existing)):
+            if check and self.scope and (
+                    scope_errors := self._out_of_scope(kind, row, existing)):
                 errors += scope_errors
                 outside.add(row.line)
                 continue
-            record, problem = _keep_stored(row.record, existing, parsed.absent)
-            if problem:
+            record, problem = domain.keep_stored(row.record, existing, kept)
+            if problem and check:
                 errors.append(csvio.RowError(row.line, "NIK", problem))
             target[key] = record
         new.changed()
         for row in parsed.rows:
-            if row.line in outside:
+            if row.line in outside or not check:
                 continue
             record = target[row.record[KEY[kind]]]
             problems = PROBLEMS[kind](record, new)
@@ -123,9 +125,8 @@ class Importer:
             "events": sum(len(c.events) for c in changes)}})
 
     def resume(self):
-        """Finish one interrupted import, if any and if no live writer holds the lock."""
-        job = self.db.imports.find_one({"status": "applying"})
-        if job is None:
+        """Finish an interrupted import, if any and if no live writer holds the lock."""
+        if self.db.imports.find_one({"status": "applying"}, {"_id": 1}) is None:
             return None
         lock = self.lock(wait=0)
         try:
@@ -133,46 +134,48 @@ class Importer:
         except Problem:  # held by a live writer (maybe the import itself, still running)
             return None
         try:
-            return self._resume(job["_id"], lock)
+            return self.finish_interrupted(lock)
         finally:
             lock.release()
 
-    def _resume(self, job_id, lock):
-        job = self.db.imports.find_one({"_id": job_id, "status": "applying"})
-        if job is None:  # finished meanwhile
+    def finish_interrupted(self, lock):
+        """Under the write lock: complete the import whose writer died, if there is one.
+
+        Every writer calls this when it takes the lock (``WriteLock(on_acquire=...)``), so
+        nothing is written between the crash and the resume: the directory is as the import
+        left it, the file (checked in full when it was accepted) still applies, and the
+        import completes, all or nothing. Returns the job id, or None."""
+        job = self.db.imports.find_one({"status": "applying"})
+        if job is None:
             return None
+        job_id = job["_id"]
         text = b"".join(self.db.import_files.find_one({"_id": f"{job_id}:{n:04d}"})["data"]
                         for n in range(job["chunks"])).decode("utf-8")
         self.actor, self.correlation_id = job["by"], job.get("correlation_id")
         self.scope = job.get("scope")  # the caller's OPD limits a resumed import too
         state, meta = load(self.db)
-        parsed = csvio.parse(job["kind"], text)
-        errors, changes = self.plan(job["kind"], parsed, state, meta)
-        if errors:  # the directory changed under it so that rows no longer fit
-            self.db.imports.update_one({"_id": job_id}, {"$set": {
-                "status": "failed", "errors": [e.__dict__ for e in errors[:100]]}})
-            log.error("import %s cannot be resumed: %d rows no longer fit", job_id, len(errors))
-            return job_id
+        _, changes = self.plan(job["kind"], csvio.parse(job["kind"], text), state, meta,
+                               check=False)
         self._apply(job_id, changes, lock)
         log.info("import %s resumed: %d changes written", job_id, len(changes))
         return job_id
 
 
-def _keep_stored(record, existing, absent):
-    """A row replaces the record, except for columns the file lacks and a masked NIK, which
-    keep the stored values. Returns (record, problem)."""
-    if existing is None:
-        if isinstance(record.get("nik"), str) and "*" in record["nik"]:
-            return {**record, "nik": None}, "a masked NIK can only stand for a stored one"
-        return record, None
-    merged = {**record, **{k: existing[k] for k in absent if k in existing}}
-    nik = merged.get("nik")
-    if isinstance(nik, str) and "*" in nik:
-        stored = existing.get("nik")
-        if not stored or mask_nik(stored) != nik:
-            return {**merged, "nik": stored}, "a masked NIK must match the stored one"
-        merged["nik"] = stored
-    return merged, None
+def purge_files(db, retention_days):
+    """Delete the uploaded files of imports that ended more than ``retention_days`` ago: they
+    hold whole NIKs and are only needed to resume an import. The job document (who, when,
+    what it changed) stays. Returns the number of jobs purged."""
+    now = datetime.now(UTC)
+    ended = db.imports.find({"status": "done",
+                             "finished_at": {"$lt": now - timedelta(days=retention_days)},
+                             "file_purged_at": {"$exists": False}}, {"chunks": 1})
+    purged = 0
+    for job in ended:
+        db.import_files.delete_many(
+            {"_id": {"$in": [f"{job['_id']}:{n:04d}" for n in range(job["chunks"])]}})
+        db.imports.update_one({"_id": job["_id"]}, {"$set": {"file_purged_at": now}})
+        purged += 1
+    return purged
 
 
 def _unit_of(kind, record):

@@ -7,6 +7,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from pamong.contracts.directory import (
     NIP,
+    POSITION_ID,
     POSITION_KINDS,
     STATUSES,
     TIMEZONES,
@@ -14,11 +15,9 @@ from pamong.contracts.directory import (
     UNIT_KINDS,
 )
 from pamong.identifiers import parse_nik, parse_staff_number, staff_mismatches
-from pamong.privacy import normalize_phone
+from pamong.privacy import is_masked_nik, normalize_phone
 from pamong.web import PageQuery
 from services.directory.csvio import EMAIL
-
-POSITION_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
 def valid_position_id(value):
@@ -123,7 +122,8 @@ class EmployeeBody(Schema):
     phone = fields.String(load_default=None, allow_none=True)
     email = fields.String(load_default=None, allow_none=True)
     status = fields.String(load_default="active", validate=validate.OneOf(STATUSES))
-    nik = fields.String(load_default=None, allow_none=True)
+    # absent, or masked as a reader without `admin` sees it: the stored NIK is kept
+    nik = fields.String(allow_none=True)
     supervisor = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(NIP))
     effective_date = fields.Date(load_default=None, allow_none=True)
 
@@ -142,7 +142,7 @@ class EmployeeBody(Schema):
 
     @validates("nik")
     def _nik(self, value, **kwargs):
-        if value is not None:
+        if value is not None and not is_masked_nik(value.strip()):
             try:
                 parse_nik(value)
             except ValueError as exc:
@@ -152,7 +152,8 @@ class EmployeeBody(Schema):
     def normalise(self, data, **kwargs):
         data["phone"] = normalize_phone(data["phone"]) if data["phone"] else None
         data["email"] = data["email"].lower() if data["email"] else None
-        data["nik"] = data["nik"].strip() if data["nik"] else None
+        if "nik" in data:
+            data["nik"] = data["nik"].strip() if data["nik"] else None
         return _tidy(data, "title_front", "title_back", required=("name",))
 
 
@@ -201,7 +202,10 @@ class EmployeeOut(Schema):
     email = fields.String(allow_none=True)
     status = fields.String()
     nik = fields.String(allow_none=True)
-    effective_date = fields.Date(allow_none=True)
+    effective_date = fields.Date(allow_none=True, metadata={
+        "description": "TMT: the date the employee started in this unit"})
+    status_date = fields.Date(allow_none=True, metadata={
+        "description": "the date the current status took effect, when it is not active"})
     version = fields.Integer()
     updated_at = fields.DateTime()
 

@@ -31,10 +31,10 @@ from pamong.web import (
 )
 from pamong.web.openapi import spec_for
 from services.directory import csvio, domain, schemas
-from services.directory.importer import Importer
+from services.directory.importer import Importer, purge_files
 from services.directory.snapshot import publish_snapshot
 from services.directory.store import INDEXES, ChangeWriter, WriteLock, load, record_of
-from services.directory.views import employee_out, reader_opd, unit_out
+from services.directory.views import employee_out, reader_criteria, reader_opd, unit_out
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,11 @@ class DirectoryService(HealthEndpoints):
 
     def _lock(self, wait=10.0):
         lease = float(self.config.get("DIRECTORY_LOCK_LEASE_SECONDS", 30))
-        return WriteLock(self.db, lease=lease, wait=wait)
+        return WriteLock(self.db, lease=lease, wait=wait, on_acquire=self._finish_import)
+
+    def _finish_import(self, lock):
+        """Whoever takes the lock first completes an import whose writer died."""
+        Importer(self.db, self.outbox, self._lock, None, None).finish_interrupted(lock)
 
     def _commit(self, principal, mutate, source="api"):
         """Under the write lock: load the directory, let ``mutate`` edit a copy, write the
@@ -79,19 +83,19 @@ class DirectoryService(HealthEndpoints):
 
     # -- units -----------------------------------------------------------------------------
 
-    @route("GET", f"{API}/units", query=schemas.UnitQuery(), response=page_of(schemas.UnitOut()),
+    @route("GET", f"{API}/units", any_staff=True, query=schemas.UnitQuery(),
+           response=page_of(schemas.UnitOut()),
            summary="List units: children of a unit, a subtree, or by name", tags=TAGS["units"])
     def list_units(self, request, principal, query):
         criteria = {}
-        scope = reader_opd(principal)
         if query.get("parent"):
             criteria["parent"] = query["parent"]
         if query.get("under"):
             criteria["_id"] = {"$regex": f"^{re.escape(query['under'])}(\\.|$)"}
-        if scope:
-            criteria["opd"] = scope
         if query.get("q"):
             criteria["name"] = {"$regex": re.escape(query["q"]), "$options": "i"}
+        if scope := reader_criteria(principal, "_id"):
+            criteria = {"$and": [criteria, scope]}
         after = decode_cursor(query["cursor"])
         if after:
             criteria = {"$and": [criteria, {"_id": {"$gt": after["_id"]}}]}
@@ -99,8 +103,8 @@ class DirectoryService(HealthEndpoints):
         items = [unit_out(u) for u in units.limit(query["limit"] + 1)]
         return page(items, query["limit"], lambda u: {"_id": u["code"]})
 
-    @route("GET", f"{API}/units/<code>", response=schemas.UnitOut(), summary="One unit",
-           tags=TAGS["units"])
+    @route("GET", f"{API}/units/<code>", any_staff=True, response=schemas.UnitOut(),
+           summary="One unit", tags=TAGS["units"])
     def get_unit(self, request, principal, code):
         return unit_out(self._visible_unit(principal, code))
 
@@ -135,7 +139,8 @@ class DirectoryService(HealthEndpoints):
         self._commit(principal, mutate)
         return unit_out(self.db.units.find_one({"_id": code}))
 
-    @route("GET", f"{API}/units/<code>/ancestors", response=schemas.UnitOut(many=True),
+    @route("GET", f"{API}/units/<code>/ancestors", any_staff=True,
+           response=schemas.UnitOut(many=True),
            summary="The units above a unit, nearest first", tags=TAGS["units"])
     def unit_ancestors(self, request, principal, code):
         self._visible_unit(principal, code)
@@ -143,7 +148,8 @@ class DirectoryService(HealthEndpoints):
         found = {u["_id"]: u for u in self.db.units.find({"_id": {"$in": codes}})}
         return [unit_out(found[c]) for c in codes if c in found]
 
-    @route("GET", f"{API}/tree", query=schemas.TreeQuery(), response=schemas.TreeNode(),
+    @route("GET", f"{API}/tree", any_staff=True, query=schemas.TreeQuery(),
+           response=schemas.TreeNode(),
            summary="The organisation tree below a unit, with each unit's head",
            tags=TAGS["units"])
     def tree(self, request, principal, query):
@@ -152,7 +158,7 @@ class DirectoryService(HealthEndpoints):
         state, _ = load(self.db)
         return _tree_node(state, root)
 
-    @route("GET", f"{API}/units/<code>/head", query=schemas.HeadQuery(),
+    @route("GET", f"{API}/units/<code>/head", any_staff=True, query=schemas.HeadQuery(),
            response=schemas.HeadOut(), summary="Who heads a unit on a date (holder and acting)",
            tags=TAGS["units"])
     def unit_head(self, request, principal, query, code):
@@ -163,15 +169,15 @@ class DirectoryService(HealthEndpoints):
 
     # -- positions ---------------------------------------------------------------------------
 
-    @route("GET", f"{API}/positions", query=schemas.PositionQuery(),
+    @route("GET", f"{API}/positions", any_staff=True, query=schemas.PositionQuery(),
            response=page_of(schemas.PositionOut()), summary="List positions",
            tags=TAGS["positions"])
     def list_positions(self, request, principal, query):
         criteria = {}
         if query.get("unit"):
             criteria["unit"] = query["unit"]
-        if scope := reader_opd(principal):
-            criteria["opd"] = scope
+        if scope := reader_criteria(principal, "unit"):
+            criteria = {"$and": [criteria, scope]}
         after = decode_cursor(query["cursor"])
         if after:
             criteria = {"$and": [criteria, {"_id": {"$gt": after["_id"]}}]}
@@ -179,7 +185,8 @@ class DirectoryService(HealthEndpoints):
         items = list(found.limit(query["limit"] + 1))
         return page(items, query["limit"], lambda p: {"_id": p["_id"]})
 
-    @route("GET", f"{API}/positions/<position_id>", response=schemas.PositionOut(),
+    @route("GET", f"{API}/positions/<position_id>", any_staff=True,
+           response=schemas.PositionOut(),
            summary="One position", tags=TAGS["positions"])
     def get_position(self, request, principal, position_id):
         position = self.db.positions.find_one({"_id": position_id}, {"audit": 0})
@@ -205,11 +212,11 @@ class DirectoryService(HealthEndpoints):
 
     # -- employees ---------------------------------------------------------------------------
 
-    @route("GET", f"{API}/employees", query=schemas.EmployeeQuery(),
+    @route("GET", f"{API}/employees", any_staff=True, query=schemas.EmployeeQuery(),
            response=page_of(schemas.EmployeeOut()),
            summary="Search employees by name, NIP, unit or position", tags=TAGS["employees"])
     def list_employees(self, request, principal, query):
-        criteria = [{"opd": scope}] if (scope := reader_opd(principal)) else []
+        criteria = [scope] if (scope := reader_criteria(principal, "unit")) else []
         if q := query.get("q"):
             if q.isdigit():
                 criteria.append({"_id": {"$regex": f"^{q}"}})
@@ -227,7 +234,7 @@ class DirectoryService(HealthEndpoints):
         items = [employee_out(e, principal) for e in found.limit(query["limit"] + 1)]
         return page(items, query["limit"], lambda e: {"_id": e["nip"]})
 
-    @route("GET", f"{API}/employees/<nip>", response=schemas.EmployeeOut(),
+    @route("GET", f"{API}/employees/<nip>", any_staff=True, response=schemas.EmployeeOut(),
            summary="One employee", tags=TAGS["employees"])
     def get_employee(self, request, principal, nip):
         return employee_out(self._visible_employee(principal, nip), principal)
@@ -244,8 +251,12 @@ class DirectoryService(HealthEndpoints):
         self._may_replace(principal, "employees", nip, record["unit"])
 
         def mutate(state):
-            self._check(domain.employee_problems(record, state))
-            state.employees[nip] = record
+            absent = domain.KEPT_EMPLOYEE_FIELDS + (() if "nik" in body else ("nik",))
+            merged, problem = domain.keep_stored({"nik": None, **record},
+                                                 state.employees.get(nip), absent)
+            self._check([("nik", problem)] if problem else
+                        domain.employee_problems(merged, state))
+            state.employees[nip] = merged
 
         self._commit(principal, mutate)
         return employee_out(self.db.employees.find_one({"_id": nip}), principal)
@@ -269,7 +280,8 @@ class DirectoryService(HealthEndpoints):
 
     @route("POST", f"{API}/employees/<nip>/deactivate", roles=ADMINS,
            body=schemas.DeactivateBody(), response=schemas.EmployeeOut(),
-           summary="Retire, transfer out or send on long leave", tags=TAGS["employees"])
+           summary="Retire, transfer out or send on long or unpaid leave",
+           tags=TAGS["employees"])
     def deactivate_employee(self, request, principal, body, nip):
         current = self._visible_employee(principal, nip)
         self._may_write(principal, current["unit"])
@@ -277,13 +289,14 @@ class DirectoryService(HealthEndpoints):
         def mutate(state):
             record = {**state.employees[nip], "status": body["status"]}
             if body["effective_date"]:
-                record["effective_date"] = body["effective_date"]
+                record["status_date"] = body["effective_date"]
             state.employees[nip] = record
 
         self._commit(principal, mutate)
         return employee_out(self.db.employees.find_one({"_id": nip}), principal)
 
-    @route("GET", f"{API}/employees/<nip>/supervisors", response=schemas.EmployeeOut(many=True),
+    @route("GET", f"{API}/employees/<nip>/supervisors", any_staff=True,
+           response=schemas.EmployeeOut(many=True),
            summary="The chain of supervisors of an employee, nearest first",
            tags=TAGS["employees"])
     def supervisors(self, request, principal, nip):
@@ -307,7 +320,7 @@ class DirectoryService(HealthEndpoints):
 
     # -- acting officials --------------------------------------------------------------------
 
-    @route("GET", f"{API}/acting", query=schemas.ActingQuery(),
+    @route("GET", f"{API}/acting", any_staff=True, query=schemas.ActingQuery(),
            response=page_of(schemas.ActingOut()), summary="Acting assignments (Plt/Plh)",
            tags=TAGS["acting"])
     def list_acting(self, request, principal, query):
@@ -315,8 +328,8 @@ class DirectoryService(HealthEndpoints):
         for name in ("position", "unit"):
             if query.get(name):
                 criteria[name] = query[name]
-        if scope := reader_opd(principal):
-            criteria["opd"] = scope
+        if scope := reader_criteria(principal, "unit"):
+            criteria = {"$and": [criteria, scope]}
         after = decode_cursor(query["cursor"])
         if after:
             criteria = {"$and": [criteria, {"_id": {"$gt": after["_id"]}}]}
@@ -407,6 +420,11 @@ class DirectoryService(HealthEndpoints):
     def resume_imports(self):
         """Finish an import whose process died midway (its write lock has expired)."""
         Importer(self.db, self.outbox, self._lock, None, None).resume()
+
+    @timer(interval=3600)
+    def purge_import_files(self):
+        """Uploaded files hold whole NIKs: kept only as long as the retention says."""
+        purge_files(self.db, float(self.config.get("DIRECTORY_IMPORT_FILE_RETENTION_DAYS", 30)))
 
     @route("GET", f"{API}/exports/<kind>", roles=ADMINS,
            summary="Export units, positions or employees as CSV (the import layout)",

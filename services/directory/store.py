@@ -30,7 +30,7 @@ from services.directory.domain import FIELDS, State, opd_of, parent_code
 
 log = logging.getLogger(__name__)
 
-DATE_FIELDS = ("birth_date", "effective_date")
+DATE_FIELDS = ("birth_date", "effective_date", "status_date")
 
 INDEXES = [Index("employees", [("opd", 1)]), Index("employees", [("unit", 1)]),
            Index("employees", [("position", 1)]), Index("positions", [("unit", 1)]),
@@ -90,11 +90,12 @@ class WriteLock:
     derive views from the whole directory; narrowing it is the directory-scale issue's work.
     """
 
-    def __init__(self, db, lease=30.0, wait=10.0):
+    def __init__(self, db, lease=30.0, wait=10.0, on_acquire=None):
         self.db = db
         self.lease = lease
         self.wait = wait
-        self.owner = None
+        self.on_acquire = on_acquire  # runs first under the lock (the service finishes a
+        self.owner = None             # dead writer's import there)
 
     def __enter__(self):
         return self.acquire()
@@ -122,6 +123,12 @@ class WriteLock:
                                           "may be running). Try again shortly.")
             eventlet.sleep(0.05)
         self.owner = owner
+        if self.on_acquire:
+            try:
+                self.on_acquire(self)
+            except BaseException:
+                self.release()
+                raise
         return self
 
     def renew(self):

@@ -1,5 +1,7 @@
 """What each caller may see of a stored record (the API's read side)."""
 
+import re
+
 from pamong.privacy import mask_nik
 from pamong.web import forbidden
 from services.directory.domain import PUBLIC_EMPLOYEE_FIELDS, opd_of
@@ -9,13 +11,22 @@ ADMIN_READERS = ("admin", "opd_admin", "service")
 
 
 def reader_opd(principal):
-    """The OPD a caller reads in: None (everything) for Pemda-wide roles, else the OPD of
-    their own unit (a pegawai of ``3510.03.01`` reads ``3510.03``)."""
+    """The subtree a caller reads in: None (everything) for Pemda-wide roles, else the OPD of
+    their own unit (a pegawai of ``3510.03.01`` reads ``3510.03``). A caller of the Pemda
+    root itself (``opd: 3510``, no OPD part) reads the tree below it: the whole Pemda."""
     if principal.is_pemda_wide:
         return None
     if not principal.opd:
         raise forbidden("Your token names no OPD.")
-    return opd_of(principal.opd) if "." in principal.opd else principal.opd
+    return opd_of(principal.opd) or principal.opd
+
+
+def reader_criteria(principal, field):
+    """What a list adds to its filter so that it holds exactly the records a single read
+    shows (``in_subtree`` of ``reader_opd``); ``field`` holds the record's unit code (``_id``
+    for a unit). None: no limit."""
+    scope = reader_opd(principal)
+    return None if scope is None else {field: {"$regex": f"^{re.escape(scope)}(\\.|$)"}}
 
 
 def unit_out(doc):

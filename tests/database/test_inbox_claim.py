@@ -8,11 +8,12 @@ exactly one worker runs the handler, so the effect happens once.
 import os
 import time
 import uuid
+from datetime import UTC, datetime
 
 import pymongo
 import pytest
 
-from pamong.events.consumer import INBOX, Inbox
+from pamong.events.consumer import Inbox, inbox_key
 from pamong.testing import race
 
 pytestmark = pytest.mark.database
@@ -33,9 +34,14 @@ def replicas():
         client.close()
 
 
+def new_key():
+    return inbox_key("sink.on_recorded", str(uuid.uuid4()), datetime.now(UTC))
+
+
 def test_a_stale_claim_is_taken_over_by_one_worker(replicas):
-    keys = [f"sink.on_recorded:{uuid.uuid4()}" for _ in range(EVENTS)]
-    replicas[0].db[INBOX].insert_many([{"_id": key, "until": time.time() - 600} for key in keys])
+    keys = [new_key() for _ in range(EVENTS)]
+    for key in keys:
+        replicas[0].db[key.bucket].insert_one({"_id": key.id, "until": time.time() - 600})
     workers = [(inbox, n) for inbox in replicas for n in range(WORKERS_PER_REPLICA)]
     runs = {}
     for key in keys:
@@ -46,7 +52,7 @@ def test_a_stale_claim_is_taken_over_by_one_worker(replicas):
 
 
 def test_a_fresh_event_is_claimed_by_one_worker_and_then_done(replicas):
-    key = f"sink.on_recorded:{uuid.uuid4()}"
+    key = new_key()
     workers = [(inbox, n) for inbox in replicas for n in range(WORKERS_PER_REPLICA)]
     outcomes = race(workers, lambda worker: worker[0].claim(key))
     assert outcomes.count("run") == 1

@@ -81,7 +81,7 @@ class HttpKernelService(HealthEndpoints):
         if self.db.things.delete_one({"_id": thing_id}).deleted_count == 0:
             raise not_found()
 
-    @route("GET", "/api/things/v1/whoami")
+    @route("GET", "/api/things/v1/whoami", any_staff=True)
     def whoami(self, request, principal):
         return 200, {"sub": principal.sub, "roles": list(principal.roles)}, {"X-Whoami": "1"}
 

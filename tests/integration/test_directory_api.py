@@ -123,13 +123,19 @@ def test_only_real_changes_emit_events_and_enter_the_audit_trail(directory, reco
 def test_a_new_head_changes_the_derived_supervisor_of_the_staff(directory, recorder):
     seed(directory)
     # the head of the bidang retires: the staff now answer to the head of the OPD
+    before = admin(directory, "GET", f"{API}/employees/{NIP_KABID}")
     admin(directory, "POST", f"{API}/employees/{NIP_KABID}/deactivate",
-          json={"status": "retired"})
+          json={"status": "retired", "effective_date": "2026-12-31"})
     staff = admin(directory, "GET", f"{API}/employees/{NIP_STAFF}")
     assert staff["supervisor"] == NIP_KADIS
     wait_until(lambda: recorder.of("employee.deactivated"), timeout=15)
     deactivated, = recorder.of("employee.deactivated")
-    assert deactivated["data"] == {"nip": NIP_KABID, "status": "retired", "version": 2}
+    assert deactivated["data"] == {"nip": NIP_KABID, "status": "retired",
+                                   "effective_date": "2026-12-31", "version": 2}
+    # the retirement has its own date: the TMT in the unit is left as it was
+    retired = admin(directory, "GET", f"{API}/employees/{NIP_KABID}")
+    assert retired["status_date"] == "2026-12-31"
+    assert retired["effective_date"] == before["effective_date"]
     history = admin(directory, "GET", f"{API}/employees/{NIP_STAFF}/history")
     assert history[-1]["action"] == "derived"
 

@@ -312,9 +312,9 @@ def _matrix():
 # -- the service -----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def module_config(vhost):
+def module_config(session_vhost):
     """As ``config`` in tests/conftest.py, but one database prefix for the whole module."""
-    cfg = service_test_config(vhost, f"t{uuid.uuid4().hex[:10]}_")
+    cfg = service_test_config(session_vhost, f"t{uuid.uuid4().hex[:10]}_")
     yield cfg
     drop_databases(cfg)
 
@@ -386,9 +386,27 @@ def test_opd_admin_sees_its_staff_with_the_nik_masked(client):
     assert [e["nik"] for e in listed] == ["3510********0001"]
     # what a write answers is masked too
     written = call(client, "opd_admin_own", "PUT", f"/employees/{NIP_KADIS}",
-                   json=EMPLOYEES[0][1])
+                   json={**EMPLOYEES[0][1], "nik": kadis["nik"]})
     assert written.status_code == 200, written.text
     assert written.json()["nik"] == "3510********0001"
+
+
+@pytest.mark.parametrize("nik", ["masked as read", "absent"])
+def test_opd_admin_saving_what_it_read_keeps_the_nik(client, nik):
+    """The clerk only ever sees the masked NIK: sending it back, or leaving it out, keeps
+    the stored one (a new phone number must not erase the NIK)."""
+    seen = read(client, "opd_admin_own", f"/employees/{NIP_KADIS}")
+    body = {**EMPLOYEES[0][1], "phone": "081234567899"}
+    body.pop("nik", None)
+    if nik == "masked as read":
+        body["nik"] = seen["nik"]
+    written = call(client, "opd_admin_own", "PUT", f"/employees/{NIP_KADIS}", json=body)
+    assert written.status_code == 200, written.text
+    assert read(client, "admin", f"/employees/{NIP_KADIS}")["nik"] == NIK_KADIS
+    wrong = call(client, "opd_admin_own", "PUT", f"/employees/{NIP_KADIS}",
+                 json={**body, "nik": "3510********9999"})
+    assert wrong.status_code == 422 and "masked NIK must match" in wrong.text
+    assert read(client, "admin", f"/employees/{NIP_KADIS}")["nik"] == NIK_KADIS
 
 
 @pytest.mark.parametrize("caller", ["pegawai_own", "pegawai_other"])

@@ -1,11 +1,15 @@
 """CSV import and export of the directory against the real broker and database: dry runs
 that name every bad row, all-or-nothing real runs, idempotent re-imports, transfers."""
 
+import csv
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from pamong.storage import client_for, database_name
 from pamong.testing import wait_until
+from services.directory.importer import purge_files
 from tests.integration.test_directory_api import API, directory, recorder  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -110,6 +114,53 @@ def test_transfer_detected_on_reimport(directory, recorder):  # noqa: F811
     assert transfer["data"]["from_unit"] == "3510.06.01"
     assert transfer["data"]["to_unit"] == "3510.06.02"
     assert transfer["data"]["effective_date"] == "2027-01-01"
+
+
+def test_a_transfer_in_a_file_without_tmt_is_dated_the_day_of_the_import(directory,  # noqa: F811
+                                                                          recorder):  # noqa: F811
+    """The stored TMT_UNOR is the start in the old unit: a transfer read from a file without
+    the column must not carry it."""
+    import_sample(directory)
+    header, *rows = (DATA / "employees.csv").read_text().splitlines()
+    joko = next(r for r in rows if r.startswith("198707302010121001"))
+    rows[rows.index(joko)] = joko = joko + "01-01-2020"  # TMT in the old unit
+    import_ok(directory, "employees", "\n".join([header, *rows]))
+    columns = next(csv.reader([header]))
+    tmt = columns.index("TMT_UNOR")
+
+    def without_tmt(line):
+        cells = next(csv.reader([line]))
+        return ",".join(f'"{c}"' if "," in c else c for c in cells[:tmt] + cells[tmt + 1:])
+
+    moved = [without_tmt(r.replace(",3510.06.01,", ",3510.06.02,") if r == joko else r)
+             for r in rows]
+    report = import_ok(directory, "employees", "\n".join([without_tmt(header), *moved]))
+    assert report["transferred"] == 1
+    wait_until(lambda: recorder.of("employee.transferred"), timeout=15)
+    transfer, = recorder.of("employee.transferred")
+    assert transfer["data"]["effective_date"] == date.today().isoformat()
+    stored = directory.as_staff("GET", f"{API}/employees/198707302010121001", roles=("admin",),
+                                opd="3510").json()
+    assert stored["effective_date"] == date.today().isoformat()
+
+
+def test_uploaded_files_are_purged_after_the_retention_and_the_job_stays(directory,  # noqa: F811
+                                                                          config):
+    """The uploaded CSV holds whole NIKs: gone 30 days after the import ended."""
+    import_sample(directory)
+    db = client_for(config["MONGO_URI"])[database_name(config, "directory")]
+    jobs = list(db.imports.find({}, {"chunks": 1}))
+    assert len(jobs) == 3 and db.import_files.count_documents({}) == 3
+    old, recent = jobs[0]["_id"], jobs[1]["_id"]
+    now = datetime.now(UTC)
+    db.imports.update_one({"_id": old}, {"$set": {"finished_at": now - timedelta(days=31)}})
+    db.imports.update_one({"_id": recent}, {"$set": {"finished_at": now - timedelta(days=29)}})
+    assert purge_files(db, 30) == 1
+    assert db.import_files.count_documents({"_id": f"{old}:0000"}) == 0
+    assert db.import_files.count_documents({}) == 2
+    job = db.imports.find_one({"_id": old})
+    assert job["status"] == "done" and job["changes"] > 0 and job["file_purged_at"]
+    assert purge_files(db, 30) == 0  # once
 
 
 def test_export_round_trips_through_import(directory):  # noqa: F811

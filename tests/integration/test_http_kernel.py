@@ -309,7 +309,7 @@ def rsa_key():
 
 
 def rs256(private_key, kid, **claims):
-    payload = {"sub": "kc-1", "roles": ["pegawai"], "opd": "3510.01",
+    payload = {"sub": "kc-1", "roles": ["pegawai"], "opd": "3510.01", "aud": "pamong",
                "iss": "https://sso.test/realms/pemda", "exp": int(time.time()) + 600, **claims}
     return jwt.encode(payload, private_key, algorithm="RS256", headers={"kid": kid})
 
@@ -317,8 +317,8 @@ def rs256(private_key, kid, **claims):
 def test_rs256_tokens_verified_against_jwks(request, config, jwks):
     signing_key, other_key, rotated_key = rsa_key(), rsa_key(), rsa_key()
     jwks.publish("k1", signing_key)
-    client = start_service(request, config, JWT_JWKS_URL=jwks.url,
-                           JWT_ISSUER="https://sso.test/realms/pemda",
+    client = start_service(request, config, JWT_JWKS_URL=jwks.url, JWT_SECRET=None,
+                           JWT_AUDIENCE="pamong", JWT_ISSUER="https://sso.test/realms/pemda",
                            JWT_JWKS_REFRESH_COOLDOWN_SECONDS=0)
     whoami = "/api/things/v1/whoami"
 
@@ -329,6 +329,8 @@ def test_rs256_tokens_verified_against_jwks(request, config, jwks):
     assert_problem(client.request("GET", whoami, token=rs256(other_key, "k1")), 401)
     assert_problem(client.request("GET", whoami, token=rs256(signing_key, "k1", iss="evil")),
                    401)
+    assert_problem(client.request("GET", whoami, token=rs256(signing_key, "k1", aud="other")),
+                   401)
     assert_problem(client.request("GET", whoami, token=rs256(rotated_key, "k2")), 401)
 
     # the provider rotates keys: an unknown kid makes the service fetch the JWKS again
@@ -338,7 +340,7 @@ def test_rs256_tokens_verified_against_jwks(request, config, jwks):
 
 def test_unreachable_jwks_is_503_not_401(request, config):
     client = start_service(request, config, JWT_JWKS_URL=f"http://127.0.0.1:{free_port()}/c",
-                           JWT_JWKS_TIMEOUT_SECONDS=1)
+                           JWT_SECRET=None, JWT_AUDIENCE="pamong", JWT_JWKS_TIMEOUT_SECONDS=1)
     response = client.request("GET", "/api/things/v1/whoami", token=rs256(rsa_key(), "k1"))
     assert_problem(response, 503)
 

@@ -44,6 +44,39 @@ def start_directory(config, port):
                          OUTBOX_BATCH_LEASE_SECONDS=2)
 
 
+def seeded_import(client, db, count):
+    """The demo's units and positions imported; a CSV of ``count`` employees in a pelaksana
+    position: (position id, CSV text)."""
+    demo = demo_pemda()
+    for kind in ("units", "positions"):
+        response = client.as_staff("POST", f"{API}/imports/{kind}", roles=("admin",),
+                                   opd="3510", data=demo[kind].encode())
+        assert response.status_code == 200, response.text
+    unit, position = next((p["unit"], p["id"]) for p in db.positions.find(
+        {"kind": "pelaksana"}).sort("_id", 1))
+    return position, generated_employees(count, unit, position)
+
+
+def kill_midway(process, client, db, text):
+    """POST the import, SIGKILL the process once it has started writing."""
+    def post():  # the connection breaks when the process dies
+        try:
+            client.as_staff("POST", f"{API}/imports/employees", roles=("admin",), opd="3510",
+                            data=text.encode(), timeout=120)
+        except requests.RequestException:
+            pass
+
+    poster = threading.Thread(target=post)
+    poster.start()
+    wait_until(lambda: db.employees.find_one({}, {"_id": 1}) is not None, timeout=60,
+               interval=0.005, message="the import has started writing")
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    poster.join(timeout=30)
+    written = db.employees.count_documents({})
+    assert 0 < written < EMPLOYEES, f"killed too late or too early: {written} written"
+
+
 def test_import_killed_midway_completes_after_restart_with_one_effect_each(config):
     port = free_port()
     client = HttpClient(f"http://127.0.0.1:{port}", config)
@@ -51,31 +84,8 @@ def test_import_killed_midway_completes_after_restart_with_one_effect_each(confi
     recorder = EventRecorder(config, "directory")
     process = start_directory(config, port)
     try:
-        demo = demo_pemda()
-        for kind in ("units", "positions"):
-            response = client.as_staff("POST", f"{API}/imports/{kind}", roles=("admin",),
-                                       opd="3510", data=demo[kind].encode())
-            assert response.status_code == 200, response.text
-        unit, position = next((p["unit"], p["id"]) for p in db.positions.find(
-            {"kind": "pelaksana"}).sort("_id", 1))
-        text = generated_employees(EMPLOYEES, unit, position)
-
-        def post():  # the connection breaks when the process dies
-            try:
-                client.as_staff("POST", f"{API}/imports/employees", roles=("admin",), opd="3510",
-                                data=text.encode(), timeout=120)
-            except requests.RequestException:
-                pass
-
-        poster = threading.Thread(target=post)
-        poster.start()
-        wait_until(lambda: db.employees.find_one({}, {"_id": 1}) is not None, timeout=60,
-                   interval=0.005, message="the import has started writing")
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-        poster.join(timeout=30)
-        written = db.employees.count_documents({})
-        assert 0 < written < EMPLOYEES, f"killed too late or too early: {written} written"
+        _, text = seeded_import(client, db, EMPLOYEES)
+        kill_midway(process, client, db, text)
         job, = db.imports.find({"kind": "employees"})
         assert job["status"] == "applying"
 
@@ -99,3 +109,32 @@ def test_import_killed_midway_completes_after_restart_with_one_effect_each(confi
         process.terminate()
         process.wait(timeout=30)
         recorder.close()
+
+
+def test_a_change_after_the_crash_waits_for_the_import_to_finish(config):
+    """Between the crash and the resume nothing else is written: the first writer to take the
+    lock completes the import, then makes its own change (here one that would have made the
+    saved file fail its checks: the position becomes struktural, so one holder only).
+    Before, the change went through at once and the resumed import was marked failed with
+    part of its rows written."""
+    port = free_port()
+    client = HttpClient(f"http://127.0.0.1:{port}", config)
+    db = pymongo.MongoClient(config["MONGO_URI"])[database_name(config, "directory")]
+    process = start_directory(config, port)
+    try:
+        position, text = seeded_import(client, db, EMPLOYEES)
+        kill_midway(process, client, db, text)
+        job, = db.imports.find({"kind": "employees"})
+        assert job["status"] == "applying"
+        # the restarted service's resume timer first fires after 10 s: this change comes first
+        process = start_directory(config, port)
+        stored = db.positions.find_one({"_id": position})
+        body = {k: stored[k] for k in ("title", "unit", "heads_unit", "may_sign", "active")}
+        response = client.as_staff("PUT", f"{API}/positions/{position}", roles=("admin",),
+                                   opd="3510", json={**body, "kind": "struktural"}, timeout=120)
+        assert response.status_code == 200, response.text
+        assert db.imports.find_one({"_id": job["_id"]})["status"] == "done"
+        assert db.employees.count_documents({"position": position}) == EMPLOYEES
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 from marshmallow import Schema, ValidationError, fields
 
 from pamong.events import contracts
-from pamong.events.consumer import attempts_so_far, backoff_seconds
+from pamong.events.consumer import attempt_of, backoff_seconds, copied_headers
 from pamong.events.envelope import load_envelope, new_event
+from pamong.events.topology import ATTEMPT_HEADER
 
 pytestmark = pytest.mark.unit
 
@@ -23,45 +24,32 @@ def death(queue, count, reason="expired"):
     }
 
 
-# -- attempts_so_far ----------------------------------------------------------------------
+# -- attempt_of: our own header, never x-death ----------------------------------------------
 
 
-@pytest.mark.parametrize("headers", [None, {}, {"x-death": None}, {"x-death": []}])
+@pytest.mark.parametrize("headers", [None, {}, {ATTEMPT_HEADER: None}, {ATTEMPT_HEADER: "x"},
+                                     {ATTEMPT_HEADER: 0}])
 def test_first_delivery_is_attempt_one(headers):
-    assert attempts_so_far(headers, QUEUE) == 1
+    assert attempt_of(headers) == 1
 
 
-def test_each_pass_through_our_delay_queues_counts():
-    headers = {"x-death": [death(f"{QUEUE}.retry.2", 1), death(f"{QUEUE}.retry.1", 1)]}
-    assert attempts_so_far(headers, QUEUE) == 3
+def test_the_attempt_comes_from_our_header():
+    assert attempt_of({ATTEMPT_HEADER: 3}) == 3
 
 
-def test_counts_inside_entries_add_up():
-    # the same delay queue seen twice (e.g. after a replay from the DLQ) has count 2
-    headers = {"x-death": [death(f"{QUEUE}.retry.1", 2), death(f"{QUEUE}.retry.2", 1)]}
-    assert attempts_so_far(headers, QUEUE) == 4
+def test_x_death_does_not_count():
+    # RabbitMQ 4 rewrites x-death at each dead-lettering: it cannot be trusted to count
+    headers = {"x-death": [death(f"{QUEUE}.retry.2", 4), death(f"{QUEUE}.retry.1", 4)]}
+    assert attempt_of(headers) == 1
+    assert attempt_of({**headers, ATTEMPT_HEADER: 2}) == 2
 
 
-def test_unrelated_queues_do_not_count():
-    headers = {"x-death": [
-        death(f"{QUEUE}.retry.1", 1),
-        death("letters.on_permit_status_changed.retry.1", 5),  # another handler's delay queue
-        death(QUEUE, 1, reason="rejected"),  # the main queue itself
-        death(f"{QUEUE}.dlq", 1),
-        death(f"{QUEUE}.retry_other.1", 1),
-        death(f"other.{QUEUE}.retry.1", 1),
-    ]}
-    assert attempts_so_far(headers, QUEUE) == 2
-
-
-def test_a_queue_whose_name_extends_ours_does_not_count():
-    headers = {"x-death": [death(f"{QUEUE}_v2.retry.1", 3)]}
-    assert attempts_so_far(headers, QUEUE) == 1
-
-
-def test_missing_count_counts_once_and_byte_like_values_are_tolerated():
-    headers = {"x-death": [{"queue": f"{QUEUE}.retry.1"}, death(f"{QUEUE}.retry.2", "2")]}
-    assert attempts_so_far(headers, QUEUE) == 4
+def test_copies_leave_the_brokers_dead_letter_headers_behind():
+    headers = {"x-death": [death(f"{QUEUE}.retry.1", 1)], "x-first-death-queue": QUEUE,
+               "x-first-death-reason": "expired", "x-last-death-queue": QUEUE,
+               ATTEMPT_HEADER: 2, "x-pamong-replays": 1}
+    assert copied_headers(headers) == {ATTEMPT_HEADER: 2, "x-pamong-replays": 1}
+    assert copied_headers(None) == {}
 
 
 # -- backoff_seconds ----------------------------------------------------------------------

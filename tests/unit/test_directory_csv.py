@@ -111,7 +111,7 @@ def test_employees_sample_records():
     assert (inferred["gender"], inferred["birth_date"], inferred["status"]) == (
         "L", date(1978, 11, 23), "active")
     assert inferred["phone"] == "+6285233033002"
-    assert employees["198707302010121001"]["status"] == "long_leave"
+    assert employees["198707302010121001"]["status"] == "unpaid_leave"  # CLTN
     assert employees["197202141998032005"]["title_back"] == "S.Sos., M.Si."
 
 
@@ -306,7 +306,7 @@ def test_genders(written, value):
 
 
 @pytest.mark.parametrize(("written", "value"), [
-    ("AKTIF", "active"), ("cltn", "long_leave"), ("Pensiun", "retired"),
+    ("AKTIF", "active"), ("cltn", "unpaid_leave"), ("CB", "long_leave"), ("Pensiun", "retired"),
     ("PINDAH", "transferred_out"), ("active", "active"), ("long_leave", "long_leave"),
     ("RETIRED", "retired"), ("transferred_out", "transferred_out"), ("", "active")])
 def test_statuses(written, value):
@@ -439,7 +439,8 @@ def employee_records(draw):
         "gender": staff.gender, "birth_date": staff.birth_date, "unit": draw(unit_codes),
         "position": draw(st.none() | position_ids), "phone": draw(st.none() | st.just(phone)),
         "email": draw(st.none() | st.just(f"{local}@{domain}")),
-        "status": draw(st.sampled_from(["active", "long_leave", "retired", "transferred_out"])),
+        "status": draw(st.sampled_from(["active", "long_leave", "unpaid_leave", "retired",
+                                        "transferred_out"])),
         "nik": draw(st.none() | niks()), "supervisor": supervisor,
         "effective_date": draw(optional_dates),
     }
@@ -556,7 +557,7 @@ def test_demo_employees(demo):
     pppk = sum(e["kind"] == "pppk" for e in employees)
     assert 0.10 <= pppk / 300 <= 0.20
     away = Counter(e["status"] for e in employees if e["status"] != "active")
-    assert 2 <= sum(away.values()) <= 3 and set(away) <= {"long_leave", "retired"}
+    assert 2 <= sum(away.values()) <= 3 and set(away) <= {"unpaid_leave", "retired"}
     assert sum(e["nik"] is not None for e in employees) > 100
     assert any(e["title_front"] == "dr." for e in employees)
     assert len({e["phone"] for e in employees if e["phone"]}) == sum(

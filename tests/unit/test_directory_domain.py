@@ -125,7 +125,19 @@ def test_plan_of_a_deactivation():
     change, = domain.plan(old, new, meta_of(old), TODAY)
     assert change.action == "deactivated"
     assert [t for t, _ in change.events] == ["employee.deactivated", "employee.upserted"]
-    assert change.changes == {"status": ["active", "long_leave"]}
+    assert change.events[0][1]["effective_date"] == TODAY  # no date given: the day of it
+    assert change.changes == {"status": ["active", "long_leave"], "status_date": [None, TODAY]}
+
+
+def test_a_date_kept_from_before_does_not_date_a_transfer():
+    old = pemda()
+    old.employees[KABID] = {**old.employees[KABID], "effective_date": date(2020, 1, 1)}
+    new = State(dict(old.units), dict(old.positions), dict(old.employees))
+    new.employees[KABID] = {**old.employees[KABID], "unit": "3510.01", "position": None}
+    new.changed()
+    moved = next(c for c in domain.plan(old, new, meta_of(old), TODAY) if c.key == KABID)
+    assert moved.events[0][1]["effective_date"] == TODAY
+    assert moved.record["effective_date"] == TODAY
 
 
 def test_cross_record_problems():
@@ -167,3 +179,13 @@ def test_acting_rules():
     assert "overlaps" in dict(domain.acting_problems(plh, state, existing))["start"]
     assert domain.acting_problems({**plh, "start": date(2027, 5, 1), "end": date(2027, 5, 31)},
                                   state, existing) == []
+
+
+def test_an_assignment_ended_early_still_blocks_its_own_days():
+    state = pemda()
+    plh = {"kind": "plh", "position": "kadis", "nip": KABID, "start": date(2027, 3, 10),
+           "end": date(2027, 3, 20)}
+    ended = [acting("kadis", STAFF, "2027-03-01", "2027-04-30", ended_on="2027-03-15", kind="plh")]
+    assert "overlaps" in dict(domain.acting_problems(plh, state, ended))["start"]
+    after = {**plh, "start": date(2027, 3, 16)}  # from the day after it ended: free
+    assert domain.acting_problems(after, state, ended) == []

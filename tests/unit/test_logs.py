@@ -170,3 +170,42 @@ def test_level_from_environment(monkeypatch):
 def test_unknown_level_is_an_error():
     with pytest.raises(ValueError, match="unknown log level"):
         logs.configure("svc", level="LOUD", stream=io.StringIO())
+
+
+STRAY_OUTPUT = """
+import warnings
+warnings.filterwarnings("ignore", message=r"\\s*Eventlet is deprecated")  # as pamong.cli does
+import eventlet
+eventlet.monkey_patch()
+import sys
+from pamong import logs
+
+logs.configure("strays")
+warnings.warn("a library warning")
+print("a library's own line", file=sys.stderr)
+eventlet.spawn(lambda: 1 / 0)  # nobody waits for it: eventlet reports it on stderr
+eventlet.sleep(0.1)
+raise RuntimeError("at start-up")
+"""
+
+
+def test_everything_the_process_writes_to_stderr_is_json():
+    """Warnings, a library's print, eventlet's report of a failed green thread and an
+    uncaught exception: each one JSON line (one parser reads them all)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", STRAY_OUTPUT], capture_output=True,
+                            text=True, timeout=60)
+
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    by_logger = {line["logger"]: line for line in lines}
+    assert len(lines) == 4, result.stderr
+    assert "a library warning" in by_logger["py.warnings"]["message"]
+    assert by_logger["uncaught"]["level"] == "CRITICAL"
+    assert "RuntimeError: at start-up" in by_logger["uncaught"]["exc"]
+    strays = [line for line in lines if line["logger"] == "stderr"]
+    assert [s["message"] for s in strays][0] == "a library's own line"
+    assert "ZeroDivisionError" in strays[1]["message"] and strays[1]["level"] == "ERROR"
+    assert {line["service"] for line in lines} == {"strays"}

@@ -1,0 +1,209 @@
+"""RPC between services that gives up cleanly: requests expire, state changes apply once.
+
+A caller that times out has given up, so its request must not run later (when a stopped
+target comes back, say): every request is published with a message TTL equal to the caller's
+timeout, and the broker drops it unread once it is stale. Use these instead of nameko's
+proxies:
+
+    class Letters:
+        directory = Rpc("directory", timeout=5)      # in a service: self.directory.method(...)
+
+    with RpcClient(config, timeout=5) as rpc:        # outside one (CLI, tests)
+        rpc.directory.method(...)
+
+A request already running when the caller gives up still finishes, and the caller cannot tell
+whether it did, so it retries with the same key: a state-changing method is ``@idempotent``
+and called with ``idempotency_key=`` (one key per intended change, e.g. ``uuid4().hex``, reused
+for every retry of that change).
+
+``RPC_TIMEOUT_SECONDS`` (default 10) is the timeout when none is given. Keep RPC off hot paths
+(DESIGN §11): shared data travels as events.
+"""
+
+import functools
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import eventlet
+import pymongo.errors
+from kombu.utils import json
+from nameko.exceptions import RpcTimeout
+from nameko.rpc import MethodProxy, RpcProxy, ServiceProxy
+from nameko.standalone.rpc import ClusterProxy, ClusterRpcProxy
+from pymongo.database import Database
+
+from pamong.config import DEFAULTS
+
+_log = logging.getLogger(__name__)
+
+IDEMPOTENCY_COLLECTION = "_rpc_idempotency"
+# a claim not renewed for this long belongs to a dead process: a retry may take it over
+IDEMPOTENCY_LEASE_SECONDS = 30
+_POLL_SECONDS = 0.05
+
+
+def _timeout(config, timeout):
+    return float(timeout or config.get("RPC_TIMEOUT_SECONDS", DEFAULTS["RPC_TIMEOUT_SECONDS"]))
+
+
+class _ExpiringMethodProxy(MethodProxy):
+    """nameko's method proxy, publishing with ``expiration`` and waiting at most that long."""
+
+    def __init__(self, worker_ctx, service_name, method_name, reply_listener, timeout):
+        self.timeout = timeout
+        super().__init__(worker_ctx, service_name, method_name, reply_listener,
+                         expiration=timeout)
+
+    def __call__(self, *args, **kwargs):
+        reply = self._call(*args, **kwargs)
+        try:
+            with eventlet.Timeout(self.timeout):
+                return reply.result()
+        except eventlet.Timeout:
+            # a reply can no longer come: forget the waiter (it is keyed by correlation id)
+            events = self.reply_listener._reply_events
+            for correlation_id, event in list(events.items()):
+                if event is reply.reply_event:
+                    del events[correlation_id]
+            raise RpcTimeout(self.timeout) from None
+
+
+class _ExpiringServiceProxy(ServiceProxy):
+    def __init__(self, worker_ctx, service_name, reply_listener, timeout):
+        super().__init__(worker_ctx, service_name, reply_listener)
+        self.timeout = timeout
+
+    def __getattr__(self, name):
+        return _ExpiringMethodProxy(self.worker_ctx, self.service_name, name,
+                                    self.reply_listener, self.timeout)
+
+
+class Rpc(RpcProxy):
+    """A service's proxy to ``target_service``: requests expire after ``timeout`` seconds,
+    and a call raises ``nameko.exceptions.RpcTimeout`` after that long."""
+
+    def __init__(self, target_service, timeout=None):
+        super().__init__(target_service)
+        self.timeout = timeout
+
+    def get_dependency(self, worker_ctx):
+        return _ExpiringServiceProxy(worker_ctx, self.target_service, self.rpc_reply_listener,
+                                     _timeout(self.container.config, self.timeout))
+
+
+class _ExpiringClusterProxy(ClusterProxy):
+    def __init__(self, worker_ctx, reply_listener, timeout):
+        self._timeout = timeout
+        super().__init__(worker_ctx, reply_listener)
+
+    def __getattr__(self, name):
+        if name not in self._proxies:
+            # nameko's ServiceProxy hands these options to the publisher of each request
+            self._proxies[name] = ServiceProxy(self._worker_ctx, name, self._reply_listener,
+                                               expiration=self._timeout)
+        return self._proxies[name]
+
+
+class RpcClient(ClusterRpcProxy):
+    """``with RpcClient(config, timeout=5) as rpc: rpc.<service>.<method>(...)`` from outside
+    a service; requests expire after ``timeout`` and a call raises ``RpcTimeout`` then."""
+
+    def __init__(self, config, timeout=None, context_data=None):
+        timeout = _timeout(config, timeout)
+        super().__init__(config, context_data=context_data, timeout=timeout)
+        self._proxy = _ExpiringClusterProxy(self._worker_ctx, self._reply_listener, timeout)
+
+
+def idempotent(method):
+    """Run a state-changing service method once per ``idempotency_key``.
+
+        @rpc
+        @idempotent
+        def transfer(self, nip, unit): ...       # called as transfer(nip, unit, idempotency_key=k)
+
+    The first call with a key claims it with one insert of ``{_id: "<method>:<key>"}`` into
+    the service's database (``_rpc_idempotency``): the unique ``_id`` gives one winner even
+    between replicas, and the finished call stores its result (as JSON, exactly what the
+    caller received) in the same document. A repeat returns that result, waiting while the
+    first call still runs. A call that raises releases its key, so a retry runs again. The
+    claim is renewed while the call runs; a process that dies mid-call leaves it to lapse
+    after ``IDEMPOTENCY_LEASE_SECONDS``, and a retry then runs the method again: an effect that
+    must never repeat even then records the key in its own single-document write.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self, *args, idempotency_key, **kwargs):
+        if not isinstance(idempotency_key, str) or not idempotency_key:
+            raise ValueError("idempotency_key must be a non-empty string")
+        claims = _database_of(self)[IDEMPOTENCY_COLLECTION]
+        key, token = f"{method.__name__}:{idempotency_key}", uuid.uuid4().hex
+        done = _acquire(claims, key, token)
+        if done is not None:
+            return json.loads(done["result"])
+        renewer = eventlet.spawn(_renew, claims, key, token)
+        try:
+            result = method(self, *args, **kwargs)
+        except BaseException:
+            renewer.kill()
+            claims.delete_one({"_id": key, "token": token})
+            raise
+        renewer.kill()
+        stored = claims.update_one({"_id": key, "token": token},
+                                   {"$set": {"state": "done", "result": json.dumps(result),
+                                             "done_at": _now()}})
+        if not stored.matched_count:
+            _log.error("idempotency claim %s was taken over while its call ran", key)
+        return result
+
+    return wrapper
+
+
+def _acquire(claims, key, token):
+    """None once this call holds ``key``; the finished call's document if there is one."""
+    while True:
+        try:
+            claims.insert_one({"_id": key, "state": "running", "token": token,
+                               "lease_until": _lease_end()})
+            return None
+        except pymongo.errors.DuplicateKeyError:
+            pass
+        found = claims.find_one({"_id": key})
+        if found is None:  # released by a call that failed meanwhile
+            continue
+        if found["state"] == "done":
+            return found
+        if found["lease_until"] < _now():  # its process died: take the claim over
+            taken = claims.update_one(
+                {"_id": key, "state": "running", "token": found["token"]},
+                {"$set": {"token": token, "lease_until": _lease_end()}})
+            if taken.modified_count:
+                return None
+            continue
+        eventlet.sleep(_POLL_SECONDS)
+
+
+def _renew(claims, key, token):
+    while True:
+        eventlet.sleep(IDEMPOTENCY_LEASE_SECONDS / 3)
+        try:
+            claims.update_one({"_id": key, "token": token},
+                              {"$set": {"lease_until": _lease_end()}})
+        except pymongo.errors.PyMongoError as exc:  # the next renewal may succeed
+            _log.warning("cannot renew idempotency claim %s: %r", key, exc)
+
+
+def _database_of(service):
+    # nameko injects dependencies as instance attributes: the one Mongo provider's Database
+    found = [value for value in vars(service).values() if isinstance(value, Database)]
+    if len(found) != 1:
+        raise RuntimeError("@idempotent needs exactly one Mongo dependency on the service")
+    return found[0]
+
+
+def _now():
+    return datetime.now(UTC)
+
+
+def _lease_end():
+    return _now() + timedelta(seconds=IDEMPOTENCY_LEASE_SECONDS)

@@ -1,0 +1,114 @@
+"""pamong.rpc against the real broker and database: a request whose caller timed out does not
+run when its target comes back, and a state change called with one idempotency key applies
+once, through retries and between two replicas."""
+
+import uuid
+
+import eventlet
+import pytest
+from nameko.dependency_providers import Config
+from nameko.exceptions import RemoteError, RpcTimeout
+from nameko.extensions import DependencyProvider
+from nameko.rpc import rpc
+from pymongo import ReturnDocument
+
+from pamong.rpc import IDEMPOTENCY_COLLECTION, Rpc, RpcClient, idempotent
+from pamong.storage import Mongo, client_for, database_name
+from pamong.testing import running, wait_until
+
+pytestmark = pytest.mark.integration
+
+ARRIVALS = []  # (replica, method) of every request a Ledger worker received
+
+
+class Arrivals(DependencyProvider):
+    def worker_setup(self, worker_ctx):
+        ARRIVALS.append((self.container.config.get("REPLICA"),
+                         worker_ctx.entrypoint.method_name))
+
+
+class Ledger:
+    name = "rpcledger"
+    db = Mongo()
+    config = Config()
+    arrivals = Arrivals()
+
+    @rpc
+    def record(self, entry):
+        self.db.entries.insert_one({"_id": entry})
+        return entry
+
+    @rpc
+    @idempotent
+    def credit(self, account, amount):
+        eventlet.sleep(0.3)  # a window for duplicates to arrive while this one runs
+        doc = self.db.accounts.find_one_and_update(
+            {"_id": account}, {"$inc": {"balance": amount}}, upsert=True,
+            return_document=ReturnDocument.AFTER)
+        return {"balance": doc["balance"], "call": uuid.uuid4().hex}
+
+
+class Caller:
+    name = "rpccaller"
+    ledger = Rpc("rpcledger", timeout=1)
+
+    @rpc
+    def forward(self, entry):
+        return self.ledger.record(entry)
+
+
+def ledger_db(config):
+    return client_for(config["MONGO_URI"])[database_name(config, Ledger.name)]
+
+
+def test_a_request_whose_caller_timed_out_does_not_run_later(config):
+    with running(config, Ledger):  # declares the ledger's request queue
+        pass
+    # the ledger is stopped: both callers give up after their timeout
+    with RpcClient(config, timeout=1) as client, pytest.raises(RpcTimeout):
+        client.rpcledger.record("stale-from-client")
+    with running(config, Caller), RpcClient(config, timeout=10) as client:
+        with pytest.raises(RemoteError) as raised:
+            client.rpccaller.forward("stale-from-service")
+        assert raised.value.exc_type == "RpcTimeout"
+
+    with running(config, Ledger), RpcClient(config, timeout=10) as client:
+        # the queue is first in, first out: the stale requests would come before this one
+        assert client.rpcledger.record("fresh") == "fresh"
+    # the runner has stopped, so every request the ledger took has finished
+    assert {doc["_id"] for doc in ledger_db(config).entries.find()} == {"fresh"}
+
+
+def test_a_retry_with_the_same_key_applies_once(config):
+    with running(config, Ledger), RpcClient(config, timeout=10) as client:
+        first = client.rpcledger.credit("kas", 100, idempotency_key="k1")
+        again = client.rpcledger.credit("kas", 100, idempotency_key="k1")
+        other = client.rpcledger.credit("kas", 5, idempotency_key="k2")
+    assert again == first and first["balance"] == 100
+    assert other["balance"] == 105
+    assert ledger_db(config).accounts.find_one({"_id": "kas"})["balance"] == 105
+
+
+def test_concurrent_duplicates_on_two_replicas_apply_once(config):
+    ARRIVALS.clear()
+    replicas = [{**config, "REPLICA": name} for name in ("a", "b")]
+    calls = 8
+    with running(replicas[0], Ledger), running(replicas[1], Ledger):
+        def credit(_):
+            with RpcClient(config, timeout=20) as client:
+                return client.rpcledger.credit("kas", 100, idempotency_key="same")
+
+        results = list(eventlet.GreenPool(calls).imap(credit, range(calls)))
+    assert {replica for replica, method in ARRIVALS if method == "credit"} == {"a", "b"}
+    assert all(result == results[0] for result in results), results
+    assert results[0]["balance"] == 100
+    assert ledger_db(config).accounts.find_one({"_id": "kas"})["balance"] == 100
+
+
+def test_a_failed_call_releases_its_key(config):
+    with running(config, Ledger), RpcClient(config, timeout=10) as client:
+        with pytest.raises(RemoteError):
+            client.rpcledger.credit("kas", "not a number", idempotency_key="k")
+        wait_until(lambda: ledger_db(config)[IDEMPOTENCY_COLLECTION].count_documents({}) == 0,
+                   message="the failed call's claim released")
+        assert client.rpcledger.credit("kas", 7, idempotency_key="k")["balance"] == 7
