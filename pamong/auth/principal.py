@@ -1,5 +1,6 @@
 """The authenticated caller and the OPD scoping rule (DESIGN §6)."""
 
+import re
 from dataclasses import dataclass
 
 # every role a route may name (DESIGN §6); a typo in a route's roles fails at import
@@ -13,6 +14,11 @@ STAFF_ROLES = ROLES - {"pemohon"}
 def in_subtree(code, root):
     """Unit codes are dotted paths: ``3510.01`` contains ``3510.01.02``, not ``3510.010``."""
     return code == root or code.startswith(root + ".")
+
+
+def subtree_filter(field, root):
+    """The database filter of ``in_subtree``: documents whose ``field`` is ``root`` or below."""
+    return {field: {"$regex": f"^{re.escape(root)}(\\.|$)"}}
 
 
 @dataclass(frozen=True)

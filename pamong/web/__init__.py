@@ -12,6 +12,7 @@ from pamong.web.pagination import (
     PageQuery,
     decode_cursor,
     encode_cursor,
+    find_page,
     page,
     page_of,
 )
@@ -30,6 +31,7 @@ from pamong.web.route import HttpRoute, route, routes_of
 __all__ = [
     "DEFAULT_LIMIT", "MAX_LIMIT", "HttpRoute", "PageQuery", "Problem", "bad_request",
     "bind_request_context", "conflict", "current_actor", "current_correlation_id",
-    "current_principal", "decode_cursor", "encode_cursor", "forbidden", "not_found", "page",
+    "current_principal", "decode_cursor", "encode_cursor", "find_page", "forbidden",
+    "not_found", "page",
     "page_of", "route", "routes_of", "service_unavailable", "unauthorized", "unprocessable",
 ]

@@ -1,14 +1,16 @@
 """Keyset pagination: ``limit`` plus an opaque ``cursor`` holding the last item's sort key.
 
-A list endpoint declares ``query=PageQuery()`` (or a subclass adding filters), asks the store
-for ``limit + 1`` items after ``decode_cursor(query["cursor"])``, and returns
-``page(items, query["limit"], key_fn)``. The extra item only tells whether a next page exists.
+A list endpoint declares ``query=PageQuery()`` (or a subclass adding filters) and returns
+``find_page(collection, filters, query)``: the documents in ``_id`` order after the cursor,
+``limit + 1`` of them fetched (the extra one only tells whether a next page exists). ``page``
+is the same for items that do not come from one collection.
 """
 
 import base64
 import binascii
 import datetime
 import hashlib
+import itertools
 import json
 
 from marshmallow import Schema, fields, validate
@@ -77,6 +79,24 @@ def page(items, limit, key_fn):
         return {"items": items, "next_cursor": None}
     items = items[:limit]
     return {"items": items, "next_cursor": encode_cursor(key_fn(items[-1]))}
+
+
+def find_page(collection, filters, query, projection=None, keep=None, out=None):
+    """One page of ``collection`` in ``_id`` order: the documents matching every filter of
+    ``filters`` (falsy ones are skipped) after the cursor; ``keep(doc)`` drops documents by a
+    rule the database cannot express (only as many are read as the page needs); ``out(doc)``
+    shapes each item."""
+    filters = [f for f in filters if f]
+    if after := decode_cursor(query["cursor"]):
+        filters.append({"_id": {"$gt": after["_id"]}})
+    found = collection.find({"$and": filters} if filters else {}, projection).sort("_id", 1)
+    if keep is None:
+        found = found.limit(query["limit"] + 1)
+    docs = list(itertools.islice(filter(keep, found) if keep else found, query["limit"] + 1))
+    result = page(docs, query["limit"], lambda doc: {"_id": doc["_id"]})
+    if out is not None:
+        result["items"] = [out(doc) for doc in result["items"]]
+    return result
 
 
 _page_schemas = {}

@@ -10,7 +10,7 @@ from nameko.dependency_providers import Config
 from nameko.timer import timer
 from werkzeug.wrappers import Response
 
-from pamong.auth.principal import in_subtree
+from pamong.auth.principal import in_subtree, subtree_filter
 from pamong.contracts.directory import UNIT_CODE
 from pamong.events.consumer import handles
 from pamong.events.outbox import OUTBOX, Outbox
@@ -21,10 +21,9 @@ from pamong.storage import Mongo
 from pamong.web import (
     conflict,
     current_correlation_id,
-    decode_cursor,
+    find_page,
     forbidden,
     not_found,
-    page,
     page_of,
     route,
     unprocessable,
@@ -87,21 +86,11 @@ class DirectoryService(HealthEndpoints):
            response=page_of(schemas.UnitOut()),
            summary="List units: children of a unit, a subtree, or by name", tags=TAGS["units"])
     def list_units(self, request, principal, query):
-        criteria = {}
-        if query.get("parent"):
-            criteria["parent"] = query["parent"]
-        if query.get("under"):
-            criteria["_id"] = {"$regex": f"^{re.escape(query['under'])}(\\.|$)"}
-        if query.get("q"):
-            criteria["name"] = {"$regex": re.escape(query["q"]), "$options": "i"}
-        if scope := reader_criteria(principal, "_id"):
-            criteria = {"$and": [criteria, scope]}
-        after = decode_cursor(query["cursor"])
-        if after:
-            criteria = {"$and": [criteria, {"_id": {"$gt": after["_id"]}}]}
-        units = self.db.units.find(criteria, {"audit": 0, OUTBOX: 0}).sort("_id", 1)
-        items = [unit_out(u) for u in units.limit(query["limit"] + 1)]
-        return page(items, query["limit"], lambda u: {"_id": u["code"]})
+        filters = [reader_criteria(principal, "_id"),
+                   query.get("parent") and {"parent": query["parent"]},
+                   query.get("under") and subtree_filter("_id", query["under"]),
+                   query.get("q") and {"name": {"$regex": re.escape(query["q"]), "$options": "i"}}]
+        return find_page(self.db.units, filters, query, {"audit": 0, OUTBOX: 0}, out=unit_out)
 
     @route("GET", f"{API}/units/<code>", any_staff=True, response=schemas.UnitOut(),
            summary="One unit", tags=TAGS["units"])
@@ -173,17 +162,9 @@ class DirectoryService(HealthEndpoints):
            response=page_of(schemas.PositionOut()), summary="List positions",
            tags=TAGS["positions"])
     def list_positions(self, request, principal, query):
-        criteria = {}
-        if query.get("unit"):
-            criteria["unit"] = query["unit"]
-        if scope := reader_criteria(principal, "unit"):
-            criteria = {"$and": [criteria, scope]}
-        after = decode_cursor(query["cursor"])
-        if after:
-            criteria = {"$and": [criteria, {"_id": {"$gt": after["_id"]}}]}
-        found = self.db.positions.find(criteria, {"audit": 0}).sort("_id", 1)
-        items = list(found.limit(query["limit"] + 1))
-        return page(items, query["limit"], lambda p: {"_id": p["_id"]})
+        filters = [reader_criteria(principal, "unit"),
+                   query.get("unit") and {"unit": query["unit"]}]
+        return find_page(self.db.positions, filters, query, {"audit": 0})
 
     @route("GET", f"{API}/positions/<position_id>", any_staff=True,
            response=schemas.PositionOut(),
@@ -216,23 +197,15 @@ class DirectoryService(HealthEndpoints):
            response=page_of(schemas.EmployeeOut()),
            summary="Search employees by name, NIP, unit or position", tags=TAGS["employees"])
     def list_employees(self, request, principal, query):
-        criteria = [scope] if (scope := reader_criteria(principal, "unit")) else []
-        if q := query.get("q"):
-            if q.isdigit():
-                criteria.append({"_id": {"$regex": f"^{q}"}})
-            else:
-                criteria.append({"name": {"$regex": re.escape(q), "$options": "i"}})
-        for name in ("unit", "position", "status"):
-            if query.get(name):
-                criteria.append({name: query[name]})
-        if query.get("under"):
-            criteria.append({"unit": {"$regex": f"^{re.escape(query['under'])}(\\.|$)"}})
-        if after := decode_cursor(query["cursor"]):
-            criteria.append({"_id": {"$gt": after["_id"]}})
-        found = self.db.employees.find({"$and": criteria} if criteria else {},
-                                       {"audit": 0, OUTBOX: 0}).sort("_id", 1)
-        items = [employee_out(e, principal) for e in found.limit(query["limit"] + 1)]
-        return page(items, query["limit"], lambda e: {"_id": e["nip"]})
+        filters = [reader_criteria(principal, "unit"),
+                   query.get("under") and subtree_filter("unit", query["under"]),
+                   *({name: query[name]} for name in ("unit", "position", "status")
+                     if query.get(name))]
+        if q := query.get("q"):  # digits: the start of a NIP; else part of the name
+            filters.append({"_id": {"$regex": f"^{q}"}} if q.isdigit() else
+                           {"name": {"$regex": re.escape(q), "$options": "i"}})
+        return find_page(self.db.employees, filters, query, {"audit": 0, OUTBOX: 0},
+                         out=lambda e: employee_out(e, principal))
 
     @route("GET", f"{API}/employees/<nip>", any_staff=True, response=schemas.EmployeeOut(),
            summary="One employee", tags=TAGS["employees"])
@@ -324,18 +297,11 @@ class DirectoryService(HealthEndpoints):
            response=page_of(schemas.ActingOut()), summary="Acting assignments (Plt/Plh)",
            tags=TAGS["acting"])
     def list_acting(self, request, principal, query):
-        criteria = {}
-        for name in ("position", "unit"):
-            if query.get(name):
-                criteria[name] = query[name]
-        if scope := reader_criteria(principal, "unit"):
-            criteria = {"$and": [criteria, scope]}
-        after = decode_cursor(query["cursor"])
-        if after:
-            criteria = {"$and": [criteria, {"_id": {"$gt": after["_id"]}}]}
-        found = self.db.acting.find(criteria, {"audit": 0, OUTBOX: 0}).sort("_id", 1)
-        items = [a for a in found if "on" not in query or domain.acting_covers(a, query["on"])]
-        return page(items[: query["limit"] + 1], query["limit"], lambda a: {"_id": a["_id"]})
+        filters = [reader_criteria(principal, "unit"),
+                   *({name: query[name]} for name in ("position", "unit") if query.get(name))]
+        on = query.get("on")
+        return find_page(self.db.acting, filters, query, {"audit": 0, OUTBOX: 0},
+                         keep=on and (lambda a: domain.acting_covers(a, on)))
 
     @route("POST", f"{API}/acting", roles=ADMINS, body=schemas.ActingBody(),
            response=schemas.ActingOut(), status=201,

@@ -1,7 +1,6 @@
 """What each caller may see of a stored record (the API's read side)."""
 
-import re
-
+from pamong.auth.principal import subtree_filter
 from pamong.privacy import mask_nik
 from pamong.web import forbidden
 from services.directory.domain import PUBLIC_EMPLOYEE_FIELDS, opd_of
@@ -26,7 +25,7 @@ def reader_criteria(principal, field):
     shows (``in_subtree`` of ``reader_opd``); ``field`` holds the record's unit code (``_id``
     for a unit). None: no limit."""
     scope = reader_opd(principal)
-    return None if scope is None else {field: {"$regex": f"^{re.escape(scope)}(\\.|$)"}}
+    return None if scope is None else subtree_filter(field, scope)
 
 
 def unit_out(doc):

@@ -12,10 +12,9 @@ from pamong.web import (
     PageQuery,
     current_actor,
     current_correlation_id,
-    decode_cursor,
+    find_page,
     forbidden,
     not_found,
-    page,
     page_of,
     route,
 )
@@ -69,12 +68,7 @@ class HttpKernelService(HealthEndpoints):
     def list_things(self, request, principal, query):
         opd = query.get("opd") or principal.opd
         scope_check(principal, opd)
-        criteria = {"opd": opd}
-        after = decode_cursor(query["cursor"])
-        if after:
-            criteria["_id"] = {"$gt": after["_id"]}
-        things = self.db.things.find(criteria).sort("_id", 1).limit(query["limit"] + 1)
-        return page(things, query["limit"], lambda thing: {"_id": thing["_id"]})
+        return find_page(self.db.things, [{"opd": opd}], query)
 
     @route("DELETE", "/api/things/v1/things/<thing_id>", roles=("admin",), status=204)
     def delete_thing(self, request, principal, thing_id):

@@ -2,10 +2,8 @@
 supervisors, acting heads, the audit trail, and events only on real changes."""
 
 import pytest
-from nameko.containers import ServiceContainer
 
-from pamong.testing import EventRecorder, HttpClient, free_port, wait_until
-from services.directory.service import DirectoryService
+from pamong.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -14,23 +12,6 @@ NIP_KADIS = "197001011995031001"   # head of 3510.03 (male)
 NIP_KABID = "198002022005012002"   # head of 3510.03.01 (female)
 NIP_STAFF = "199003032015031003"   # staff in 3510.03.01
 NIP_OTHER = "198505052010011004"   # staff in 3510.04
-
-
-@pytest.fixture
-def directory(request, config):
-    port = free_port()
-    container = ServiceContainer(DirectoryService,
-                                 {**config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}"})
-    container.start()
-    request.addfinalizer(container.stop)
-    return HttpClient(f"http://127.0.0.1:{port}", config)
-
-
-@pytest.fixture
-def recorder(config):
-    rec = EventRecorder(config, "directory")
-    yield rec
-    rec.close()
 
 
 def admin(client, method, path, **kwargs):

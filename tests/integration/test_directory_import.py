@@ -10,7 +10,7 @@ import pytest
 from pamong.storage import client_for, database_name
 from pamong.testing import wait_until
 from services.directory.importer import purge_files
-from tests.integration.test_directory_api import API, directory, recorder  # noqa: F401
+from tests.integration.test_directory_api import API
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def employee_count(client):
     return len(response.json()["items"])
 
 
-def test_sample_imports_and_reimport_changes_nothing(directory, recorder):  # noqa: F811
+def test_sample_imports_and_reimport_changes_nothing(directory, recorder):
     units, positions, employees = import_sample(directory)
     assert (units["created"], positions["created"], employees["created"]) == (4, 5, 6)
     assert employees["status"] == "done" and employees["errors"] == []
@@ -61,7 +61,7 @@ def test_sample_imports_and_reimport_changes_nothing(directory, recorder):  # no
     assert pppk["kind"] == "pppk" and pppk["supervisor"] == "197811232005011002"
 
 
-def test_dry_run_names_every_bad_row_and_writes_nothing(directory):  # noqa: F811
+def test_dry_run_names_every_bad_row_and_writes_nothing(directory):
     import_ok(directory, "units", (DATA / "units.csv").read_text())
     report = post_csv(directory, "employees", (DATA / "employees_bad.csv").read_text(),
                       dry_run=True)
@@ -81,7 +81,7 @@ def test_dry_run_names_every_bad_row_and_writes_nothing(directory):  # noqa: F81
     assert employee_count(directory) == 0
 
 
-def test_rows_are_checked_against_the_directory_too(directory):  # noqa: F811
+def test_rows_are_checked_against_the_directory_too(directory):
     import_ok(directory, "units", (DATA / "units.csv").read_text())
     import_ok(directory, "positions", (DATA / "positions.csv").read_text())
     text = (DATA / "employees.csv").read_text()
@@ -99,7 +99,7 @@ def test_rows_are_checked_against_the_directory_too(directory):  # noqa: F811
     assert any("3510.09.02 does not exist" in r for r in reasons[9])
 
 
-def test_transfer_detected_on_reimport(directory, recorder):  # noqa: F811
+def test_transfer_detected_on_reimport(directory, recorder):
     import_sample(directory)
     text = (DATA / "employees.csv").read_text()
     moved = text.replace(
@@ -116,8 +116,8 @@ def test_transfer_detected_on_reimport(directory, recorder):  # noqa: F811
     assert transfer["data"]["effective_date"] == "2027-01-01"
 
 
-def test_a_transfer_in_a_file_without_tmt_is_dated_the_day_of_the_import(directory,  # noqa: F811
-                                                                          recorder):  # noqa: F811
+def test_a_transfer_in_a_file_without_tmt_is_dated_the_day_of_the_import(directory,
+                                                                          recorder):
     """The stored TMT_UNOR is the start in the old unit: a transfer read from a file without
     the column must not carry it."""
     import_sample(directory)
@@ -144,7 +144,7 @@ def test_a_transfer_in_a_file_without_tmt_is_dated_the_day_of_the_import(directo
     assert stored["effective_date"] == date.today().isoformat()
 
 
-def test_uploaded_files_are_purged_after_the_retention_and_the_job_stays(directory,  # noqa: F811
+def test_uploaded_files_are_purged_after_the_retention_and_the_job_stays(directory,
                                                                           config):
     """The uploaded CSV holds whole NIKs: gone 30 days after the import ended."""
     import_sample(directory)
@@ -163,7 +163,7 @@ def test_uploaded_files_are_purged_after_the_retention_and_the_job_stays(directo
     assert purge_files(db, 30) == 0  # once
 
 
-def test_export_round_trips_through_import(directory):  # noqa: F811
+def test_export_round_trips_through_import(directory):
     import_sample(directory)
     for kind in ("units", "positions", "employees"):
         exported = directory.as_staff("GET", f"{API}/exports/{kind}", roles=("admin",),
@@ -197,7 +197,7 @@ def test_write_lock_lease_expiry_hands_over_and_stops_the_old_writer(config):
     assert db.locks.count_documents({}) == 0
 
 
-def test_columns_a_file_lacks_keep_the_stored_values(directory, recorder):  # noqa: F811
+def test_columns_a_file_lacks_keep_the_stored_values(directory, recorder):
     import_sample(directory)
     wait_until(lambda: len(recorder.of("employee.upserted")) == 6, timeout=15)
     published = len(recorder.events())
@@ -217,7 +217,7 @@ def test_columns_a_file_lacks_keep_the_stored_values(directory, recorder):  # no
     assert len(recorder.events()) == published
 
 
-def test_an_opd_admin_export_with_masked_niks_reimports_unchanged(directory):  # noqa: F811
+def test_an_opd_admin_export_with_masked_niks_reimports_unchanged(directory):
     import_sample(directory)
     staff = {"roles": ("opd_admin",), "opd": "3510.06"}
     exported = directory.as_staff("GET", f"{API}/exports/employees", **staff)
@@ -232,7 +232,7 @@ def test_an_opd_admin_export_with_masked_niks_reimports_unchanged(directory):  #
     assert siti["nik"] == "3510055704900003"  # still the whole NIK
 
 
-def test_deactivating_a_unit_by_import_needs_it_empty(directory):  # noqa: F811
+def test_deactivating_a_unit_by_import_needs_it_empty(directory):
     import_sample(directory)
     text = (DATA / "units.csv").read_text().replace(
         "3510.06.02,Bidang Mutasi dan Promosi,bidang,,,,,,",
@@ -243,7 +243,7 @@ def test_deactivating_a_unit_by_import_needs_it_empty(directory):  # noqa: F811
     assert any("active positions" in r for r in reasons), reasons
 
 
-def test_concurrent_imports_of_one_file_apply_it_once(directory, recorder):  # noqa: F811
+def test_concurrent_imports_of_one_file_apply_it_once(directory, recorder):
     """Two clerks upload the same file at once: the write lock runs one after the other, and
     the second finds everything in place (nothing written, nothing published twice)."""
     from concurrent.futures import ThreadPoolExecutor

@@ -1,0 +1,26 @@
+"""Fixtures shared by the integration tests."""
+
+import pytest
+from nameko.containers import ServiceContainer
+
+from pamong.testing import EventRecorder, HttpClient, free_port
+from services.directory.service import DirectoryService
+
+
+@pytest.fixture
+def directory(request, config):
+    """A directory service in this process, with the test's config; its HTTP client."""
+    port = free_port()
+    container = ServiceContainer(DirectoryService,
+                                 {**config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}"})
+    container.start()
+    request.addfinalizer(container.stop)
+    return HttpClient(f"http://127.0.0.1:{port}", config)
+
+
+@pytest.fixture
+def recorder(config):
+    """Every event the directory publishes during the test."""
+    rec = EventRecorder(config, "directory")
+    yield rec
+    rec.close()
