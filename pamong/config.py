@@ -31,14 +31,21 @@ DEFAULTS = {
     "MONGO_SOCKET_TIMEOUT_SECONDS": 30,
     # an RPC caller waits this long; its request expires in the queue at the same moment
     "RPC_TIMEOUT_SECONDS": 10,
+    # a crashed worker's claim on an event blocks a redelivery this long
+    "INBOX_LEASE_SECONDS": 60,
+    # done marks of handled events are kept this long: an older duplicate runs again
+    "INBOX_DONE_RETENTION_HOURS": 168,
+    # a process that writes events holds a lease this long; then a sweep publishes its leftovers
+    "OUTBOX_WRITER_LEASE_SECONDS": 60,
+    "HTTP_MAX_BODY_BYTES": 1024 * 1024,
+    "LOG_LEVEL": "INFO",
 }
 
 
-# read from the environment too (typed like YAML: RETRY_DELAYS="[1, 5]" is a list)
+# read from the environment too (typed like YAML: RETRY_DELAYS="[1, 5]" is a list); the
+# README's configuration table lists these (tests/unit/test_config.py holds them together)
 ENV_KEYS = (*DEFAULTS, "JWT_SECRET", "JWT_JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE",
-            "INBOX_LEASE_SECONDS", "INBOX_DONE_RETENTION_HOURS", "HTTP_MAX_BODY_BYTES",
-            "WEB_SERVER_ADDRESS", "LOG_LEVEL",
-            "DIRECTORY_LOCK_LEASE_SECONDS", "DIRECTORY_SNAPSHOT_ON_EMPTY")
+            "WEB_SERVER_ADDRESS", "DIRECTORY_LOCK_LEASE_SECONDS", "DIRECTORY_SNAPSHOT_ON_EMPTY")
 
 
 class ConfigError(ValueError):

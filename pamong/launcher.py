@@ -94,6 +94,22 @@ class _StopRequested(KeyboardInterrupt):
     so that the eventlet hub passes it on to the main green thread instead of swallowing it."""
 
 
+def _start_module(processes, name, port):
+    """Start ``pamong serve <name>`` and record it in ``processes`` with the stop signals
+    held: one raising inside Popen once the child runs would leave it unrecorded, so never
+    stopped. A signal that came meanwhile is delivered when this returns."""
+    unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        processes[name] = subprocess.Popen(  # noqa: S603 - our interpreter and module
+            [sys.executable, "-m", "pamong.cli.main", "serve", name, "--port", str(port)],
+            process_group=0,  # out of the terminal's reach: we alone stop it
+            # a child inherits the signal mask, and it must receive these signals
+            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, unblocked),
+        )
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
+
+
 def run_all(modules, first_port=8001, demo_config=None):
     """Start each module in its own process; stop them all on Ctrl-C. Returns an exit code:
     0 after a requested stop (a signal), 1 when a module stopped by itself.
@@ -125,10 +141,7 @@ def run_all(modules, first_port=8001, demo_config=None):
         try:
             for offset, name in enumerate(modules):
                 port = first_port + offset
-                processes[name] = subprocess.Popen(  # noqa: S603 - our interpreter and module
-                    [sys.executable, "-m", "pamong.cli.main", "serve", name, "--port", str(port)],
-                    process_group=0,  # out of the terminal's reach: we alone stop it
-                )
+                _start_module(processes, name, port)
                 print(f"{name:12} http://127.0.0.1:{port}/api/{name}/v1/  "
                       "(health: /health/ready)", flush=True)
             if demo_config is not None:

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 
 from eventlet.corolocal import local
 
+from pamong.config import DEFAULTS
 from pamong.privacy import mask_text
 
 __all__ = ["CONTEXT_FIELDS", "JsonFormatter", "bind", "bind_worker", "clear", "configure",
@@ -214,7 +215,7 @@ def configure(service_name, level=None, stream=None):
     whole process's stderr becomes JSON lines (see the module's docstring). Returns the
     handler.
     """
-    level = level or os.environ.get("LOG_LEVEL") or "INFO"
+    level = level or os.environ.get("LOG_LEVEL") or DEFAULTS["LOG_LEVEL"]
     if isinstance(level, str):
         name = level.strip().upper()
         level = logging.getLevelName(name) if name else logging.INFO

@@ -14,21 +14,25 @@ proxies:
 A request already running when the caller gives up still finishes, and the caller cannot tell
 whether it did, so it retries with the same key: a state-changing method is ``@idempotent``
 and called with ``idempotency_key=`` (one key per intended change, e.g. ``uuid4().hex``, reused
-for every retry of that change).
+for every retry of that change). A retry that arrives while the first call still runs raises
+``CallInProgress`` after the RPC timeout: retry again later, with the same key.
 
 ``RPC_TIMEOUT_SECONDS`` (default 10) is the timeout when none is given. Keep RPC off hot paths
 (DESIGN §11): shared data travels as events.
 """
 
 import functools
+import inspect
 import logging
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import eventlet
 import pymongo.errors
 from kombu.utils import json
-from nameko.exceptions import RpcTimeout
+from nameko.dependency_providers import Config
+from nameko.exceptions import RpcTimeout, deserialize_to_instance
 from nameko.rpc import MethodProxy, RpcProxy, ServiceProxy
 from nameko.standalone.rpc import ClusterProxy, ClusterRpcProxy
 from pymongo.database import Database
@@ -115,8 +119,17 @@ class RpcClient(ClusterRpcProxy):
         self._proxy = _ExpiringClusterProxy(self._worker_ctx, self._reply_listener, timeout)
 
 
-def idempotent(method):
+@deserialize_to_instance  # the caller gets this type back, not a RemoteError
+class CallInProgress(Exception):
+    """An earlier call with the same idempotency key is still running: retry later with the
+    same key (it returns that call's result once it has finished)."""
+
+
+def idempotent(method=None, *, timeout=None):
     """Run a state-changing service method once per ``idempotency_key``.
+
+        config = Config()
+        db = Mongo()
 
         @rpc
         @idempotent
@@ -126,19 +139,26 @@ def idempotent(method):
     the service's database (``_rpc_idempotency``): the unique ``_id`` gives one winner even
     between replicas, and the finished call stores its result (as JSON, exactly what the
     caller received) in the same document. A repeat returns that result, waiting while the
-    first call still runs. A call that raises releases its key, so a retry runs again. The
-    claim is renewed while the call runs; a process that dies mid-call leaves it to lapse
-    after ``IDEMPOTENCY_LEASE_SECONDS``, and a retry then runs the method again: an effect that
-    must never repeat even then records the key in its own single-document write.
+    first call still runs, but no longer than the RPC timeout (``timeout`` seconds, else the
+    service's ``RPC_TIMEOUT_SECONDS``, read through its ``Config`` dependency): its caller has
+    given up by then, and waiting on a hung first call would fill the worker pool with
+    retries. It then raises ``CallInProgress``. A call that raises releases its key, so a
+    retry runs again. The claim is renewed while the call runs; a process that dies mid-call
+    leaves it to lapse after ``IDEMPOTENCY_LEASE_SECONDS``, and a retry then runs the method
+    again: an effect that must never repeat even then records the key in its own
+    single-document write.
     """
+    if method is None:  # @idempotent(timeout=...)
+        return functools.partial(idempotent, timeout=timeout)
 
     @functools.wraps(method)
     def wrapper(self, *args, idempotency_key, **kwargs):
         if not isinstance(idempotency_key, str) or not idempotency_key:
             raise ValueError("idempotency_key must be a non-empty string")
         claims = _database_of(self)[IDEMPOTENCY_COLLECTION]
+        wait = _timeout(_config_of(self), timeout)
         key, token = f"{method.__name__}:{idempotency_key}", uuid.uuid4().hex
-        done = _acquire(claims, key, token)
+        done = _acquire(claims, key, token, wait)
         if done is not None:
             return json.loads(done["result"])
         renewer = eventlet.spawn(_renew, claims, key, token)
@@ -159,8 +179,10 @@ def idempotent(method):
     return wrapper
 
 
-def _acquire(claims, key, token):
-    """None once this call holds ``key``; the finished call's document if there is one."""
+def _acquire(claims, key, token, wait):
+    """None once this call holds ``key``; the finished call's document if there is one;
+    ``CallInProgress`` when another call still holds it after ``wait`` seconds."""
+    deadline = time.monotonic() + wait
     while True:
         try:
             claims.insert_one({"_id": key, "state": "running", "token": token,
@@ -180,6 +202,9 @@ def _acquire(claims, key, token):
             if taken.modified_count:
                 return None
             continue
+        if time.monotonic() >= deadline:
+            raise CallInProgress(f"a call with idempotency key {key!r} is still running; "
+                                 f"retry later with the same key")
         eventlet.sleep(_POLL_SECONDS)
 
 
@@ -199,6 +224,15 @@ def _database_of(service):
     if len(found) != 1:
         raise RuntimeError("@idempotent needs exactly one Mongo dependency on the service")
     return found[0]
+
+
+def _config_of(service):
+    # nameko injects the container's config where the class declares ``Config()``
+    found = [name for name, _ in inspect.getmembers(type(service),
+                                                    lambda value: isinstance(value, Config))]
+    if len(found) != 1:
+        raise RuntimeError("@idempotent needs exactly one Config dependency on the service")
+    return getattr(service, found[0])
 
 
 def _now():

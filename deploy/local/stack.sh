@@ -704,6 +704,16 @@ cmd_up() {
     native) rabbit_wait "$R_AMQP_URI" "$R_MGMT_URL" "$START_TIMEOUT" native ;;
     docker) rabbit_wait "$R_AMQP_URI" "$R_MGMT_URL" $((START_TIMEOUT * 2)) ;;
     esac
+    # an AMQP_URI on our port names the server we run: keep it as given (its user, its vhost)
+    # when it answers there; ours_rabbit only decided that we manage that server
+    if [[ $want_r != external && -n "${AMQP_URI:-}" && $AMQP_URI != "$R_AMQP_URI" &&
+        "$(loopback_port "$AMQP_URI")" == "$AMQP_PORT" ]]; then
+        if probe amqp "$AMQP_URI"; then
+            R_AMQP_URI=$AMQP_URI
+        else
+            log "RabbitMQ: AMQP_URI=$AMQP_URI does not answer on our node (its user or vhost?); using $R_AMQP_URI"
+        fi
+    fi
 
     save_state
     trap - EXIT

@@ -40,8 +40,29 @@ class Principal:
     def is_pemda_wide(self):
         return self.has_any(PEMDA_WIDE_ROLES)
 
-    def can_access_opd(self, unit_code):
-        """Pemda-wide roles see every unit; others their own unit and the units below it.
+    def read_root(self):
+        """The unit whose subtree this caller reads (README "Auth"): None (everything) for
+        Pemda-wide roles, else the OPD of its unit (``3510.03.01`` reads ``3510.03``), or the
+        unit itself when that has no OPD part (the Pemda root ``3510`` reads the whole Pemda).
+        Unit codes are ``<pemda>.<opd>.<below>...``. A caller whose token names no unit reads
+        nothing: refuse it before asking (``can_read`` answers False for it)."""
+        if self.is_pemda_wide:
+            return None
+        if not self.opd:
+            raise ValueError("the token names no unit: it reads nothing")
+        return ".".join(self.opd.split(".")[:2])
+
+    def can_read(self, unit_code):
+        """Whether a record of ``unit_code`` is in this caller's read scope (``read_root``)."""
+        if self.is_pemda_wide:
+            return True
+        if not self.opd or not unit_code:
+            return False
+        return in_subtree(unit_code, self.read_root())
+
+    def can_write(self, unit_code):
+        """Pemda-wide roles write every unit; others their own unit and the units below it,
+        a narrower scope than what they read.
 
         Unit codes are dotted paths, so "3510.01" contains "3510.01.02" but not "3510.010".
         """

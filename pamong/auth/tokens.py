@@ -91,8 +91,8 @@ def _signing_key(token, alg, config):
 
 
 def verify_token(token, config):
-    """The verified claims of ``token``, or a 401 ``Problem``."""
-    check_auth_config(config)
+    """The verified claims of ``token``, or a 401 ``Problem``. ``config`` has passed
+    ``check_auth_config`` (a route checks it when its service starts)."""
     try:
         alg = jwt.get_unverified_header(token).get("alg")
     except jwt.InvalidTokenError as exc:
@@ -140,5 +140,5 @@ def mint_token(config, sub, roles, opd=None, name=None, nip=None, nik=None, ttl_
 
 def scope_check(principal, unit_code):
     """404 (never 403) when the record's OPD is outside the caller's view: do not reveal it."""
-    if principal is None or not principal.can_access_opd(unit_code):
+    if principal is None or not principal.can_read(unit_code):
         raise not_found()

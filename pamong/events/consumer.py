@@ -25,6 +25,7 @@ import logging
 import random
 import time
 import traceback
+import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import NamedTuple
@@ -38,6 +39,7 @@ from nameko.exceptions import ContainerBeingKilled
 from nameko.messaging import Consumer, QueueConsumer
 
 from pamong import logs, metrics
+from pamong.config import DEFAULTS
 from pamong.events import contracts
 from pamong.events.envelope import Event, load_envelope
 from pamong.events.topology import (
@@ -48,6 +50,7 @@ from pamong.events.topology import (
     dlq_name,
     retry_queue_name,
 )
+from pamong.privacy import mask_text
 from pamong.storage import GroupInsert, mongo_of
 from pamong.web.context import bind_request_context
 
@@ -84,6 +87,13 @@ def describe(exc):
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
+def masked(error):
+    """An error for a broker header: anyone with the management UI or ``pamong dlq show``
+    reads those, so personal data is masked (before the cut, which could leave a NIK
+    too short to be recognised)."""
+    return mask_text(error)[:ERROR_HEADER_LIMIT]
+
+
 def is_outage(exc):
     """The database is unreachable or timed out: nothing the message can be blamed for."""
     return isinstance(exc, pymongo.errors.ConnectionFailure) or (
@@ -101,17 +111,27 @@ def apply_once(collection, filter, update, event, upsert=False):
     the effect, and the filter requires its absence, so a handler that runs again after a
     crash (effect written, done mark not) changes nothing. False also when ``filter`` matches
     no document (or, with ``upsert``, when the document exists but the filter excludes it, as
-    a version compare does). The list keeps the last ``APPLIED_KEEP`` ids (trimmed by a second
-    write, as FerretDB has no ``$push``/``$slice``): far more than can be redelivered at once.
+    a version compare does). Events racing to upsert one new document each apply: the losers
+    of the insert update the winner's document. The list keeps the last ``APPLIED_KEEP`` ids
+    (trimmed by a second write, as FerretDB has no ``$push``/``$slice``): far more than can be
+    redelivered at once.
     """
     guarded = {**filter, "_applied": {"$ne": event.id}}
     recorded = {**update, "$push": {**update.get("$push", {}), "_applied": event.id},
                 "$inc": {**update.get("$inc", {}), "_applied_n": 1}}
-    try:
-        after = collection.find_one_and_update(  # no projection: FerretDB has none here
+
+    def write(upsert):
+        return collection.find_one_and_update(  # no projection: FerretDB has none here
             guarded, recorded, upsert=upsert, return_document=pymongo.ReturnDocument.AFTER)
-    except pymongo.errors.DuplicateKeyError:  # upsert met the existing document: excluded
-        return False
+
+    try:
+        after = write(upsert)
+    except pymongo.errors.DuplicateKeyError:
+        # the document exists now (a racing upsert inserted it, or it was there and the filter
+        # excludes it): MongoDB retries a losing upsert itself only when its filter is equality
+        # on the unique key, and ours has `_applied: {$ne}`. Update it; no match then means
+        # the event was applied before or the filter excludes the document.
+        after = write(upsert=False)
     if after is None:
         return False
     if after["_applied_n"] > APPLIED_KEEP:
@@ -134,11 +154,15 @@ def inbox_key(queue, event_id, occurred_at):
 
 
 class GroupMarkDone(GroupInsert):
-    """``insert(claim_id)`` turns a claim into a done mark; the marks of concurrent workers
-    share one ``update_many`` (the same group commit as GroupInsert's inserts)."""
+    """``insert(claim_id)`` turns ``owner``'s claim into a done mark; the marks of concurrent
+    workers share one ``update_many`` (the same group commit as GroupInsert's inserts)."""
+
+    def __init__(self, collection, owner):
+        super().__init__(collection)
+        self.owner = owner
 
     def _write(self, claim_ids):
-        self.collection.update_many({"_id": {"$in": claim_ids}},
+        self.collection.update_many({"_id": {"$in": claim_ids}, "owner": self.owner},
                                     {"$set": {"at": datetime.now(UTC)}})
         return [True] * len(claim_ids)
 
@@ -147,33 +171,37 @@ class Inbox:
     """Who handles an event, per ``InboxKey``, in a service's database.
 
     One document per (queue, event) in the collection of the day the event occurred: a claim
-    ``{until}`` while a worker runs it, a done mark ``{at}`` once handled. ``claim(key)``
+    ``{until, owner}`` while a worker runs it, a done mark ``{at}`` once handled. ``claim(key)``
     answers ``"run"`` (this worker handles it), ``"done"`` (handled before: ack the duplicate)
     or ``"busy"`` (a live worker holds it: look again later). A claim is a plain insert; a
     claim whose worker died (its lease ran out) is taken over with a compare-and-set on its
     expiry, which relies on the database's single-document atomicity (exactly one of several
     workers racing for it wins; ``tests/database`` checks the database keeps that). The claims
     this process holds are renewed by ``renew()`` until done or released, so a live worker's
-    claim never expires under it. Done marks go away a whole day at a time (``purge``): that
-    is one ``drop`` per day, where deleting by date would scan every mark on FerretDB.
+    claim never expires under it. Renewal, release and the done mark touch a claim only while
+    it names this inbox as its ``owner``: a worker whose claim was taken over (its renewals
+    failed) cannot extend, delete or complete the new worker's claim. Done marks go away a
+    whole day at a time (``purge``): that is one ``drop`` per day, where deleting by date would
+    scan every mark on FerretDB.
     """
 
     def __init__(self, db, lease):
         self.db = db
         self.lease = lease
+        self.owner = uuid.uuid4().hex
         self.claims = {}  # bucket -> GroupInsert
         self.marks = {}  # bucket -> GroupMarkDone
         self.held = set()
 
-    def _grouped(self, writers, cls, bucket):
+    def _grouped(self, writers, make, bucket):
         if bucket not in writers:
-            writers[bucket] = cls(self.db[bucket])
+            writers[bucket] = make(self.db[bucket])
         return writers[bucket]
 
     def claim(self, key):
         now = time.time()
         if self._grouped(self.claims, GroupInsert, key.bucket).insert(
-                {"_id": key.id, "until": now + self.lease}):
+                {"_id": key.id, "until": now + self.lease, "owner": self.owner}):
             self.held.add(key)
             return "run"
         existing = self.db[key.bucket].find_one({"_id": key.id})
@@ -183,7 +211,8 @@ class Inbox:
             return "done"
         if existing["until"] < now:  # the worker that claimed it died; take over
             taken = self.db[key.bucket].update_one({"_id": key.id, "until": existing["until"]},
-                                                   {"$set": {"until": now + self.lease}})
+                                                   {"$set": {"until": now + self.lease,
+                                                             "owner": self.owner}})
             if taken.modified_count:
                 self.held.add(key)
                 return "run"
@@ -191,11 +220,13 @@ class Inbox:
 
     def done(self, key):
         self.held.discard(key)
-        self._grouped(self.marks, GroupMarkDone, key.bucket).insert(key.id)
+        self._grouped(self.marks, partial(GroupMarkDone, owner=self.owner),
+                      key.bucket).insert(key.id)
 
     def release(self, key):
         self.held.discard(key)
-        self.db[key.bucket].delete_one({"_id": key.id, "at": {"$exists": False}})
+        self.db[key.bucket].delete_one({"_id": key.id, "owner": self.owner,
+                                        "at": {"$exists": False}})
 
     def renew(self):
         """Push back the expiry of every claim this process holds."""
@@ -203,7 +234,7 @@ class Inbox:
         for key in list(self.held):
             by_bucket.setdefault(key.bucket, []).append(key.id)
         for bucket, ids in by_bucket.items():
-            self.db[bucket].update_many({"_id": {"$in": ids}},
+            self.db[bucket].update_many({"_id": {"$in": ids}, "owner": self.owner},
                                         {"$set": {"until": time.time() + self.lease}})
 
     def purge(self, retention_hours):
@@ -259,8 +290,8 @@ class EventConsumer(Consumer):
         config = self.container.config
         self.binding = self.event_binding(self.container.service_name, self.method_name)
         self.queue = self.binding.main_queue()
-        self.delays = [float(d) for d in config.get("RETRY_DELAYS", [1, 5, 30])]
-        self.jitter = float(config.get("RETRY_JITTER", 0.2))
+        self.delays = [float(d) for d in config.get("RETRY_DELAYS", DEFAULTS["RETRY_DELAYS"])]
+        self.jitter = float(config.get("RETRY_JITTER", DEFAULTS["RETRY_JITTER"]))
         self.lease = float(config.get("INBOX_LEASE_SECONDS", 60))
         self.retention_hours = float(config.get("INBOX_DONE_RETENTION_HOURS", 168))
         retry_window = sum(self.delays) * (1 + self.jitter) + self.lease
@@ -276,14 +307,11 @@ class EventConsumer(Consumer):
 
     def start(self):
         self.inbox = Inbox(self.mongo.db, self.lease)
-        self.upkeep = self.container.spawn_managed_thread(self._upkeep,
-                                                          identifier=f"{self.label}.inbox")
+        # not stopped in stop(): nameko waits for running workers after the entrypoints
+        # stopped, and a draining handler's claim must stay renewed until then; the container
+        # kills its managed threads once the workers are done
+        self.container.spawn_managed_thread(self._upkeep, identifier=f"{self.label}.inbox")
         super().start()
-
-    def stop(self):
-        if getattr(self, "upkeep", None) is not None:  # not started when a sibling failed to
-            self.upkeep.kill()
-        super().stop()
 
     @property
     def label(self):
@@ -398,7 +426,7 @@ class EventConsumer(Consumer):
             self._park(message, "exhausted", error, attempt)
             return
         headers = dict(copied_headers(message.headers), **{
-            ATTEMPT_HEADER: attempt + 1, "x-pamong-error": error[:ERROR_HEADER_LIMIT]})
+            ATTEMPT_HEADER: attempt + 1, "x-pamong-error": masked(error)})
         if self._move(message, retry_queue_name(self.binding.queue, attempt), headers,
                       expiration=backoff_seconds(self.delays, attempt, self.jitter)):
             metrics.EVENTS_RETRIED.labels(self.label, self.event_type).inc()
@@ -406,7 +434,7 @@ class EventConsumer(Consumer):
     def _park(self, message, reason, detail, attempt=None):
         headers = dict(copied_headers(message.headers), **{
             "x-pamong-reason": reason,
-            "x-pamong-error": detail[:ERROR_HEADER_LIMIT],
+            "x-pamong-error": masked(detail),
             "x-pamong-queue": self.binding.queue,
             "x-pamong-attempts": attempt or attempt_of(message.headers),
             "x-pamong-failed-at": datetime.now(UTC).isoformat(),

@@ -13,9 +13,14 @@ returns (no queue bound) is parked in ``<service>.unroutable`` (``pamong dlq lis
 ``pamong dlq replay`` sends it again); then it pulls exactly the published events out of their
 documents (``$pullAll``, one ``update_many`` per 100 documents: ``_id $in``, which FerretDB is
 patched to look up by key). A crash anywhere repeats a publish, never loses one:
+- a state write that fails may have been applied (a timeout or a dropped connection after
+  the server applied it: FerretDB has no retryable writes; a worker killed while waiting):
+  the writer tells the relay, which reads the document back (by ``_id``) until it can and
+  queues what its outbox holds;
 - crash after the state write, before publishing: the events are still in the document. A
   writer first holds a lease in ``_outbox_writers`` naming the collections it writes events
-  to (renewed by its relay, deleted on a clean stop with nothing pending). When a lease runs
+  to (renewed by its relay, which names them all each time; deleted only by a clean stop
+  that left nothing pending or in doubt, never by a kill). When a lease runs
   out, one replica's sweep claims it and publishes what those collections hold. So the
   periodic sweep reads only the leases and the batches (its cost follows what is pending, not
   the data); a collection is scanned only after a writer died. A marker per write would spare
@@ -26,6 +31,10 @@ patched to look up by key). A crash anywhere repeats a publish, never loses one:
   and the writer has queued its own events for the next round;
 - two replicas: each relays its own writes; one that takes a live but paused writer for dead
   publishes its events too, which consumers deduplicate.
+A clean stop publishes what is left (for at most ``STOP_SECONDS``) before it returns.
+The sweep moves what it cannot read (a batch that does not unpack, an outbox entry without
+an event id) to ``_outbox_quarantine``, as the relay does with an event it cannot publish,
+so one bad item never holds up the others.
 Documents with pending events must not be deleted (mark them deleted instead) until the relay
 has emptied their outbox, or those events are lost.
 
@@ -79,6 +88,12 @@ BATCHES = "_outbox_batches"
 READY = "_outbox_ready"
 WRITERS = "_outbox_writers"
 QUARANTINE = "_outbox_quarantine"
+STOP_SECONDS = 5.0  # a clean stop starts publish rounds for this long (each waits its confirms)
+
+
+def _tracked(entry):
+    """Whether an outbox entry can be queued (the relay keys what it holds by event id)."""
+    return isinstance(entry, dict) and isinstance(entry.get("id"), str)
 
 
 def with_events(update, events):
@@ -134,13 +149,29 @@ class OutboxWriter:
         if events and collection is not None:
             self.relay.guard(collection)
 
+    def _write(self, collection, doc_id, write):
+        """``write()``, the state write of events. A refusal (duplicate key, write error)
+        wrote nothing; any other failure may come after the server applied it (a timeout, a
+        dropped connection: FerretDB has no retryable writes; the worker killed while it
+        waited), so the relay reads the document back and queues what it holds."""
+        try:
+            return write()
+        except pymongo.errors.WriteError:
+            raise
+        except BaseException:
+            self.relay.doubt(collection, doc_id)
+            raise
+
     def insert(self, collection, document, events):
         self._check(events, collection)
         document = dict(document)
         document[OUTBOX] = list(events)
-        result = self.db[collection].insert_one(document)
-        if events:
-            self.relay.enqueue(collection, result.inserted_id, events)
+        if not events:
+            return self.db[collection].insert_one(document)
+        document.setdefault("_id", bson.ObjectId())  # known even if the insert fails
+        result = self._write(collection, document["_id"],
+                             lambda: self.db[collection].insert_one(document))
+        self.relay.enqueue(collection, result.inserted_id, events)
         return result
 
     def insert_many(self, collection, documents):
@@ -192,15 +223,20 @@ class OutboxWriter:
         self.relay.enqueue(BATCHES, batch_id, events)
 
     def update(self, collection, filter, update, events, upsert=False):
-        """``update_one`` plus events; ``filter`` must name the document's ``_id``."""
-        if "_id" not in filter:
-            raise ValueError("outbox updates address one document by _id")
+        """``update_one`` plus events; ``filter`` must name the document's ``_id`` value (the
+        relay is told, and reads back after a failed write, that one document)."""
+        doc_id = filter.get("_id")
+        if "_id" not in filter or (isinstance(doc_id, dict)
+                                   and any(str(key).startswith("$") for key in doc_id)):
+            raise ValueError("outbox updates address one document by _id, a plain value "
+                             f"(not an operator such as $in), got _id={doc_id!r}")
         if not events:
             return self.db[collection].update_one(filter, update, upsert=upsert)
         self._check(events, collection)
-        result = self.db[collection].update_one(filter, with_events(update, events), upsert=upsert)
+        result = self._write(collection, doc_id, lambda: self.db[collection].update_one(
+            filter, with_events(update, events), upsert=upsert))
         if result.matched_count or result.upserted_id is not None:
-            self.relay.enqueue(collection, filter["_id"], events)
+            self.relay.enqueue(collection, doc_id, events)
         return result
 
 
@@ -340,7 +376,9 @@ class Relay:
     Writers in this process hand over (collection, _id, events) after their write, so the
     normal path reads nothing back: publish a confirmed batch, then ``$pullAll`` exactly those
     events by ``_id``. The sweep, at start and every ``OUTBOX_SWEEP_SECONDS``, queues the
-    events of dead writers (expired leases) and of outbox batches.
+    events of dead writers (expired leases) and of outbox batches. Writes that failed are in
+    doubt: each round reads their documents back. ``stop`` lets the relay thread publish what
+    is left and close its own connection.
     """
 
     def __init__(self, db, amqp_uri, service_name, config):
@@ -355,6 +393,10 @@ class Relay:
         self.linger = float(config.get("OUTBOX_LINGER_SECONDS", 0.02))
         self.pending = {}  # (collection, _id) -> {event id: envelope}, in arrival order
         self.in_flight = False
+        self.in_doubt = set()  # (collection, _id) of failed writes that may have been applied
+        # a write in doubt may still be applied after we read its document back (a slow
+        # server): once there was one, the lease is never released, so a replica sweeps
+        self.ever_in_doubt = False
         self.writer_id = f"{service_name}:{uuid.uuid4().hex}"
         self.leased = set()  # collections our lease names
         self.lease_until = 0.0
@@ -362,6 +404,7 @@ class Relay:
         self._wake = eventlet.event.Event()
         self._next_sweep = 0.0
         self.running = False
+        self._stopped = None  # an Event while run() runs, sent when it has returned
 
     # -- the writer lease --------------------------------------------------------------
 
@@ -373,17 +416,19 @@ class Relay:
             self._renew(now, collection)
 
     def _renew(self, now, collection=None):
+        """Extend the lease, naming every collection we write to: a replica that took us
+        for dead (we stalled) deleted it, and this upsert then writes it anew."""
+        leased = self.leased | ({collection} if collection is not None else set())
         update = {"$set": {"until": now + self.writer_lease}}
-        if collection is not None:
-            update["$addToSet"] = {"collections": collection}
+        if leased:
+            update["$addToSet"] = {"collections": {"$each": sorted(leased)}}
         self.db[WRITERS].update_one({"_id": self.writer_id}, update, upsert=True)
         self.lease_until = now + self.writer_lease
-        if collection is not None:
-            self.leased.add(collection)
+        self.leased = leased
 
     def _release_lease(self):
         """On a clean stop with nothing left to publish, nobody needs to recover us."""
-        if self.leased and not self.pending and not self.in_flight:
+        if self.leased and not (self.pending or self.in_flight or self.ever_in_doubt):
             self.db[WRITERS].delete_one({"_id": self.writer_id})
             self.leased = set()
 
@@ -395,20 +440,63 @@ class Relay:
             queued.setdefault(envelope["id"], envelope)
         self.wake()
 
+    def doubt(self, collection, doc_id):
+        """A write of events to this document failed, perhaps after it was applied."""
+        self.in_doubt.add((collection, doc_id))
+        self.ever_in_doubt = True
+        self.wake()
+
+    def _resolve_doubts(self):
+        """Read back the documents of writes in doubt and queue what their outbox holds; one
+        that cannot be read now stays in doubt (and the lease stays) until it can."""
+        for key in list(self.in_doubt):
+            collection, doc_id = key
+            doc = self.db[collection].find_one({"_id": doc_id}, {OUTBOX: 1})
+            self.in_doubt.discard(key)
+            if doc is not None:
+                self._queue_found(collection, doc)
+
+    def _queue_found(self, collection, doc):
+        """Queue the outbox of a document read back; an entry without an event id (written
+        around the writer) cannot be tracked, so it is quarantined and pulled."""
+        tracked = []
+        for entry in doc.get(OUTBOX) or []:
+            if _tracked(entry):
+                tracked.append(entry)
+                continue
+            self._quarantine_event(collection, doc["_id"], entry,
+                                   ValueError("outbox entry without an event id"))
+            self.db[collection].update_one({"_id": doc["_id"]}, {"$pullAll": {OUTBOX: [entry]}})
+        if tracked:
+            self.enqueue(collection, doc["_id"], tracked)
+
     def wake(self):
         if not self._wake.ready():
             self._wake.send(True)
 
     def run(self):
         self.running = True
+        self._stopped = eventlet.event.Event()
+        try:
+            self._loop()
+            self._finish()
+        finally:
+            # here, not in stop(): only this thread reads from the connection
+            self.publisher.close()
+            self._stopped.send(True)
+
+    def _loop(self):
         backoff = self.poll
         while self.running:
             try:
                 if self.leased and time.time() > self.lease_until - 2 * self.writer_lease / 3:
                     self._renew(time.time())
                 if time.monotonic() >= self._next_sweep:
-                    self.sweep()
+                    # set first: a sweep that fails is tried again next period, not every
+                    # round (the rounds after this one still publish)
                     self._next_sweep = time.monotonic() + self.sweep_every
+                    self.sweep()
+                self._resolve_doubts()
                 published = self.publish_pending()
                 backoff = self.poll
             except Exception:  # noqa: BLE001 - the relay must outlive broker/db outages
@@ -426,10 +514,27 @@ class Relay:
                 # many events (a few ms of latency against far fewer database writes)
                 eventlet.sleep(self.linger)
 
+    def _finish(self):
+        """The last rounds of a clean stop: publish what is left, starting rounds for at
+        most ``STOP_SECONDS``. What remains after keeps the lease, so a replica's sweep
+        publishes it once the lease runs out."""
+        deadline = time.monotonic() + STOP_SECONDS
+        try:
+            while (self.pending or self.in_doubt) and time.monotonic() < deadline:
+                self._resolve_doubts()
+                self.publish_pending()
+        except Exception:  # noqa: BLE001 - stopping anyway; the lease covers what is left
+            log.warning("outbox relay stopped with events unpublished; a replica publishes "
+                        "them once its lease runs out", exc_info=True)
+
     def stop(self):
+        """Let the relay thread publish what is left and end (bounded: a round waits at
+        most the confirm timeout), then drop the lease if nothing is left."""
         self.running = False
         self.wake()
-        self.publisher.close()
+        if self._stopped is not None:
+            with eventlet.Timeout(STOP_SECONDS + self.publisher.timeout, False):
+                self._stopped.wait()
         try:
             self._release_lease()
         except Exception:  # noqa: BLE001 - the lease then runs out: a replica recovers us
@@ -442,7 +547,11 @@ class Relay:
         now = time.time()
         for writer in self.db[WRITERS].find({"until": {"$lt": now}}):
             if writer["_id"] != self.writer_id:
-                self._recover(writer, now)
+                try:
+                    self._recover(writer, now)
+                except Exception:  # noqa: BLE001 - the other writers still get recovered
+                    log.warning("outbox writer %s not recovered; its claim runs out and a "
+                                "later sweep tries again", writer["_id"], exc_info=True)
         self.sweep_batches()
 
     def _recover(self, writer, now):
@@ -457,7 +566,7 @@ class Relay:
         for name in writer.get("collections", []):
             self.guard(name)
             for doc in self.db[name].find({f"{OUTBOX}.0": {"$exists": True}}, {OUTBOX: 1}):
-                self.enqueue(name, doc["_id"], doc[OUTBOX])
+                self._queue_found(name, doc)
                 found += 1
         log.warning("outbox writer %s died: %d document(s) with events queued", writer["_id"],
                     found)
@@ -469,13 +578,27 @@ class Relay:
         stale = datetime.now(UTC) - timedelta(seconds=self.batch_lease)
         ready = {marker["_id"]: marker for marker in self.db[READY].find({})}
         for batch in self.db[BATCHES].find({}):
-            marker = ready.get(batch["_id"])
-            if marker is not None and not marker.get("settling"):
-                self.enqueue(BATCHES, batch["_id"], unpack(batch)["events"])
-            elif marker is not None or batch["at"].replace(tzinfo=UTC) < stale:
-                self._settle(batch, claimed=marker is not None)
+            try:
+                self._sweep_batch(batch, ready.get(batch["_id"]), stale)
+            except pymongo.errors.PyMongoError:  # the database, not the batch: next sweep
+                log.warning("outbox batch %s not swept", batch["_id"], exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - it cannot be read: keep it aside
+                self._quarantine(f"{BATCHES}:{batch['_id']}", exc, collection=BATCHES,
+                                 document=batch["_id"], batch=batch)
+                self.db[READY].delete_one({"_id": batch["_id"]})
+                self.db[BATCHES].delete_one({"_id": batch["_id"]})
         for orphan in set(ready) - {b["_id"] for b in self.db[BATCHES].find({}, {"_id": 1})}:
             self.db[READY].delete_one({"_id": orphan})  # its batch was published and deleted
+
+    def _sweep_batch(self, batch, marker, stale):
+        """Queue a ready batch; settle one whose writer must have died."""
+        if marker is not None and not marker.get("settling"):
+            events = unpack(batch)["events"]
+            if not all(_tracked(envelope) for envelope in events):
+                raise ValueError("batch event without an event id")
+            self.enqueue(BATCHES, batch["_id"], events)
+        elif marker is not None or batch["at"].replace(tzinfo=UTC) < stale:
+            self._settle(batch, claimed=marker is not None)
 
     def _settle(self, batch, claimed=False):
         """Keep the events of the owners this batch wrote (stamped with its id). Claim the
@@ -542,20 +665,25 @@ class Relay:
                     check_event(envelope, self.service_name)
                     body = _JSON.encode(envelope)
                 except Exception as exc:  # noqa: BLE001 - whatever it is, it cannot go out
-                    self._quarantine(collection, doc_id, envelope, exc)
+                    self._quarantine_event(collection, doc_id, envelope, exc)
                     continue
                 items.append((envelope, exchange, envelope["type"], message_of(envelope, body)))
         return items
 
-    def _quarantine(self, collection, doc_id, envelope, exc):
+    def _quarantine_event(self, collection, doc_id, envelope, exc):
         event_id = envelope.get("id") if isinstance(envelope, dict) else None
+        # an entry without an id gets a key of its own: two in one document both stay
+        self._quarantine(f"{collection}:{doc_id}:{event_id or uuid.uuid4().hex}", exc,
+                         collection=collection, document=doc_id, event=envelope)
+
+    def _quarantine(self, key, exc, **record):
+        """Keep what cannot be relayed (``event=`` an envelope or ``batch=`` a batch
+        document, with where it was) in ``_outbox_quarantine`` for an operator."""
         self.db[QUARANTINE].replace_one(
-            {"_id": f"{collection}:{doc_id}:{event_id}"},
-            {"collection": collection, "document": doc_id, "event": envelope,
-             "error": str(exc)[:2000], "at": datetime.now(UTC)}, upsert=True)
+            {"_id": key}, {**record, "error": str(exc)[:2000], "at": datetime.now(UTC)},
+            upsert=True)
         metrics.OUTBOX_QUARANTINED.labels(self.service_name).inc()
-        log.error("outbox event %s of %s/%s cannot be published, moved to %s: %s", event_id,
-                  collection, doc_id, QUARANTINE, exc)
+        log.error("outbox %s cannot be published, moved to %s: %s", key, QUARANTINE, exc)
 
     def _park_unroutable(self, items):
         """Events no queue took go to ``<service>.unroutable``, where they stay visible and
@@ -631,7 +759,9 @@ class Outbox(DependencyProvider):
             self.relay.stop()
 
     def kill(self):
-        self.stop()
+        """No lease release: a killed worker may have died mid-write. The lease runs out and
+        a replica's sweep publishes what this process left; the container then kills the
+        relay thread (its publisher is closed on the way out)."""
 
     def get_dependency(self, worker_ctx):
         return OutboxWriter(

@@ -53,6 +53,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from pamong import auth  # module, not names: pamong.auth imports pamong.web.problem
+from pamong.config import DEFAULTS
 from pamong.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from pamong.web.context import bind_request_context
 from pamong.web.encoding import dumps
@@ -66,7 +67,6 @@ from pamong.web.problem import (
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # what a client is told to wait when a dependency (the database) is unreachable
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 # accept a caller's id only if it cannot forge log lines or headers
@@ -169,7 +169,8 @@ class HttpRoute(HttpRequestHandler):
 
     def _respond(self, request):
         config = self.container.config
-        limit = self.max_body or int(config.get("HTTP_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
+        limit = self.max_body or int(config.get("HTTP_MAX_BODY_BYTES",
+                                                DEFAULTS["HTTP_MAX_BODY_BYTES"]))
         # refuse by the declared length before reading a byte (or checking a token)
         if (request.content_length or 0) > limit:
             raise _too_large(limit)
@@ -294,7 +295,9 @@ def _entry_for(fn):
     """Wrap the service method so it runs with the request context bound in the worker's own
     greenthread, and so a raised Problem is a result (a client error) rather than a worker
     failure that nameko would log with a traceback. An unreachable database is a 503 with
-    ``Retry-After``: the request may succeed later, unchanged."""
+    ``Retry-After``. A read may simply be repeated; a write that timed out may or may not
+    have been applied, so its retry is safe only where an idempotency key or a version check
+    makes a second application a no-op or a conflict."""
 
     @functools.wraps(fn)
     def entry(self, request, principal, **kwargs):

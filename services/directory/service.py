@@ -287,7 +287,7 @@ class DirectoryService(HealthEndpoints):
         if collection not in ("units", "positions", "employees", "acting"):
             raise not_found()
         doc = self.db[collection].find_one({"_id": key}, {"audit": 1, "unit": 1, "code": 1})
-        if doc is None or not principal.can_access_opd(doc.get("unit") or doc.get("code")):
+        if doc is None or not principal.can_read(doc.get("unit") or doc.get("code")):
             raise not_found()
         return doc.get("audit", [])
 
@@ -450,7 +450,7 @@ class DirectoryService(HealthEndpoints):
 
     @staticmethod
     def _may_write(principal, code):
-        if not principal.can_access_opd(code):
+        if not principal.can_write(code):
             raise forbidden("That unit is outside your OPD.")
 
 

@@ -3,21 +3,18 @@
 from pamong.auth.principal import subtree_filter
 from pamong.privacy import mask_nik
 from pamong.web import forbidden
-from services.directory.domain import PUBLIC_EMPLOYEE_FIELDS, opd_of
+from services.directory.domain import PUBLIC_EMPLOYEE_FIELDS
 from services.directory.store import record_of
 
 ADMIN_READERS = ("admin", "opd_admin", "service")
 
 
 def reader_opd(principal):
-    """The subtree a caller reads in: None (everything) for Pemda-wide roles, else the OPD of
-    their own unit (a pegawai of ``3510.03.01`` reads ``3510.03``). A caller of the Pemda
-    root itself (``opd: 3510``, no OPD part) reads the tree below it: the whole Pemda."""
-    if principal.is_pemda_wide:
-        return None
-    if not principal.opd:
+    """The subtree a caller reads in (``Principal.read_root``: None for everything); 403 when
+    a role that is not Pemda-wide comes with no unit."""
+    if not principal.is_pemda_wide and not principal.opd:
         raise forbidden("Your token names no OPD.")
-    return opd_of(principal.opd) or principal.opd
+    return principal.read_root()
 
 
 def reader_criteria(principal, field):
@@ -43,7 +40,7 @@ def employee_out(doc, principal, public=False):
             "supervisor_explicit": bool(record.get("supervisor"))}
     full["supervisor"] = view.get("supervisor")
     if public or not principal.has_any(ADMIN_READERS) or (
-            not principal.is_pemda_wide and not principal.can_access_opd(record["unit"])):
+            not principal.is_pemda_wide and not principal.can_write(record["unit"])):
         return {k: full.get(k) for k in PUBLIC_EMPLOYEE_FIELDS}
     if not principal.has_any(("admin",)):
         full["nik"] = mask_nik(record["nik"]) if record.get("nik") else None

@@ -59,3 +59,22 @@ def test_a_fresh_event_is_claimed_by_one_worker_and_then_done(replicas):
     assert outcomes.count("busy") == len(workers) - 1
     replicas[0].done(key)
     assert set(race(workers, lambda worker: worker[0].claim(key))) == {"done"}
+
+
+def test_a_worker_whose_claim_was_taken_over_leaves_the_new_claim_alone(replicas):
+    stale, current = replicas
+    key = new_key()
+    assert stale.claim(key) == "run"
+    # the stale worker's renewals failed (a database hiccup) and its lease ran out meanwhile
+    stale.db[key.bucket].update_one({"_id": key.id}, {"$set": {"until": time.time() - 1}})
+    assert current.claim(key) == "run"
+    claim = current.db[key.bucket].find_one({"_id": key.id})
+
+    stale.renew()  # the stale worker is still running: its upkeep, then its failure path
+    stale.release(key)
+    stale.done(key)  # or its success path
+
+    assert current.db[key.bucket].find_one({"_id": key.id}) == claim  # untouched: still live
+    assert stale.claim(key) == "busy"
+    current.done(key)
+    assert stale.claim(key) == "done"

@@ -47,7 +47,7 @@ class HttpKernelService(HealthEndpoints):
     @route("POST", "/api/things/v1/things", roles=ROLES, body=ThingSchema(),
            response=ThingOutSchema(), status=201, summary="Create a thing", tags=["things"])
     def create_thing(self, request, principal, body):
-        if not principal.can_access_opd(body["opd"]):
+        if not principal.can_write(body["opd"]):
             raise forbidden("You may not create things for that OPD.")
         thing = {"_id": uuid.uuid4().hex, **body, "created_at": datetime.now(UTC),
                  "created_by": current_actor(), "correlation_id": current_correlation_id()}

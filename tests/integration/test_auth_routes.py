@@ -1,6 +1,6 @@
 """Routes against callers the declarations do not name: a token without roles, a citizen, a
-service configured for two verifiers; and the directory's lists agreeing with its single
-reads for every scope, the Pemda root (``opd: 3510``) included."""
+service configured for two verifiers or for JWKS without an audience; and the directory's
+lists agreeing with its single reads for every scope, the Pemda root (``opd: 3510``) included."""
 
 import pytest
 from nameko.containers import ServiceContainer
@@ -28,12 +28,16 @@ def test_any_staff_refuses_a_token_without_roles_and_a_citizen(request, config):
     assert kernel.as_staff("GET", "/api/things/v1/things", roles=()).status_code == 403
 
 
-def test_a_service_configured_with_both_verifiers_does_not_start(config):
-    settings = {**config, "JWT_JWKS_URL": "http://127.0.0.1:9/certs", "JWT_AUDIENCE": "pamong",
+@pytest.mark.parametrize("settings, reason", [
+    ({"JWT_AUDIENCE": "pamong"}, "JWT_SECRET"),                    # both verifiers
+    ({"JWT_SECRET": None}, "without JWT_AUDIENCE"),                # JWKS for any client
+])
+def test_a_misconfigured_verifier_does_not_start(config, settings, reason):
+    settings = {**config, "JWT_JWKS_URL": "http://127.0.0.1:9/certs", **settings,
                 "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"}
     container = ServiceContainer(HttpKernelService, settings)
     try:
-        with pytest.raises(ConfigError, match="JWT_SECRET"):
+        with pytest.raises(ConfigError, match=reason):
             container.start()
     finally:
         container.kill()

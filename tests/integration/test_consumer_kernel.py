@@ -5,11 +5,14 @@ our own header, slow handlers and duplicates, copies to missing queues, broken c
 import time
 from datetime import UTC, datetime, timedelta
 
+import eventlet
 import pytest
 from kombu import Connection
+from kombu.exceptions import ChannelError
 from marshmallow import Schema, fields, validates_schema
 from prometheus_client import REGISTRY
 
+from pamong.config import DEFAULTS
 from pamong.events import dlq
 from pamong.events.consumer import INBOX_BUCKET, Inbox, apply_once, handles, inbox_key
 from pamong.events.contracts import contract
@@ -126,6 +129,24 @@ def test_a_duplicate_delivered_while_a_slow_handler_runs_is_not_applied_again(co
     assert totals(config, "slowsink")["slow"]["times"] == 1
 
 
+def test_a_slow_handler_keeps_its_claim_while_the_service_stops(config):
+    config = {**config, "INBOX_LEASE_SECONDS": 1}
+    event = envelope("draining", 3)  # the handler takes 3 s, three times the lease
+    key = inbox_key("slowsink.on_recorded", event["id"],
+                    datetime.fromisoformat(event["occurred_at"]))
+    other_replica = Inbox(db_of(config, "slowsink"), lease=1)
+    with running(config, SlowSink) as runner:
+        publish_raw(config, "probe", "probe.recorded", event)
+        wait_until(lambda: db_of(config, "slowsink").starts.find_one({"_id": "draining"}))
+        stopping = eventlet.spawn(runner.stop)  # waits for the handler, as a draining pod does
+        time.sleep(2)  # the claim's first lease is long over; its worker is still busy
+        seen_elsewhere = other_replica.claim(key)
+        stopping.wait()  # before asserting: a second stop racing this one would hang
+    assert seen_elsewhere == "busy"  # a duplicate delivered to another replica does not run
+    assert totals(config, "slowsink")["draining"]["times"] == 1
+    assert done_marks(db_of(config, "slowsink")) == 1
+
+
 # -- finding 4: a copy whose queue is missing does not ack the original -----------------------
 
 
@@ -162,6 +183,46 @@ def test_an_invalid_message_is_kept_until_its_dlq_exists_again(config):
         wait_until(lambda: parked(config) == 1, timeout=15, message="parked once the DLQ is back")
         [entry] = dlq.show(config["AMQP_URI"], SINK_QUEUE)
     assert entry["message_id"] == bad["id"] and entry["reason"] == "invalid"
+
+
+def test_personal_data_in_a_handler_error_is_masked_in_the_broker_headers(config):
+    config = {**config, "RETRY_DELAYS": [30]}  # the retry copy waits: the test reads it
+    key = "NIK 3510041211870001 HP 0812-3456-7890"
+    shown = "injected fault for NIK 3510********0001 HP +62812****7890"
+    db_of(config, "probesink").faults.insert_one({"_id": key, "remaining": 1000})
+    with running(config, Consumer), Connection(config["AMQP_URI"]) as connection:
+        channel = connection.channel()
+        publish_raw(config, "probe", "probe.recorded", envelope(key))
+        retry = wait_until(lambda: channel.basic_get(retry_queue_name(SINK_QUEUE, 1)),
+                           message="retry copy")
+        assert retry.headers["x-pamong-error"].endswith(shown)
+        # carried back at once instead of after 30 s: its last attempt fails and parks it
+        connection.Producer(channel).publish(
+            retry.body, exchange="", routing_key=SINK_QUEUE, headers=retry.headers,
+            content_type=retry.content_type, content_encoding=retry.content_encoding,
+            message_id=retry.properties.get("message_id"))
+        channel.basic_ack(retry.delivery_tag)
+        wait_until(lambda: parked(config) == 1, timeout=15, message="parked")
+        [entry] = dlq.show(config["AMQP_URI"], SINK_QUEUE)
+    assert entry["reason"] == "exhausted" and entry["error"].endswith(shown)
+
+
+def queue_exists(config, name):
+    with Connection(config["AMQP_URI"]) as connection:
+        try:
+            connection.channel().queue_declare(name, passive=True)
+        except ChannelError:  # 404 NOT_FOUND
+            return False
+        return True
+
+
+def test_a_config_without_retry_delays_gets_the_default_schedule(config):
+    config = {k: v for k, v in config.items() if k != "RETRY_DELAYS"}
+    with running(config, Consumer):
+        pass
+    steps = len(DEFAULTS["RETRY_DELAYS"])
+    assert queue_exists(config, retry_queue_name(SINK_QUEUE, steps))
+    assert not queue_exists(config, retry_queue_name(SINK_QUEUE, steps + 1))
 
 
 # -- finding 7: a contract that breaks parks the message, the service stays up ----------------

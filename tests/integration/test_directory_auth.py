@@ -533,3 +533,20 @@ def test_an_import_does_not_reveal_another_opds_record(client):
     assert response.status_code == 200, response.text
     assert response.json()["errors"], "the row must be refused"
     assert OTHER not in response.text, response.json()["errors"]
+
+
+# -- a caller of a unit below its OPD --------------------------------------------------------
+
+def test_an_opd_admin_of_a_bidang_reads_the_history_of_what_it_reads(client):
+    """It reads its whole OPD, history included (README "Auth"), but writes only its own
+    subtree."""
+    token = client.token(("opd_admin",), f"{OWN}.01", sub="kabid")
+    for path in (f"/units/{OWN}", "/positions/dinkes-kadis", f"/employees/{NIP_KADIS}"):
+        assert client.request("GET", API + path, token=token).status_code == 200, path
+        history = client.request("GET", f"{API}{path}/history", token=token)
+        assert history.status_code == 200, (path, history.text)
+        assert history.json()[0]["action"] == "created"
+    other = client.request("GET", f"{API}/units/{OTHER}/history", token=token)
+    assert other.status_code == 404
+    outside = client.request("PUT", f"{API}/units/{OWN}", token=token, json=UNITS[1][1])
+    assert outside.status_code == 403, outside.text

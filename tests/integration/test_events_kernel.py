@@ -3,6 +3,7 @@
 import json
 from datetime import UTC, datetime, timedelta
 
+import bson
 import eventlet
 import pymongo
 import pytest
@@ -23,7 +24,14 @@ from pamong.events.outbox import (
 )
 from pamong.events.topology import ATTEMPT_HEADER, REPLAYS_HEADER
 from pamong.storage import client_for, database_name
-from pamong.testing import broker, publish_raw, rpc_proxy, running, wait_until
+from pamong.testing import (
+    EventRecorder,
+    broker,
+    publish_raw,
+    rpc_proxy,
+    running,
+    wait_until,
+)
 from tests.kernel_services import Consumer, Producer
 
 pytestmark = pytest.mark.integration
@@ -106,6 +114,13 @@ def envelope(key, amount=1, **overrides):
     event = new_event("probe", "probe.recorded", {"key": key, "amount": amount})
     event.update(overrides)
     return event
+
+
+def declare_consumer(config, monkeypatch):
+    """The consumer's queues exist before the services start, as `make run` declares the bus:
+    a producer's first sweep may publish before the consumer has declared them itself."""
+    monkeypatch.setenv("AMQP_URI", config["AMQP_URI"])
+    assert pamong_cli(["bus", "declare", "--service", "tests.kernel_services:Consumer"]) == 0
 
 
 def write_pending(config, keys):
@@ -347,11 +362,12 @@ def test_bulk_insert_events_travel_in_one_batch_and_once_each(config):
     assert all(totals(config)[key]["times"] == 1 for key in keys)
 
 
-def test_a_batch_left_unpacked_by_an_older_release_is_still_relayed(config):
+def test_a_batch_left_unpacked_by_an_older_release_is_still_relayed(config, monkeypatch):
     """Before batches were packed, their owners and events were plain fields: an upgrade
     must relay what such a release left ready."""
     from datetime import UTC, datetime
 
+    declare_consumer(config, monkeypatch)
     db = db_of(config, "probe")
     db.records.insert_one({"_id": "old-batch", "amount": 4, "_batch": "old"})
     db["_outbox_batches"].insert_one({"_id": "old", "collection": "records",
@@ -404,12 +420,13 @@ def test_a_slow_writer_finding_its_batch_settled_queues_its_events_again(config)
         [e["id"] for e in kept]
 
 
-def test_a_dead_writers_batch_publishes_only_what_it_wrote(config):
+def test_a_dead_writers_batch_publishes_only_what_it_wrote(config, monkeypatch):
     """A producer died inside its insert_many: its batch names three owners; it wrote one
     (stamped with the batch), not the second, and the third was written since by someone else
     (with its own events). The sweep settles it: only the written one's event goes out."""
     from datetime import UTC, datetime, timedelta
 
+    declare_consumer(config, monkeypatch)
     db = db_of(config, "probe")
     db.records.insert_one({"_id": "written", "amount": 1, "_batch": "dead"})
     db.records.insert_one({"_id": "rewritten", "amount": 3})
@@ -619,3 +636,180 @@ def test_an_envelope_is_validated_whole_when_written(config, change):
         writer.insert_many("records", [({"_id": "k"}, [event])])
     assert db.records.count_documents({}) == 0
     assert db["_outbox_batches"].count_documents({}) == 0
+
+
+# -- writes in doubt, the lease, a sweep past bad items, a clean stop ---------------------------
+
+class ReplyLost:
+    """A database whose ``records`` writes are applied, then raise ``AutoReconnect`` as when the
+    connection drops before the reply comes back (FerretDB has no retryable writes): a stand-in
+    for the network, not for our code."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def __getitem__(self, name):
+        return AppliedThenLost(self.db[name]) if name == "records" else self.db[name]
+
+
+class AppliedThenLost:
+    def __init__(self, collection):
+        self.collection = collection
+
+    def insert_one(self, *args, **kwargs):
+        self.collection.insert_one(*args, **kwargs)
+        raise pymongo.errors.AutoReconnect("connection closed")
+
+    def update_one(self, *args, **kwargs):
+        self.collection.update_one(*args, **kwargs)
+        raise pymongo.errors.AutoReconnect("connection closed")
+
+
+def relaying(relay):
+    """Run ``relay`` in a green thread; ``stop()`` it, as its service's stop does, and wait."""
+    thread = eventlet.spawn(relay.run)
+
+    def stop():
+        relay.stop()
+        thread.wait()
+    return stop
+
+
+@pytest.mark.parametrize("write", ["insert", "update"])
+def test_an_event_whose_write_was_applied_but_raised_is_published(config, write):
+    db = db_of(config, "probe")
+    recorder = EventRecorder(config, "probe")
+    relay = Relay(db, config["AMQP_URI"], "probe", config)
+    writer = OutboxWriter(ReplyLost(db), "probe", relay)
+    event = writer.event("probe.recorded", {"key": "lost", "amount": 1})
+    with pytest.raises(pymongo.errors.AutoReconnect):
+        if write == "insert":
+            writer.insert("records", {"_id": "lost"}, [event])
+        else:
+            writer.update("records", {"_id": "lost"}, {"$set": {"amount": 1}}, [event],
+                          upsert=True)
+    stop = relaying(relay)
+    try:
+        wait_until(lambda: recorder.of("probe.recorded"), message="the event published")
+    finally:
+        stop()
+    assert [e["id"] for e in recorder.of("probe.recorded")] == [event["id"]]
+    recorder.close()
+    assert db.records.find_one({"_id": "lost"})[OUTBOX] == []
+
+
+def test_a_stop_keeps_the_lease_while_a_write_is_in_doubt(config):
+    """The relay has not read the document back yet (say the database is still away): a
+    stop must leave the lease, so a replica's sweep publishes the event once it runs out."""
+    db = db_of(config, "probe")
+    relay = Relay(db, config["AMQP_URI"], "probe", config)
+    writer = OutboxWriter(ReplyLost(db), "probe", relay)
+    with pytest.raises(pymongo.errors.AutoReconnect):
+        writer.insert("records", {"_id": "doubt"}, [envelope("doubt")])
+    relay.stop()
+    assert db["_outbox_writers"].find_one({"_id": relay.writer_id})["collections"] == ["records"]
+
+
+def test_a_killed_producer_leaves_its_lease_to_run_out(config):
+    from nameko.containers import ServiceContainer
+
+    db = db_of(config, "probe")
+    container = ServiceContainer(Producer, config)
+    container.start()
+    with rpc_proxy(config) as rpc:
+        rpc.probe.record("killed", 1)
+    wait_until(lambda: not db.records.find_one({"_id": "killed"})[OUTBOX], message="published")
+    container.kill()
+    assert db["_outbox_writers"].count_documents({}) == 1
+
+
+def test_an_outbox_update_by_an_operator_on_id_is_refused(config):
+    db = db_of(config, "probe")
+    writer = OutboxWriter(db, "probe", Relay(db, config["AMQP_URI"], "probe", config))
+    db.records.insert_many([{"_id": "a", "amount": 0}, {"_id": "b", "amount": 0}])
+    with pytest.raises(ValueError, match=r"by _id, a plain value \(not an operator such as \$in\)"):
+        writer.update("records", {"_id": {"$in": ["a", "b"]}}, {"$set": {"amount": 1}},
+                      [envelope("a")])
+    assert db.records.count_documents({"amount": 0}) == 2
+
+
+def test_a_lease_renewed_after_a_replica_dropped_it_names_every_collection(config):
+    """Writer A stalls past its lease; a replica claims it, scans its collections and deletes
+    it. When A writes again, its renewed lease must name all the collections it writes to,
+    or a crash of A now loses the events of the ones left out."""
+    db = db_of(config, "probe")
+    stalled = Relay(db, config["AMQP_URI"], "probe", {**config, "OUTBOX_WRITER_LEASE_SECONDS": 1})
+    writer = OutboxWriter(db, "probe", stalled)
+    writer.insert("records", {"_id": "r"}, [envelope("r")])
+    writer.insert("others", {"_id": "o"}, [envelope("o")])
+    eventlet.sleep(1.1)  # the stall
+    replica = Relay(db, config["AMQP_URI"], "probe", config)
+    replica.sweep()
+    assert db["_outbox_writers"].find_one({"_id": stalled.writer_id}) is None
+    writer.insert("records", {"_id": "r2"}, [envelope("r2")])  # A resumes
+    lease = db["_outbox_writers"].find_one({"_id": stalled.writer_id})
+    assert sorted(lease["collections"]) == ["others", "records"]
+
+
+def test_a_corrupt_batch_is_quarantined_and_the_relay_goes_on(config):
+    db = db_of(config, "probe")
+    good = envelope("batched")
+    unread = batch_document("no-time", "records", ["batched"], [envelope("batched")])
+    del unread["at"]  # without its marker: the sweep cannot tell whether its writer died
+    db["_outbox_batches"].insert_many([
+        {**batch_document("garbled", "records", [], []), "packed": bson.Binary(b"\x05junk")},
+        unread,
+        batch_document("good", "records", ["batched"], [good]),
+    ])
+    db["_outbox_ready"].insert_many([{"_id": "garbled"}, {"_id": "good"}])
+    db.records.insert_one({"_id": "batched", "_batch": "good"})
+    recorder = EventRecorder(config, "probe")
+    quarantined = sample("pamong_outbox_quarantined_total", service="probe")
+    relay = Relay(db, config["AMQP_URI"], "probe", config)
+    writer = OutboxWriter(db, "probe", relay)
+    direct = writer.event("probe.recorded", {"key": "direct", "amount": 1})
+    writer.insert("records", {"_id": "direct"}, [direct])
+    stop = relaying(relay)
+    try:
+        wait_until(lambda: len(recorder.of("probe.recorded")) == 2,
+                   message="the good batch's and the direct write's events")
+    finally:
+        stop()
+    assert sorted(e["id"] for e in recorder.of("probe.recorded")) == \
+        sorted([good["id"], direct["id"]])
+    recorder.close()
+    assert {q["_id"] for q in db["_outbox_quarantine"].find()} == \
+        {"_outbox_batches:garbled", "_outbox_batches:no-time"}
+    assert db["_outbox_batches"].count_documents({}) == 0
+    assert db["_outbox_ready"].count_documents({}) == 0
+    assert sample("pamong_outbox_quarantined_total", service="probe") == quarantined + 2
+
+
+def test_an_outbox_entry_without_an_id_is_quarantined_and_the_scan_goes_on(config):
+    db = db_of(config, "probe")
+    write_pending(config, ["m1", "m2", "m3"])  # a writer that died
+    malformed = {"type": "probe.recorded", "data": {}}
+    db.records.update_one({"_id": "m1"}, {"$push": {OUTBOX: malformed}})
+    sweeper = Relay(db, config["AMQP_URI"], "probe", config)
+    sweeper.sweep()
+    assert sorted(doc_id for _, doc_id in sweeper.pending) == ["m1", "m2", "m3"]
+    [kept] = db["_outbox_quarantine"].find()
+    assert (kept["document"], kept["event"]) == ("m1", malformed)
+    assert len(db.records.find_one({"_id": "m1"})[OUTBOX]) == 1  # only its real event
+    assert db["_outbox_writers"].count_documents({}) == 1  # the dead lease gone, ours left
+
+
+def test_a_stop_publishes_what_was_written_just_before_it(config):
+    """The relay lingers a second before publishing (so the stop lands while it waits): the
+    stop still publishes the event, then drops the lease, before it returns."""
+    lingering = {**config, "OUTBOX_LINGER_SECONDS": 1}
+    db = db_of(config, "probe")
+    recorder = EventRecorder(config, "probe")
+    try:
+        with running(lingering, Producer), rpc_proxy(lingering) as rpc:
+            event_id = rpc.probe.record("last", 1)
+        assert [e["id"] for e in recorder.of("probe.recorded")] == [event_id]
+    finally:
+        recorder.close()
+    assert db.records.find_one({"_id": "last"})[OUTBOX] == []
+    assert db["_outbox_writers"].count_documents({}) == 0

@@ -1,7 +1,9 @@
 """pamong.rpc against the real broker and database: a request whose caller timed out does not
-run when its target comes back, and a state change called with one idempotency key applies
-once, through retries and between two replicas."""
+run when its target comes back, a state change called with one idempotency key applies
+once, through retries and between two replicas, and a retry waits for a call still running
+no longer than the RPC timeout."""
 
+import time
 import uuid
 
 import eventlet
@@ -12,7 +14,7 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from pymongo import ReturnDocument
 
-from pamong.rpc import IDEMPOTENCY_COLLECTION, Rpc, RpcClient, idempotent
+from pamong.rpc import IDEMPOTENCY_COLLECTION, CallInProgress, Rpc, RpcClient, idempotent
 from pamong.storage import Mongo, client_for, database_name
 from pamong.testing import running, wait_until
 
@@ -46,6 +48,18 @@ class Ledger:
             {"_id": account}, {"$inc": {"balance": amount}}, upsert=True,
             return_document=ReturnDocument.AFTER)
         return {"balance": doc["balance"], "call": uuid.uuid4().hex}
+
+    @rpc
+    @idempotent  # waits RPC_TIMEOUT_SECONDS for a call still running
+    def slow(self, seconds):
+        eventlet.sleep(seconds)
+        return uuid.uuid4().hex
+
+    @rpc
+    @idempotent(timeout=8)  # its own timeout, longer than RPC_TIMEOUT_SECONDS
+    def slow_with_own_timeout(self, seconds):
+        eventlet.sleep(seconds)
+        return uuid.uuid4().hex
 
 
 class Caller:
@@ -112,3 +126,25 @@ def test_a_failed_call_releases_its_key(config):
         wait_until(lambda: ledger_db(config)[IDEMPOTENCY_COLLECTION].count_documents({}) == 0,
                    message="the failed call's claim released")
         assert client.rpcledger.credit("kas", 7, idempotency_key="k")["balance"] == 7
+
+
+def test_a_retry_waits_for_a_running_call_no_longer_than_the_rpc_timeout(config):
+    def call(method, seconds):  # a client each: one client serves one green thread
+        with RpcClient(config, timeout=20) as client:
+            return getattr(client.rpcledger, method)(seconds, idempotency_key="k")
+
+    claims = ledger_db(config)[IDEMPOTENCY_COLLECTION]
+    with running({**config, "RPC_TIMEOUT_SECONDS": 1}, Ledger):
+        first = eventlet.spawn(call, "slow", 4)
+        wait_until(lambda: claims.count_documents({}) == 1, message="the first call's claim")
+        started = time.monotonic()
+        with pytest.raises(CallInProgress, match="still running"):
+            call("slow", 4)
+        assert time.monotonic() - started < 2.5  # the service's 1 s, not the first call's 4 s
+        result = first.wait()
+        assert call("slow", 4) == result  # the first call has finished: its result
+
+        # a method's own timeout outlasts the first call here: the retry gets its result
+        first = eventlet.spawn(call, "slow_with_own_timeout", 3)
+        wait_until(lambda: claims.count_documents({}) == 2, message="the first call's claim")
+        assert call("slow_with_own_timeout", 3) == first.wait()

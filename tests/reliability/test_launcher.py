@@ -14,6 +14,7 @@ import eventlet
 import pytest
 import requests
 
+from pamong import launcher
 from pamong.testing import free_port, wait_until
 
 pytestmark = pytest.mark.reliability
@@ -149,6 +150,36 @@ def test_an_idle_service_stops_at_once_on_sigterm():
         process.communicate()
     assert process.returncode == 0, err
     json_lines(err)
+
+
+@pytest.mark.filterwarnings("ignore:Using fork:DeprecationWarning")  # eventlet, on preexec_fn
+def test_a_stop_signal_while_a_module_starts_still_stops_it(monkeypatch):
+    """A Ctrl-C that lands inside Popen once the child runs (forced here: raised right after
+    its exec): the module is recorded before the signal is handled, so it is stopped; and the
+    module itself runs with the stop signals unblocked."""
+    started = []
+
+    class InterruptedPopen(subprocess.Popen):
+        def _execute_child(self, *args, **kwargs):
+            super()._execute_child(*args, **kwargs)  # the child has exec'd
+            status = Path(f"/proc/{self.pid}/status").read_text()
+            blocked = int(next(line.split()[1] for line in status.splitlines()
+                               if line.startswith("SigBlk:")), 16)
+            started.append((self.pid, blocked))
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(launcher.subprocess, "Popen", InterruptedPopen)
+    monkeypatch.setattr(launcher.logs, "configure", lambda name: None)  # pytest keeps stderr
+    try:
+        assert launcher.run_all([HELLO], first_port=free_port()) == 0
+        [(pid, blocked)] = started
+        assert gone(pid), "the module started during the Ctrl-C still runs"
+        assert not blocked & (1 << (signal.SIGTERM - 1) | 1 << (signal.SIGINT - 1))
+    finally:
+        for pid, _ in started:
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
 
 
 def test_a_module_that_dies_is_exit_1(run):

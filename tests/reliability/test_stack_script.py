@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests
 from pymongo import MongoClient
 
 from pamong.testing import free_port
@@ -170,6 +171,22 @@ def test_up_after_down_db_in_a_shell_with_the_env_restarts_the_database(stack):
     assert up.returncode == 0, up.stderr
     assert alive(rabbit) and stack.rabbit_pid() == rabbit, f"up stopped RabbitMQ:\n{up.stderr}"
     assert stack.probe("mongo", env["MONGO_URI"]), f"the database was not restarted:\n{up.stderr}"
+    assert stack.exported() == env
+
+
+def test_up_keeps_a_uri_of_our_broker_as_given(stack):
+    stack.run("up")
+    env = stack.exported()
+    vhost, management = "kept", env["RABBIT_MANAGEMENT_URL"]
+    requests.put(f"{management}/api/vhosts/{vhost}", timeout=10).raise_for_status()
+    requests.put(f"{management}/api/permissions/{vhost}/guest", timeout=10,
+                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    uri = f"amqp://guest:guest@localhost:{stack.amqp_port}/{vhost}"
+
+    up = stack.run("up", **{**env, "AMQP_URI": uri})  # our node, the user's vhost
+
+    assert stack.exported()["AMQP_URI"] == uri, up.stderr
+    stack.run("up")  # without it: our own URI again
     assert stack.exported() == env
 
 

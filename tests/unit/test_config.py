@@ -1,4 +1,8 @@
+import re
+from pathlib import Path
+
 import pytest
+import yaml
 
 from pamong.config import DEFAULTS, ConfigError, interpolate, load_config, service_section
 
@@ -113,3 +117,21 @@ def test_top_level_must_be_a_mapping(tmp_path):
     path.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(path)
+
+
+def _readme_settings():
+    """(names, default) of each row of the README's configuration table."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (`[A-Z_]+`(?:, `[A-Z_]+`)*) \| (.+?) \|", section, re.MULTILINE)
+    assert rows, "no configuration table in README.md"
+    return [(re.findall(r"`([A-Z_]+)`", names), default) for names, default in rows]
+
+
+@pytest.mark.parametrize("name, default", [
+    (name, default) for names, default in _readme_settings() for name in names])
+def test_every_setting_the_readme_lists_is_read_from_the_environment(clean_env, name, default):
+    clean_env.setenv(name, f"from-env-{name}")
+    assert load_config()[name] == f"from-env-{name}"
+    if default != "unset":  # and its default is the one the README states
+        assert DEFAULTS[name] == yaml.safe_load(default.strip("`"))
