@@ -9,11 +9,8 @@ the losing upserts as updates only when the filter is equality on the unique key
 retries them itself). Each event's effect must land exactly once: the count equals the events.
 """
 
-import os
-import uuid
 from datetime import UTC, datetime
 
-import pymongo
 import pytest
 
 from pamong.events.consumer import apply_once
@@ -24,16 +21,6 @@ pytestmark = pytest.mark.database
 
 EVENTS = 16
 DOCUMENTS = 10  # rounds of the race, each on a document that does not exist yet
-
-
-@pytest.fixture
-def db():
-    uri = os.environ.get("MONGO_URI", "mongodb://127.0.0.1:27017/")
-    client = pymongo.MongoClient(uri, maxPoolSize=64, serverSelectionTimeoutMS=5000)
-    name = f"tdb{uuid.uuid4().hex[:10]}_apply_once"
-    yield client[name]
-    client.drop_database(name)
-    client.close()
 
 
 def an_event(unit):

@@ -13,10 +13,7 @@ tested is the server, not the client.
 """
 
 import collections
-import os
-import uuid
 
-import pymongo
 import pytest
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -27,16 +24,6 @@ pytestmark = pytest.mark.database
 
 THREADS = 8
 ROUNDS = 100
-
-
-@pytest.fixture
-def db():
-    uri = os.environ.get("MONGO_URI", "mongodb://127.0.0.1:27017/")
-    client = pymongo.MongoClient(uri, maxPoolSize=64, serverSelectionTimeoutMS=5000)
-    name = f"tdb{uuid.uuid4().hex[:10]}_conformance"
-    yield client[name]
-    client.drop_database(name)
-    client.close()
 
 
 def test_concurrent_inc_loses_no_update(db):

@@ -5,12 +5,10 @@ over with a compare-and-set on its expiry; on a database whose conditional updat
 exactly one worker runs the handler, so the effect happens once.
 """
 
-import os
 import time
 import uuid
 from datetime import UTC, datetime
 
-import pymongo
 import pytest
 
 from pamong.events.consumer import Inbox, inbox_key
@@ -23,15 +21,9 @@ WORKERS_PER_REPLICA = 8
 
 
 @pytest.fixture
-def replicas():
+def replicas(clients):
     """Two replicas' inboxes: each its own client (connection pool) on one database."""
-    uri = os.environ.get("MONGO_URI", "mongodb://127.0.0.1:27017/")
-    name = f"tdb{uuid.uuid4().hex[:10]}_inbox"
-    clients = [pymongo.MongoClient(uri, maxPoolSize=32) for _ in range(2)]
-    yield [Inbox(client[name], lease=60) for client in clients]
-    clients[0].drop_database(name)
-    for client in clients:
-        client.close()
+    return [Inbox(db, lease=60) for db in clients(2)]
 
 
 def new_key():
@@ -57,7 +49,8 @@ def test_a_fresh_event_is_claimed_by_one_worker_and_then_done(replicas):
     outcomes = race(workers, lambda worker: worker[0].claim(key))
     assert outcomes.count("run") == 1
     assert outcomes.count("busy") == len(workers) - 1
-    replicas[0].done(key)
+    winner, _ = workers[outcomes.index("run")]
+    winner.done(key)  # only the claim's owner marks it done
     assert set(race(workers, lambda worker: worker[0].claim(key))) == {"done"}
 
 
