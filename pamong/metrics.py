@@ -23,6 +23,12 @@ EVENTS_CONSUMED = Counter(
 EVENTS_RETRIED = Counter(
     "pamong_events_retried_total", "Events sent to a delay queue", ["handler", "type"]
 )
+EVENTS_HELD_BACK = Counter(
+    "pamong_events_held_back_total",
+    "Deliveries given back to their queue after a pause without counting an attempt (the "
+    "database or broker failed, or another worker holds the event)",
+    ["handler"],
+)
 EVENTS_DEAD_LETTERED = Counter(
     "pamong_events_dead_lettered_total", "Events parked in a DLQ", ["handler", "type", "reason"]
 )

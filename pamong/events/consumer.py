@@ -411,6 +411,7 @@ class EventConsumer(Consumer):
         """Give the message back to its queue after a pause that grows while failures last
         (a managed thread holds it meanwhile, so a stopping service is not held up)."""
         self.setbacks += 1
+        metrics.EVENTS_HELD_BACK.labels(self.label).inc()
         pause = min(backoff_seconds(self.delays, self.setbacks, self.jitter), MAX_HOLD_SECONDS)
         log.warning("%s: message requeued in %.1fs: %s", self.label, pause, why[:300])
 

@@ -6,8 +6,7 @@ import pytest
 from nameko.containers import ServiceContainer
 
 from pamong.config import ConfigError
-from pamong.testing import HttpClient, free_port
-from services.directory.service import DirectoryService
+from pamong.testing import free_port
 from tests.integration.httpkernel_service import HttpKernelService
 from tests.integration.test_directory_api import API, NIP_OTHER, NIP_STAFF, seed
 from tests.integration.test_directory_auth import scratch_acting
@@ -56,13 +55,8 @@ COLLECTIONS = [("/units", "/units/{}", "code"), ("/positions", "/positions/{}", 
                ("/employees", "/employees/{}", "nip")]
 
 
-def test_lists_hold_exactly_what_single_reads_show(request, config):
-    port = free_port()
-    container = ServiceContainer(DirectoryService,
-                                 {**config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}"})
-    container.start()
-    request.addfinalizer(container.stop)
-    client = HttpClient(f"http://127.0.0.1:{port}", config)
+def test_lists_hold_exactly_what_single_reads_show(directory):
+    client = directory
     seed(client)
     scratch_acting(client, "3510.03.01", NIP_STAFF)
     scratch_acting(client, "3510.04", NIP_OTHER)

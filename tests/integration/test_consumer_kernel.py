@@ -113,6 +113,18 @@ class SlowSink:
                                   upsert=True)
 
 
+def outlive_first_lease(config, event):
+    """Wait until the claim on ``event`` has outlived the lease it was first given (and so
+    stands only because it was renewed)."""
+    key = inbox_key("slowsink.on_recorded", event["id"],
+                    datetime.fromisoformat(event["occurred_at"]))
+    claims = db_of(config, "slowsink")[key.bucket]
+    first_until = wait_until(lambda: (claims.find_one({"_id": key.id}) or {}).get("until"),
+                             message="the claim")
+    wait_until(lambda: time.time() > first_until + 0.2, timeout=10,
+               message="the claim's first lease over")
+
+
 def test_a_duplicate_delivered_while_a_slow_handler_runs_is_not_applied_again(config):
     config = {**config, "INBOX_LEASE_SECONDS": 1}
     handler = "slowsink.on_recorded"
@@ -121,7 +133,7 @@ def test_a_duplicate_delivered_while_a_slow_handler_runs_is_not_applied_again(co
     with running(config, SlowSink):
         publish_raw(config, "probe", "probe.recorded", event)
         wait_until(lambda: db_of(config, "slowsink").starts.find_one({"_id": "slow"}))
-        time.sleep(1.5)  # the claim's first lease is over; its worker is still busy
+        outlive_first_lease(config, event)  # its worker is still busy
         publish_raw(config, "probe", "probe.recorded", event)
         wait_until(lambda: consumed(handler, "ok") + consumed(handler, "duplicate") == before + 2,
                    timeout=15, message="both deliveries settled")
@@ -139,7 +151,7 @@ def test_a_slow_handler_keeps_its_claim_while_the_service_stops(config):
         publish_raw(config, "probe", "probe.recorded", event)
         wait_until(lambda: db_of(config, "slowsink").starts.find_one({"_id": "draining"}))
         stopping = eventlet.spawn(runner.stop)  # waits for the handler, as a draining pod does
-        time.sleep(2)  # the claim's first lease is long over; its worker is still busy
+        outlive_first_lease(config, event)  # its worker is still busy
         seen_elsewhere = other_replica.claim(key)
         stopping.wait()  # before asserting: a second stop racing this one would hang
     assert seen_elsewhere == "busy"  # a duplicate delivered to another replica does not run
@@ -177,8 +189,12 @@ def test_an_invalid_message_is_kept_until_its_dlq_exists_again(config):
     bad["data"]["amount"] = "eleven"
     with running(config, Consumer):
         delete_queue(config, f"{SINK_QUEUE}.dlq")
+        held_back = REGISTRY.get_sample_value("pamong_events_held_back_total",
+                                              {"handler": SINK_QUEUE}) or 0
         publish_raw(config, "probe", "probe.recorded", bad)
-        time.sleep(1)  # it fails to park a few times meanwhile
+        wait_until(lambda: (REGISTRY.get_sample_value("pamong_events_held_back_total",
+                                                      {"handler": SINK_QUEUE}) or 0) > held_back,
+                   message="the park refused and the message given back")
         declare_again(config)
         wait_until(lambda: parked(config) == 1, timeout=15, message="parked once the DLQ is back")
         [entry] = dlq.show(config["AMQP_URI"], SINK_QUEUE)

@@ -1,6 +1,7 @@
 """The outbox, relay and consumer kernel against the real RabbitMQ and database."""
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import bson
@@ -742,7 +743,9 @@ def test_a_lease_renewed_after_a_replica_dropped_it_names_every_collection(confi
     writer = OutboxWriter(db, "probe", stalled)
     writer.insert("records", {"_id": "r"}, [envelope("r")])
     writer.insert("others", {"_id": "o"}, [envelope("o")])
-    eventlet.sleep(1.1)  # the stall
+    leases = db["_outbox_writers"]
+    until = leases.find_one({"_id": stalled.writer_id})["until"]
+    wait_until(lambda: time.time() > until, message="A stalls past its lease")
     replica = Relay(db, config["AMQP_URI"], "probe", config)
     replica.sweep()
     assert db["_outbox_writers"].find_one({"_id": stalled.writer_id}) is None
