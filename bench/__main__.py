@@ -1,7 +1,8 @@
-"""``python -m bench [--events N] [--rounds R] [--employees N] [--only SCENARIO] [--profile]``.
+"""``python -m bench [--events N] [--rounds R] [--employees N] [--edits E] [--clients C]
+[--ops N] [--only SCENARIO] [--profile] [--no-write]``.
 
-Scenarios: event_pipeline (--events, --rounds, --profile), directory (--employees),
-database (--ops), sweep.
+Scenarios: event_pipeline (--events, --rounds, --profile), directory (--employees, --edits,
+--clients), database (--ops), sweep.
 """
 # eventlet must patch the standard library before nameko, kombu or pymongo are imported
 import warnings
@@ -27,6 +28,12 @@ def main(argv=None):
                              "(default 2: a b c c b a)")
     parser.add_argument("--employees", type=int, default=20000,
                         help="employees imported by the directory scenario (default 20000)")
+    parser.add_argument("--edits", type=int, default=200,
+                        help="single-employee PUTs per row and client in the directory "
+                             "scenario (default 200)")
+    parser.add_argument("--clients", type=int, default=10,
+                        help="concurrent clients of the directory scenario's edit row "
+                             "(default 10)")
     parser.add_argument("--ops", type=int, default=500,
                         help="operations per client and row in the database scenario "
                              "(default 500, 16 clients)")
@@ -49,7 +56,8 @@ def main(argv=None):
         elif name == "directory":
             from bench import directory
 
-            ok = directory.run(args.employees, write=not args.no_write) and ok
+            ok = directory.run(args.employees, edits=args.edits, clients=args.clients,
+                               write=not args.no_write) and ok
         elif name == "database":
             from bench import database
 

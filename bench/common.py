@@ -23,11 +23,12 @@ HEADER = [
     "# Benchmarks",
     "",
     "Run with `make bench` (= `.venv/bin/python -m bench [--events N] [--rounds R] "
-    "[--employees N] [--ops N] [--only event_pipeline|directory|database|sweep] [--profile]`; "
-    "default N = 20000 for the first two, 2 rounds of the event_pipeline rows and 500 "
-    "operations per client in database; use e.g. "
-    "`--events 2000` or `--employees 2000` for a quick run). It needs the RabbitMQ (with "
-    "management) and FerretDB of the development environment (`AMQP_URI`, `MONGO_URI`, "
+    "[--employees N] [--edits E] [--clients C] [--ops N] "
+    "[--only event_pipeline|directory|database|sweep] [--profile]`; "
+    "default N = 20000 for the first two, 2 rounds of the event_pipeline rows, 200 edits per "
+    "client with 10 clients in directory and 500 operations per client in database; use e.g. "
+    "`--events 2000` or `--employees 2000 --edits 20` for a quick run). It needs the RabbitMQ "
+    "(with management) and FerretDB of the development environment (`AMQP_URI`, `MONGO_URI`, "
     "`RABBIT_MANAGEMENT_URL`); it uses its own vhost and databases and removes them afterwards.",
     "",
     "Every row runs in the same process run, one after the other, against the same broker "

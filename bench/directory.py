@@ -1,5 +1,6 @@
 """Scenario ``directory``: importing N employees from a CSV file against inserting the same
-documents raw.
+documents raw; editing single employees at 300 and at 300 + N employees, by one client and by
+several, against replacing the same documents raw.
 
 Rows, one after the other in the same process, against the same broker and database:
 
@@ -23,8 +24,31 @@ Rows, one after the other in the same process, against the same broker and datab
 Target (issue: "versus a raw pymongo insert_many of the same documents"): import seconds /
 (e) seconds <= 4. (b) / (a) is reported too: it also counts what storing the view and the
 audit entry with each record costs.
+
+Then the edit rows (issue 11's (a)-(d)), in a fresh set of databases (the same vhost) against
+the directory service as production runs it: two ``pamong serve directory`` processes (one
+port each) on the same database; each row times every request (``perf_counter`` around the
+HTTP call) and reports p50, p99 and changes/s = PUTs / wall:
+
+(f) edit, demo   the demo Pemda (300 employees) imported through the API, then E (``--edits``,
+                 200) ``PUT /employees/<nip>`` by one client, alternating between the two
+                 replicas, each on another employee and renaming it (the body is a GET of the
+                 employee made before the timed loop, its name changed; every field the PUT
+                 takes kept); each must answer 200, and a few are read back;
+(g) edit, N more the same after importing the N employees of (b): E PUTs on imported
+                 employees not edited before, spread over them;
+(h) C clients    C (``--clients``, 10) concurrent clients (green threads; client i on replica
+                 i % 2), each doing E PUTs on employees of its own: changes/s = C x E / (last
+                 finish - first start), p50/p99 per request;
+(i) replace_one  raw pymongo ``replace_one({"_id": nip}, doc)`` one after the other of a copy of
+                 the very documents (g) edited (read back after (g), inserted into a scratch
+                 collection with the same indexes), each with its name changed.
+
+Targets (issue 11): p50 of (g) <= 1.5 x p50 of (f); changes/s of (h) >= 4 x (g)'s; changes/s
+of (g) >= 0.1 x (i)'s. The scenario passes when the import target and these three hold.
 """
 
+import subprocess
 import time
 from datetime import UTC, date, datetime, timedelta
 
@@ -36,14 +60,31 @@ from pamong.events.consumer import INBOX_BUCKET
 from pamong.events.topology import declare_service
 from pamong.replica import REPLICA_INDEXES, DirectoryReplica
 from pamong.storage import Mongo, client_for, database_name, ensure_indexes
-from pamong.testing import HttpClient, free_port, running, wait_until
+from pamong.testing import (
+    HttpClient,
+    drop_databases,
+    free_port,
+    race,
+    running,
+    serve_process,
+    wait_until,
+)
 from services.directory import csvio
 from services.directory.demo import demo_pemda
+from services.directory.schemas import EmployeeBody
 from services.directory.service import API, DirectoryService
 from services.directory.store import INDEXES, ChangeWriter, storable
 
 TARGET = 4.0  # import seconds / raw insert_many seconds of the same documents, at most
 BATCH = ChangeWriter.INSERT_BATCH
+EDIT_TARGETS = {  # issue 11: (what is compared, the bound, whether it is an upper bound)
+    "p50_loaded_over_demo": ("edit p50 at 300 + N / at 300: (g)/(f)", 1.5, True),
+    "concurrent_over_one": ("edits/s of C clients / of one: (h)/(g)", 4.0, False),
+    "one_over_replace_one": ("edits/s of one client / raw replace_one: (g)/(i)", 0.1, False),
+}
+REPLICAS = 2  # directory processes in the edit rows, as production runs it
+BODY_FIELDS = tuple(EmployeeBody().fields)  # what PUT /employees/<nip> takes
+EMPLOYEE_INDEXES = [type(i)("employees", i.keys) for i in INDEXES if i.collection == "employees"]
 
 
 class BenchReplica(DirectoryReplica):
@@ -157,8 +198,7 @@ def run_pamong(config, demo, records, timeout):
     span = done[-1] - done[0]
     seconds = imported - started
     stored = client_for(config["MONGO_URI"])[database_name(config, "benchstored")]
-    ensure_indexes(stored, [type(i)("employees", i.keys) for i in INDEXES
-                            if i.collection == "employees"])
+    ensure_indexes(stored, EMPLOYEE_INDEXES)
     return {
         "stored_docs": insert_many(stored.employees, list(directory.employees.find({}))),
         "import": {"seconds": round(seconds, 3), "docs_per_s": round(n / seconds, 1),
@@ -169,6 +209,181 @@ def run_pamong(config, demo, records, timeout):
     }
 
 
+# -- the edit rows --------------------------------------------------------------------------
+
+def spread(items, k):
+    """``k`` of ``items``, evenly spaced over them."""
+    if k > len(items):
+        raise ValueError(f"{k} wanted, only {len(items)} there")
+    return [items[i * len(items) // k] for i in range(k)]
+
+
+def latency_figures(latencies, seconds):
+    """p50/p99 (nearest rank) of the request times and changes/s over the row's wall."""
+    ordered = sorted(latencies)
+
+    def pct(p):
+        return ordered[max(0, -(-p * len(ordered) // 100) - 1)]
+
+    return {"ops": len(ordered), "seconds": round(seconds, 3),
+            "changes_per_s": round(len(ordered) / seconds, 1),
+            "p50_ms": round(pct(50) * 1000, 1), "p99_ms": round(pct(99) * 1000, 1)}
+
+
+def renamed(employee):
+    """The PUT body renaming ``employee`` (as a GET shows it to ``admin``): every field the PUT
+    takes as it is, the position by its id, the supervisor only when set explicitly."""
+    body = {k: employee[k] for k in BODY_FIELDS if k in employee}
+    body["position"] = (employee.get("position") or {}).get("id")
+    body["supervisor"] = employee["supervisor"] if employee["supervisor_explicit"] else None
+    body["name"] = f"{employee['name']} Diubah"
+    return body
+
+
+def bodies_for(client, token, nips):
+    """``[(nip, renaming body)]``, from a GET of each (before any timing)."""
+    out = []
+    for nip in nips:
+        response = client.request("GET", f"{API}/employees/{nip}", token=token)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET employee {nip}: {response.status_code} {response.text}")
+        out.append((nip, renamed(response.json())))
+    return out
+
+
+def put_all(clients, token, bodies, timeout):
+    """PUT each body, one after the other, request j on ``clients[j % len(clients)]``;
+    ``(start, end, latencies, failures)``, a failure being any answer but 200."""
+    latencies, failures = [], []
+    started = time.perf_counter()
+    for j, (nip, body) in enumerate(bodies):
+        client = clients[j % len(clients)]
+        sent = time.perf_counter()
+        response = client.request("PUT", f"{API}/employees/{nip}", json=body, token=token,
+                                  timeout=timeout)
+        latencies.append(time.perf_counter() - sent)
+        if response.status_code != 200:
+            failures.append(f"PUT employee {nip}: {response.status_code} {response.text[:300]}")
+    return started, time.perf_counter(), latencies, failures
+
+
+def succeeded(results):
+    """``results`` of ``put_all``, once every client is done: raise when a PUT failed."""
+    failures = [f for *_, client_failures in results for f in client_failures]
+    if failures:
+        total = sum(len(latencies) for _, _, latencies, _ in results)
+        raise RuntimeError(f"{len(failures)} of {total} PUTs did not answer 200; the first: "
+                           f"{failures[0]}")
+
+
+def check_renamed(client, token, bodies):
+    """A few of the PUTs really changed the name."""
+    for nip, body in spread(bodies, min(5, len(bodies))):
+        name = client.request("GET", f"{API}/employees/{nip}", token=token).json()["name"]
+        if name != body["name"]:
+            raise RuntimeError(f"employee {nip} is named {name!r} after a PUT of {body['name']!r}")
+
+
+def edit_rows(replicas, token, nips, timeout):
+    """One client, the replicas in turn: its figures."""
+    bodies = bodies_for(replicas[0], token, nips)
+    started, ended, latencies, failures = put_all(replicas, token, bodies, timeout)
+    succeeded([(started, ended, latencies, failures)])
+    check_renamed(replicas[1], token, bodies)
+    return latency_figures(latencies, ended - started)
+
+
+def edit_concurrently(urls, config, token, nips_per_client, timeout):
+    """Client i on replica i % 2, all started together: figures over every request."""
+    workers = []
+    for i, nips in enumerate(nips_per_client):
+        client = HttpClient(urls[i % len(urls)], config)
+        workers.append((client, bodies_for(client, token, nips)))
+    results = race(workers, lambda worker: put_all([worker[0]], token, worker[1], timeout))
+    succeeded(results)
+    for client, bodies in workers:
+        check_renamed(client, token, bodies)
+    span = max(end for _, end, _, _ in results) - min(start for start, *_ in results)
+    return {**latency_figures([t for _, _, times, _ in results for t in times], span),
+            "clients": len(workers)}
+
+
+def run_replace_one(config, nips):
+    """Raw ``replace_one`` of a copy of the directory's documents of ``nips``, renamed."""
+    mongo = client_for(config["MONGO_URI"])
+    docs = list(mongo[database_name(config, DirectoryService.name)].employees.find(
+        {"_id": {"$in": nips}}))
+    scratch = mongo[database_name(config, "benchreplace")]
+    ensure_indexes(scratch, EMPLOYEE_INDEXES)
+    scratch.employees.insert_many(docs)
+    latencies = []
+    started = time.perf_counter()
+    for doc in docs:
+        doc = {**doc, "name": f"{doc['name']} Lagi"}
+        sent = time.perf_counter()
+        scratch.employees.replace_one({"_id": doc["_id"]}, doc)
+        latencies.append(time.perf_counter() - sent)
+    return latency_figures(latencies, time.perf_counter() - started)
+
+
+def wait_drained(config, timeout):
+    """Until the relays have published every import's events (its outbox batches are gone),
+    so that the next row does not compete with them."""
+    batches = client_for(config["MONGO_URI"])[
+        database_name(config, DirectoryService.name)]["_outbox_batches"]
+    wait_until(lambda: batches.count_documents({}) == 0, timeout=timeout, interval=0.05,
+               message="the import's outbox batches published")
+
+
+def run_edits(config, demo, records, ops, clients):
+    """Rows (f)-(i), in databases of their own (dropped at the end), against two directory
+    processes."""
+    config = {**config, "MONGO_DB_PREFIX": f"{config['MONGO_DB_PREFIX']}edits_"}
+    timeout = max(300.0, len(records) * 0.05)
+    imported = spread([r["nip"] for r in records], ops * (clients + 1))  # (g), (h)'s clients
+    ports = [free_port() for _ in range(REPLICAS)]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    processes = []
+    try:
+        for port in ports:
+            processes.append(serve_process(config, "directory", port))
+        replicas = [HttpClient(url, config) for url in urls]
+        token = replicas[0].token(roles=("admin",), opd="3510")
+        for kind in ("units", "positions", "employees"):
+            post_csv(replicas[0], kind, demo[kind], timeout)
+        wait_drained(config, timeout)
+        staff = [row.record["nip"] for row in csvio.parse("employees", demo["employees"]).rows]
+        rows = {"edit_demo": edit_rows(replicas, token, spread(staff, ops), timeout)}
+        print(f"  {'edit_demo':<16} {rows['edit_demo']}", flush=True)
+
+        started = time.perf_counter()
+        report = post_csv(replicas[0], "employees", csvio.export("employees", records), timeout)
+        if report["created"] != len(records):
+            raise RuntimeError(f"import created {report['created']} of {len(records)}")
+        wait_drained(config, timeout)
+        print(f"  (imported {len(records)} more in {time.perf_counter() - started:.1f} s)",
+              flush=True)
+        rows["edit_loaded"] = edit_rows(replicas, token, imported[::clients + 1], timeout)
+        print(f"  {'edit_loaded':<16} {rows['edit_loaded']}", flush=True)
+        rows["edit_concurrent"] = edit_concurrently(
+            urls, config, token, [imported[i + 1::clients + 1] for i in range(clients)],
+            timeout)
+        print(f"  {'edit_concurrent':<16} {rows['edit_concurrent']}", flush=True)
+        rows["replace_one"] = run_replace_one(config, imported[::clients + 1])
+        print(f"  {'replace_one':<16} {rows['replace_one']}", flush=True)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # a replica that does not stop is killed
+                process.kill()
+                process.wait()
+        drop_databases(config)
+    return rows
+
+
 # -- reporting ------------------------------------------------------------------------------
 
 def verdict(rows):
@@ -176,6 +391,24 @@ def verdict(rows):
     of_lean = rows["import"]["seconds"] / rows["insert_many"]["seconds"]
     return {"ratio": round(ratio, 3), "of_lean": round(of_lean, 3), "target": TARGET,
             "verdict": "PASS" if ratio <= TARGET else "MISS"}
+
+
+def edit_verdicts(rows):
+    """Issue 11's three ratios, each against its target."""
+    values = {
+        "p50_loaded_over_demo": rows["edit_loaded"]["p50_ms"] / rows["edit_demo"]["p50_ms"],
+        "concurrent_over_one": (rows["edit_concurrent"]["changes_per_s"]
+                                / rows["edit_loaded"]["changes_per_s"]),
+        "one_over_replace_one": (rows["edit_loaded"]["changes_per_s"]
+                                 / rows["replace_one"]["changes_per_s"]),
+    }
+    verdicts = {}
+    for name, value in values.items():
+        _, bound, at_most = EDIT_TARGETS[name]
+        met = value <= bound if at_most else value >= bound
+        verdicts[name] = {"ratio": round(value, 3), "target": bound,
+                          "verdict": "PASS" if met else "MISS"}
+    return verdicts
 
 
 def table(rows):
@@ -197,6 +430,29 @@ def table(rows):
         lines.append(f"| (e) raw insert_many of the same documents (b) stored | "
                      f"{r['seconds']:.2f} | {r['docs_per_s']:.0f} docs |")
     return lines
+
+
+def edit_table(rows):
+    lines = ["| row | requests | p50 ms | p99 ms | changes/s |", "|---|---:|---:|---:|---:|"]
+    labels = {
+        "edit_demo": "(f) PUT renaming an employee, demo Pemda (300), one client",
+        "edit_loaded": "(g) the same after importing the N employees of (b), one client",
+        "edit_concurrent": f"(h) the same, {rows['edit_concurrent']['clients']} concurrent "
+                           "clients, each on employees of its own",
+        "replace_one": "(i) raw replace_one of the documents (g) edited",
+    }
+    for name, label in labels.items():
+        r = rows[name]
+        lines.append(f"| {label} | {r['ops']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                     f"{r['changes_per_s']:.1f} |")
+    return lines
+
+
+def edit_lines(verdicts):
+    return "\n".join(
+        f"- {EDIT_TARGETS[name][0]} = {v['ratio']:.3f} (target "
+        f"{'<=' if EDIT_TARGETS[name][2] else '>='} {v['target']}): **{v['verdict']}**"
+        for name, v in verdicts.items())
 
 
 def ratio_line(ratio):
@@ -221,25 +477,40 @@ def section(result):
         "very documents (b) stored (record, published view, audit entry; the same indexes), "
         "the baseline of the target. The services run in the bench process.",
         "",
-        f"Latest run: {result['timestamp']}, N = {result['employees']}, total wall "
-        f"{result['wall_s']:.0f} s.  ",
+        "Editing single employees (issue 11), in databases of their own, against two "
+        "`pamong serve directory` processes on the same database (as production runs it; "
+        "requests spread over both): (f) the demo Pemda (300 employees) imported through the "
+        "API, then E `PUT /employees/<nip>` by one client, each renaming another employee "
+        "(the body is a GET of it made before the timed loop, its name changed), every request "
+        "timed and answered 200; (g) the same on E other employees after importing the N of "
+        "(b); (h) C clients at once, each renaming E employees of its own, changes/s = C x E / "
+        "(last finish - first start); (i) raw pymongo `replace_one` one after the other of a "
+        "copy of the very documents (g) edited (same indexes), each renamed, the baseline of "
+        "the last target.",
+        "",
+        f"Latest run: {result['timestamp']}, N = {result['employees']}, E = {result['edits']}, "
+        f"C = {result['clients']}, total wall {result['wall_s']:.0f} s.  ",
         machine_line(result["machine"]),
         "",
         *table(result["rows"]),
         "",
-        "Target:",
+        *edit_table(result["rows"]),
+        "",
+        "Targets:",
         "",
         ratio_line(result["ratio"]),
+        edit_lines(result["edit_ratios"]),
     ]
 
 
-def run(n, write=True):
+def run(n, edits=200, clients=10, write=True):
     overrides = {"JWT_SECRET": "bench-secret-of-at-least-32-bytes-long!",
                  "DIRECTORY_SNAPSHOT_ON_EMPTY": False}
     timeout = max(300.0, n * 0.05)
     with scenario_env(**overrides) as (vhost, config):
         started = time.monotonic()
-        print(f"directory: N = {n}, vhost {vhost}, databases {config['MONGO_DB_PREFIX']}*")
+        print(f"directory: N = {n}, E = {edits}, C = {clients}, vhost {vhost}, "
+              f"databases {config['MONGO_DB_PREFIX']}*")
         env = machine(config)
         demo = demo_pemda()
         positions = [row.record for row in csvio.parse("positions", demo["positions"]).rows]
@@ -249,18 +520,23 @@ def run(n, write=True):
         rows.update(run_pamong(config, demo, records, timeout))
         for name in ("import", "drain", "replica", "stored_docs"):
             print(f"  {name:<12} {rows[name]}", flush=True)
+        rows.update(run_edits(config, demo, records, edits, clients))
 
     ratio = verdict(rows)
+    edit_ratios = edit_verdicts(rows)
     wall = time.monotonic() - started
     print()
     print("\n".join(table(rows)))
     print()
+    print("\n".join(edit_table(rows)))
+    print()
     print(ratio_line(ratio).replace("**", ""))
+    print(edit_lines(edit_ratios).replace("**", ""))
     print(f"\nwall time {wall:.0f} s")
-    result = {"scenario": "directory", "employees": n,
+    result = {"scenario": "directory", "employees": n, "edits": edits, "clients": clients,
               "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
               "wall_s": round(wall, 1), "machine": env, "rows": rows, "ratio": ratio,
-              "target": TARGET}
+              "target": TARGET, "edit_ratios": edit_ratios}
     if write:
         write_results("directory", result, section(result))
-    return ratio["verdict"] == "PASS"
+    return all(r["verdict"] == "PASS" for r in (ratio, *edit_ratios.values()))

@@ -69,11 +69,19 @@ def display_name(record):
 
 @dataclass
 class State:
-    """Units, positions and employees by key (the part of the directory a decision needs)."""
+    """Units, positions and employees by key (the part of the directory a decision needs).
+
+    A single change loads only some employees: it then passes ``holder_lists`` (the active
+    holders of the positions its rules look at, ``store.load_holders``) and ``known`` (NIPs
+    known to exist, for explicit supervisors); asking for any other position's holders is a
+    bug and raises ``KeyError``. Without them (an import), both come from ``employees``."""
 
     units: dict = field(default_factory=dict)
     positions: dict = field(default_factory=dict)
     employees: dict = field(default_factory=dict)
+    holder_lists: dict | None = None
+    known: set | None = None
+    settled: dict | None = None  # {nip: supervisor} still valid (nothing it follows changed)
 
     def __post_init__(self):
         self._heads = self._holders = None
@@ -95,12 +103,17 @@ class State:
 
     def holders(self, position_id):
         """NIPs of active employees holding ``position_id``, sorted."""
+        if self.holder_lists is not None:
+            return self.holder_lists[position_id]
         if self._holders is None:
             self._holders = {}
             for emp in sorted(self.employees.values(), key=lambda e: e["nip"]):
                 if emp["status"] == ACTIVE and emp.get("position"):
                     self._holders.setdefault(emp["position"], []).append(emp["nip"])
         return self._holders.get(position_id, [])
+
+    def exists(self, nip):
+        return nip in self.employees or (self.known is not None and nip in self.known)
 
     # -- the rules ----------------------------------------------------------------------
 
@@ -129,24 +142,33 @@ class State:
             current = self.superior_position(current)
         return chain
 
+    def supervisor_positions(self, employee):
+        """The positions whose holders decide ``employee``'s derived supervisor, nearest
+        first: the superior chain of its position, or (no position yet) the head of its own
+        unit and upward."""
+        if employee.get("position") in self.positions:
+            return self.superior_chain(employee["position"])
+        return self.unit_chain(employee["unit"])
+
+    def unit_chain(self, unit_code):
+        """The head of ``unit_code`` (or of the nearest unit above with one), then upward."""
+        heads = (self.head_position(u) for u in [unit_code, *ancestors(unit_code)])
+        first = next((h for h in heads if h), None)
+        return [first, *self.superior_chain(first)] if first else []
+
     def derived_supervisor(self, nip):
         """The active holder of the nearest filled position above the employee's."""
-        emp = self.employees[nip]
-        if emp.get("position") in self.positions:
-            chain = self.superior_chain(emp["position"])
-        else:  # no position (yet): answer to the head of the own unit, then upward
-            heads = (self.head_position(u) for u in [emp["unit"], *ancestors(emp["unit"])])
-            first = next((h for h in heads if h), None)
-            chain = [first, *self.superior_chain(first)] if first else []
-        for position_id in chain:
+        for position_id in self.supervisor_positions(self.employees[nip]):
             holders = [h for h in self.holders(position_id) if h != nip]
             if holders:
                 return holders[0]
         return None
 
     def supervisor(self, nip):
+        if self.settled and nip in self.settled:
+            return self.settled[nip]
         explicit = self.employees[nip].get("supervisor")
-        if explicit and explicit in self.employees:
+        if explicit and self.exists(explicit):
             return explicit
         return self.derived_supervisor(nip)
 
@@ -181,6 +203,54 @@ class State:
                 "supervisor": self.supervisor(nip), "phone": emp.get("phone"),
                 "email": emp.get("email"), "status": emp["status"],
                 "nik_masked": mask_nik(emp["nik"]) if emp.get("nik") else None}
+
+
+# -- who depends on whom: the slots a change re-derives -----------------------------------
+
+UNIT_SLOT = "unit:"  # position ids never hold a colon
+
+
+def slot_of(employee):
+    """Where an employee is filed (``store`` keeps the NIPs of each slot): its position, or
+    ``unit:<code>`` while it has none. Its derived supervisor depends on that slot's chain."""
+    return employee.get("position") or f"{UNIT_SLOT}{employee['unit']}"
+
+
+def slot_chain(state, slot):
+    """The positions whose holders decide the supervisor of whoever is filed in ``slot``."""
+    if slot.startswith(UNIT_SLOT):
+        return state.unit_chain(slot[len(UNIT_SLOT):])
+    return state.superior_chain(slot) if slot in state.positions else []
+
+
+def slot_chains(state):
+    """``{slot: chain}`` for every position and unit: the structure alone, no employee."""
+    slots = [*state.positions, *(f"{UNIT_SLOT}{code}" for code in state.units)]
+    return {slot: tuple(slot_chain(state, slot)) for slot in slots}
+
+
+def dependent_slots(chains, positions):
+    """The slots whose people may get another supervisor when the holders of ``positions``
+    change (their chain passes through one of them)."""
+    return {slot for slot, chain in chains.items() if not positions.isdisjoint(chain)}
+
+
+def moved_slots(old_chains, new_chains):
+    """The slots whose chain a structure change altered."""
+    return {slot for slot in old_chains.keys() | new_chains.keys()
+            if old_chains.get(slot) != new_chains.get(slot)}
+
+
+# what an employee's derived supervisor follows from its own record
+SUPERVISOR_INPUTS = ("unit", "position", "status", "supervisor")
+
+
+def held_position(employee):
+    """The position an employee holds as an active holder; None when inactive or without one
+    (or when there is no employee)."""
+    if employee is None or employee["status"] != ACTIVE:
+        return None
+    return employee.get("position") or None
 
 
 # -- validation across records (csvio checks each row on its own) -------------------------
@@ -275,7 +345,7 @@ def employee_problems(employee, state):
                 problems.append(("position", f"struktural position {position_id} is already "
                                              f"held by {others[0]}"))
     supervisor = employee.get("supervisor")
-    if supervisor and supervisor not in state.employees:
+    if supervisor and not state.exists(supervisor):
         problems.append(("supervisor", f"no employee with NIP {supervisor}"))
     if supervisor == employee["nip"]:
         problems.append(("supervisor", "an employee cannot supervise themselves"))
@@ -296,6 +366,7 @@ class Change:
     action: str
     changes: dict
     opd: str | None
+    before: dict | None = None  # the stored record (employees: ``store`` refiles by it)
 
 
 def plan(old, new, meta, today):
@@ -318,7 +389,7 @@ def plan(old, new, meta, today):
                                   [], "created" if before is None else "updated", diff,
                                   opd_of(record["unit"])))
     for nip in sorted(new.employees):
-        changes += _employee_change(old.employees.get(nip), new.employees[nip],
+        changes += employee_change(old.employees.get(nip), new.employees[nip],
                                     new.employee_view(nip), meta["employees"].get(nip, (0, None)),
                                     today)
     return changes
@@ -343,7 +414,9 @@ def _unit_change(before, record, view, meta):
                    diff, view["opd"])]
 
 
-def _employee_change(before, record, view, meta, today):
+def employee_change(before, record, view, meta, today):
+    """The Change (a one-item list, or none) that turns ``before`` into ``record`` whose
+    view is ``view``; ``meta`` is (stored version, last published view)."""
     version, published = meta
     record = _dated(before, record, today)
     diff = changed_fields(before, record, EMPLOYEE_FIELDS)
@@ -368,7 +441,7 @@ def _employee_change(before, record, view, meta, today):
         diff = {"derived": [_derived(published), _derived(view)]}
         action = "derived"
     return [Change("employees", record["nip"], record, version, version - 1, view, events,
-                   action, diff, view["opd"])]
+                   action, diff, view["opd"], before)]
 
 
 def _dated(before, record, today):

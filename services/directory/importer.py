@@ -46,7 +46,7 @@ class Importer:
         parsed = csvio.parse(kind, text)
         if dry_run:
             state, meta = load(self.db)
-            errors, changes = self.plan(kind, parsed, state, meta)
+            errors, changes = self.plan(kind, parsed, state, meta, dry_run=True)
             return _report(None, kind, "checked", parsed, errors, changes, dry_run=True)
         with self.lock() as lock:
             state, meta = load(self.db)
@@ -58,9 +58,16 @@ class Importer:
             self._apply(job_id, changes, lock)
         return _report(job_id, kind, "done", parsed, errors, changes)
 
-    def plan(self, kind, parsed, state, meta, check=True):
+    def plan(self, kind, parsed, state, meta, check=True, dry_run=False):
         """(row errors, changes) for laying ``parsed`` over ``state``; ``check=False`` (a
-        resumed import, whose file was checked in full when it was accepted) skips the rules."""
+        resumed import, whose file was checked in full when it was accepted) skips the rules.
+
+        A row naming a record of another OPD (outside the caller's scope): a dry run answers
+        as if that record did not exist (it is checked and counted as a new one), so a dry run
+        cannot probe the directory; a real run cannot write it and refuses the row without
+        naming anything of it."""
+        if dry_run and self.scope:
+            state, meta = _without_others(kind, parsed, state, meta, self.scope)
         errors = list(parsed.errors) if check else []
         new = domain.State(dict(state.units), dict(state.positions), dict(state.employees))
         target = getattr(new, kind)
@@ -97,7 +104,8 @@ class Importer:
     def _out_of_scope(self, kind, row, existing):
         """An opd_admin's row must stay in its OPD; another OPD's record is not described."""
         if existing is not None and not in_subtree(_unit_of(kind, existing), self.scope):
-            return [csvio.RowError(row.line, None, "this record belongs to another OPD")]
+            return [csvio.RowError(row.line, None, "this key cannot be registered by your "
+                                                   "OPD; an admin moves records between OPDs")]
         unit = _unit_of(kind, row.record)
         if not in_subtree(unit, self.scope):
             return [csvio.RowError(row.line, None, f"unit {unit} is outside your OPD")]
@@ -119,7 +127,8 @@ class Importer:
     def _apply(self, job_id, changes, lock):
         writer = ChangeWriter(self.db, self.outbox, self.actor, self.correlation_id,
                               f"import:{job_id}")
-        writer.write(changes, on_batch=lock.renew)
+        kinds = {d["_id"]: d for d in self.db.positions.find({}, {"kind": 1})}
+        writer.write(changes, on_batch=lock.renew, refiling=kinds)
         self.db.imports.update_one({"_id": job_id}, {"$set": {
             "status": "done", "finished_at": datetime.now(UTC), "changes": len(changes),
             "events": sum(len(c.events) for c in changes)}})
@@ -176,6 +185,22 @@ def purge_files(db, retention_days):
         db.imports.update_one({"_id": job["_id"]}, {"$set": {"file_purged_at": now}})
         purged += 1
     return purged
+
+
+def _without_others(kind, parsed, state, meta, scope):
+    """``state`` and ``meta`` without the records of ``kind`` that rows name and that lie
+    outside ``scope`` (what a dry run of a scoped caller must not know about)."""
+    records = getattr(state, kind)
+    hidden = {row.record[KEY[kind]] for row in parsed.rows
+              if (found := records.get(row.record[KEY[kind]])) is not None
+              and not in_subtree(_unit_of(kind, found), scope)}
+    if not hidden:
+        return state, meta
+    kept = {k: v for k, v in records.items() if k not in hidden}
+    state = domain.State(**{**{c: getattr(state, c) for c in ("units", "positions",
+                                                              "employees")}, kind: kept})
+    meta = {**meta, kind: {k: v for k, v in meta[kind].items() if k not in hidden}}
+    return state, meta
 
 
 def _unit_of(kind, record):

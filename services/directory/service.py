@@ -2,9 +2,11 @@
 
 import logging
 import re
+import time
 import uuid
 from datetime import date
 
+import eventlet
 from marshmallow import ValidationError
 from nameko.dependency_providers import Config
 from nameko.timer import timer
@@ -30,9 +32,19 @@ from pamong.web import (
 )
 from pamong.web.openapi import spec_for
 from services.directory import csvio, domain, schemas
+from services.directory.changes import change_employee, change_structure, check, unit_slots
 from services.directory.importer import Importer, purge_files
+from services.directory.lock import WriteLock, read_epoch
 from services.directory.snapshot import publish_snapshot
-from services.directory.store import INDEXES, ChangeWriter, WriteLock, load, record_of
+from services.directory.store import (
+    INDEXES,
+    WITHOUT_HISTORY,
+    ChangeWriter,
+    load_employees,
+    load_holders,
+    record_of,
+    structure,
+)
 from services.directory.views import employee_out, reader_criteria, reader_opd, unit_out
 
 log = logging.getLogger(__name__)
@@ -51,34 +63,33 @@ class DirectoryService(HealthEndpoints):
 
     # -- writing: one path for every change ------------------------------------------------
 
-    def _lock(self, wait=10.0):
+    def _lock(self, wait=10.0, shared=False):
         lease = float(self.config.get("DIRECTORY_LOCK_LEASE_SECONDS", 30))
-        return WriteLock(self.db, lease=lease, wait=wait, on_acquire=self._finish_import)
+        return WriteLock(self.db, lease=lease, wait=wait, on_acquire=self._finish_import,
+                         shared=shared)
 
     def _finish_import(self, lock):
         """Whoever takes the lock first completes an import whose writer died."""
         Importer(self.db, self.outbox, self._lock, None, None).finish_interrupted(lock)
 
-    def _commit(self, principal, mutate, source="api"):
-        """Under the write lock: load the directory, let ``mutate`` edit a copy, write the
-        difference (records, derived views, events, audit entries)."""
-        with self._lock() as lock:
-            old, meta = load(self.db)
-            new = domain.State(dict(old.units), dict(old.positions), dict(old.employees))
-            result = mutate(new)
-            new.changed()
-            changes = domain.plan(old, new, meta, date.today())
-            ChangeWriter(self.db, self.outbox, principal.actor(ADMINS), current_correlation_id(),
-                         source).write(changes, on_batch=lock.renew)
-        return result
+    def _writer(self, principal, source="api"):
+        return ChangeWriter(self.db, self.outbox, principal.actor(ADMINS),
+                            current_correlation_id(), source)
 
-    @staticmethod
-    def _check(problems):
-        if problems:
-            errors = {}
-            for name, reason in problems:
-                errors.setdefault(name, []).append(reason)
-            raise unprocessable(errors, "The record does not fit the directory.")
+    def _change_employee(self, principal, nip, mutate):
+        """One employee, under the shared lock (``changes.change_employee``)."""
+        with self._lock(shared=True) as lock:
+            return change_employee(self.db, lock, self._writer(principal), nip, mutate,
+                                   date.today())
+
+    def _change_structure(self, principal, mutate):
+        """A unit or a position, under the exclusive lock (``changes.change_structure``)."""
+        with self._lock() as lock:
+            change_structure(self.db, lock, self._writer(principal), mutate, date.today())
+
+    def _structure(self):
+        """The structure for a reader (no lock: readers never wait)."""
+        return structure(self.db, read_epoch(self.db))
 
     # -- units -----------------------------------------------------------------------------
 
@@ -103,15 +114,15 @@ class DirectoryService(HealthEndpoints):
         _valid_code(code)
         self._may_replace(principal, "units", code, code)
 
-        def mutate(state):
+        def mutate(state, with_people):
             before = state.units.get(code)
             record = {"code": code, **body}
-            self._check(domain.unit_problems(record, state))
+            check(domain.unit_problems(record, state))
             if before and before["active"] and not record["active"]:
-                self._check(domain.deactivation_problems(state, code))
+                check(domain.deactivation_problems(with_people(unit_slots(state, code)), code))
             state.units[code] = record
 
-        self._commit(principal, mutate)
+        self._change_structure(principal, mutate)
         return unit_out(self.db.units.find_one({"_id": code}))
 
     @route("POST", f"{API}/units/<code>/deactivate", roles=ADMINS, response=schemas.UnitOut(),
@@ -121,11 +132,11 @@ class DirectoryService(HealthEndpoints):
         self._visible_unit(principal, code)
         self._may_write(principal, code)
 
-        def mutate(state):
-            self._check(domain.deactivation_problems(state, code))
+        def mutate(state, with_people):
+            check(domain.deactivation_problems(with_people(unit_slots(state, code)), code))
             state.units[code] = {**state.units[code], "active": False}
 
-        self._commit(principal, mutate)
+        self._change_structure(principal, mutate)
         return unit_out(self.db.units.find_one({"_id": code}))
 
     @route("GET", f"{API}/units/<code>/ancestors", any_staff=True,
@@ -144,16 +155,23 @@ class DirectoryService(HealthEndpoints):
     def tree(self, request, principal, query):
         root = query.get("root") or reader_opd(principal) or _root_code(self.db)
         self._visible_unit(principal, root)
-        state, _ = load(self.db)
-        return _tree_node(state, root)
+        built = self._structure()
+        heads = {p for p in map(built.state.head_position, built.state.units) if p}
+        state = built.with_employees({}, load_holders(self.db, heads), set())
+        children = {}
+        for unit in sorted(state.units):
+            children.setdefault(domain.parent_code(unit), []).append(unit)
+        return _tree_node(state, children, root)
 
     @route("GET", f"{API}/units/<code>/head", any_staff=True, query=schemas.HeadQuery(),
            response=schemas.HeadOut(), summary="Who heads a unit on a date (holder and acting)",
            tags=TAGS["units"])
     def unit_head(self, request, principal, query, code):
         self._visible_unit(principal, code)
-        state, _ = load(self.db)
-        actings = [record_of(a, "acting") for a in self.db.acting.find({"unit": code})]
+        built = self._structure()
+        head = built.state.head_position(code)
+        state = built.with_employees({}, load_holders(self.db, [head] if head else []), set())
+        actings = self._actings(head)[1] if head else []
         return domain.head_on(state, actings, code, query["date"])
 
     # -- positions ---------------------------------------------------------------------------
@@ -183,12 +201,12 @@ class DirectoryService(HealthEndpoints):
             raise unprocessable({"id": ["1-64 letters, digits, '.', '_' or '-'"]})
         self._may_replace(principal, "positions", position_id, body["unit"])
 
-        def mutate(state):
+        def mutate(state, with_people):
             record = {"id": position_id, **body}
-            self._check(domain.position_problems(record, state))
+            check(domain.position_problems(record, with_people({position_id})))
             state.positions[position_id] = record
 
-        self._commit(principal, mutate)
+        self._change_structure(principal, mutate)
         return self.db.positions.find_one({"_id": position_id}, {"audit": 0})
 
     # -- employees ---------------------------------------------------------------------------
@@ -221,64 +239,60 @@ class DirectoryService(HealthEndpoints):
             record = schemas.complete_employee(nip, body)
         except ValidationError as exc:
             raise unprocessable(exc.messages) from None
-        self._may_replace(principal, "employees", nip, record["unit"])
+        self._may_write(principal, record["unit"])  # first: says nothing about what exists
+        absent = domain.KEPT_EMPLOYEE_FIELDS + (() if "nik" in body else ("nik",))
 
-        def mutate(state):
-            absent = domain.KEPT_EMPLOYEE_FIELDS + (() if "nik" in body else ("nik",))
-            merged, problem = domain.keep_stored({"nik": None, **record},
-                                                 state.employees.get(nip), absent)
-            self._check([("nik", problem)] if problem else
-                        domain.employee_problems(merged, state))
-            state.employees[nip] = merged
+        def mutate(doc, before):
+            if doc is not None:
+                self._may_replace_existing(principal, doc["unit"])
+            merged, problem = domain.keep_stored({"nik": None, **record}, before, absent)
+            check([("nik", problem)] if problem else [])
+            return merged
 
-        self._commit(principal, mutate)
-        return employee_out(self.db.employees.find_one({"_id": nip}), principal)
+        return employee_out(self._change_employee(principal, nip, mutate), principal)
 
     @route("POST", f"{API}/employees/<nip>/transfer", roles=ADMINS, body=schemas.TransferBody(),
            response=schemas.EmployeeOut(), summary="Move an employee to another unit",
            tags=TAGS["employees"])
     def transfer_employee(self, request, principal, body, nip):
-        current = self._visible_employee(principal, nip)
-        self._may_write(principal, current["unit"])
-        self._may_write(principal, body["unit"])
+        def mutate(doc, before):
+            self._may_change_existing(principal, doc)
+            self._may_write(principal, body["unit"])
+            return {**before, "unit": body["unit"], "position": body["position"],
+                    "effective_date": body["effective_date"]}
 
-        def mutate(state):
-            record = {**state.employees[nip], "unit": body["unit"], "position": body["position"],
-                      "effective_date": body["effective_date"]}
-            self._check(domain.employee_problems(record, state))
-            state.employees[nip] = record
-
-        self._commit(principal, mutate)
-        return employee_out(self.db.employees.find_one({"_id": nip}), principal)
+        return employee_out(self._change_employee(principal, nip, mutate), principal)
 
     @route("POST", f"{API}/employees/<nip>/deactivate", roles=ADMINS,
            body=schemas.DeactivateBody(), response=schemas.EmployeeOut(),
            summary="Retire, transfer out or send on long or unpaid leave",
            tags=TAGS["employees"])
     def deactivate_employee(self, request, principal, body, nip):
-        current = self._visible_employee(principal, nip)
-        self._may_write(principal, current["unit"])
-
-        def mutate(state):
-            record = {**state.employees[nip], "status": body["status"]}
+        def mutate(doc, before):
+            self._may_change_existing(principal, doc)
+            record = {**before, "status": body["status"]}
             if body["effective_date"]:
                 record["status_date"] = body["effective_date"]
-            state.employees[nip] = record
+            return record
 
-        self._commit(principal, mutate)
-        return employee_out(self.db.employees.find_one({"_id": nip}), principal)
+        return employee_out(self._change_employee(principal, nip, mutate), principal)
 
     @route("GET", f"{API}/employees/<nip>/supervisors", any_staff=True,
            response=schemas.EmployeeOut(many=True),
            summary="The chain of supervisors of an employee, nearest first",
            tags=TAGS["employees"])
     def supervisors(self, request, principal, nip):
-        self._visible_employee(principal, nip)
-        state, _ = load(self.db)
-        chain = state.supervisor_chain(nip)
-        found = {e["_id"]: e for e in self.db.employees.find({"_id": {"$in": chain}})}
+        current = self._visible_employee(principal, nip)
+        chain, seen = [], {nip}
+        # each view names its supervisor: one read by key per step up (cycles cut)
+        while (up := (current.get("view") or {}).get("supervisor")) and up not in seen:
+            seen.add(up)
+            current = self.db.employees.find_one({"_id": up}, WITHOUT_HISTORY)
+            if current is None:
+                break
+            chain.append(current)
         # the chain leaves the reader's OPD at its top (Sekda, Bupati): names are public there
-        return [employee_out(found[n], principal, public=True) for n in chain if n in found]
+        return [employee_out(doc, principal, public=True) for doc in chain]
 
     @route("GET", f"{API}/<collection>/<key>/history", roles=ADMINS,
            response=schemas.AuditOut(many=True), summary="The audit trail of a record",
@@ -309,27 +323,60 @@ class DirectoryService(HealthEndpoints):
            tags=TAGS["acting"])
     def assign_acting(self, request, principal, body):
         acting_id = uuid.uuid4().hex
-        with self._lock():
-            state, _ = load(self.db)
-            position = state.positions.get(body["position"])
+        with self._lock(shared=True) as lock:
+            built = structure(self.db, lock.epoch)
+            position = built.state.positions.get(body["position"])
             if position is None or not _reads(principal, position["unit"]):
                 raise unprocessable({"position": ["does not exist"]})
             self._may_write(principal, position["unit"])
-            start, end = body["start"].isoformat(), body["end"].isoformat()
-            actings = list(self.db.acting.find({"position": body["position"]}, {"audit": 0}))
-            self._check(domain.acting_problems(body, state, actings))
+            employee = {n: record_of(d, "employees")
+                        for n, d in load_employees(self.db, [body["nip"]]).items()}
+            state = built.with_employees(employee, load_holders(self.db, [body["position"]]),
+                                         set())
             record = {"id": acting_id, "kind": body["kind"], "position": body["position"],
-                      "unit": position["unit"], "nip": body["nip"], "start": start, "end": end,
+                      "unit": position["unit"], "nip": body["nip"],
+                      "start": body["start"].isoformat(), "end": body["end"].isoformat(),
                       "ended_on": None}
-            ChangeWriter(self.db, self.outbox, principal.actor(ADMINS), current_correlation_id(),
-                         "api").write([domain.acting_change(record, None, 0)])
-        return 201, self.db.acting.find_one({"_id": acting_id}, {"audit": 0})
+            for _ in range(5):
+                revision, actings = self._actings(body["position"])
+                check(domain.acting_problems(body, state, actings))
+                # the narrow lock of "no overlap": the position's list of assignments moves
+                # on only from the revision this check read; a loser checks again
+                if self.db.positions.update_one(
+                        {"_id": body["position"], "acting_rev": revision},
+                        {"$push": {"acting": acting_id}, "$inc": {"acting_rev": 1}}
+                ).matched_count:
+                    self._writer(principal).write([domain.acting_change(record, None, 0)])
+                    return 201, self.db.acting.find_one({"_id": acting_id}, {"audit": 0})
+        raise conflict("Other acting assignments for this position kept being made meanwhile; "
+                       "repeat the request.")
+
+    def _actings(self, position_id, wait=1.0):
+        """(revision, assignments) of a position, by the ids its document lists. An id listed
+        before its assignment is written is waited for (its writer is between the two
+        writes); one still missing after ``wait`` seconds belongs to a writer that died there,
+        and is dropped from the list."""
+        deadline = time.monotonic() + wait
+        while True:
+            post = self.db.positions.find_one({"_id": position_id},
+                                              {"acting": 1, "acting_rev": 1}) or {}
+            listed = post.get("acting") or []
+            found = [record_of(a, "acting") for a in self.db.acting.find(
+                {"_id": {"$in": listed}}, {"audit": 0, OUTBOX: 0})]
+            missing = set(listed) - {a["id"] for a in found}
+            if not missing:
+                return post.get("acting_rev"), found
+            if time.monotonic() >= deadline:
+                self.db.positions.update_one({"_id": position_id},
+                                             {"$pullAll": {"acting": sorted(missing)}})
+                return post.get("acting_rev"), found
+            eventlet.sleep(0.02)
 
     @route("POST", f"{API}/acting/<acting_id>/end", roles=ADMINS, body=schemas.EndActingBody(),
            response=schemas.ActingOut(), summary="End an acting assignment early",
            tags=TAGS["acting"])
     def end_acting(self, request, principal, body, acting_id):
-        with self._lock():
+        with self._lock(shared=True):
             doc = self.db.acting.find_one({"_id": acting_id}, {"audit": 0})
             if doc is None or not _reads(principal, doc["unit"]):
                 raise not_found()
@@ -340,15 +387,14 @@ class DirectoryService(HealthEndpoints):
             if not doc["start"] <= ended_on:
                 raise unprocessable({"ended_on": ["before the start"]})
             record = {**record_of(doc, "acting"), "ended_on": min(ended_on, doc["end"])}
-            ChangeWriter(self.db, self.outbox, principal.actor(ADMINS), current_correlation_id(),
-                         "api").write([domain.acting_change(record, doc, doc["version"])])
+            self._writer(principal).write([domain.acting_change(record, doc, doc["version"])])
         return self.db.acting.find_one({"_id": acting_id}, {"audit": 0})
 
     @timer(interval=600)
     def end_expired_acting(self):
         """Assignments whose end date passed get their ``acting.ended``."""
         today = date.today().isoformat()
-        with self._lock():
+        with self._lock(shared=True):
             expired = [a for a in self.db.acting.find({"ended_on": None}, {"audit": 0})
                        if a["end"] < today]
             changes = [domain.acting_change({**record_of(a, "acting"), "ended_on": a["end"]}, a,
@@ -437,16 +483,32 @@ class DirectoryService(HealthEndpoints):
             raise not_found()
         return employee
 
+    def _may_change_existing(self, principal, doc):
+        """An employee the caller changes: 404 when it does not exist or the caller cannot
+        read it, 403 when the caller reads but may not write it."""
+        if doc is None or not _reads(principal, doc["unit"]):
+            raise not_found()
+        self._may_write(principal, doc["unit"])
+
+    def _may_replace_existing(self, principal, unit):
+        """A PUT that would replace a record outside the caller's OPD. The record cannot be
+        created here, and a PUT cannot pretend otherwise; the answer names nothing of it (not
+        its OPD, not that the caller may not read it), and the attempt is logged for the
+        admins. A dry-run import says nothing at all (``importer``)."""
+        if _reads(principal, unit):
+            self._may_write(principal, unit)
+            return
+        log.warning("%s tried to register a record that belongs to another OPD", principal.sub)
+        raise conflict("This key cannot be registered by your OPD. An admin moves records "
+                       "between OPDs.")
+
     def _may_replace(self, principal, collection, key, new_unit):
-        """Another OPD's existing record is 404 (not revealed); a target unit outside the
-        caller's OPD is 403."""
+        """A target unit outside the caller's OPD is 403; an existing record is checked by
+        ``_may_replace_existing``."""
         self._may_write(principal, new_unit)  # first: says nothing about what exists
         existing = self.db[collection].find_one({"_id": key}, {"unit": 1})
         if existing is not None:
-            unit = existing.get("unit") or key  # a unit's key is its code
-            if not _reads(principal, unit):
-                raise not_found()
-            self._may_write(principal, unit)
+            self._may_replace_existing(principal, existing.get("unit") or key)
 
     @staticmethod
     def _may_write(principal, code):
@@ -481,14 +543,13 @@ def _root_code(db):
     return root["_id"]
 
 
-def _tree_node(state, code):
+def _tree_node(state, children, code):
     unit = state.units[code]
     head = state.head_position(code)
     holders = state.holders(head) if head else []
-    children = sorted(c for c in state.units if domain.parent_code(c) == code)
     return {"code": code, "name": unit["name"], "kind": unit["kind"], "active": unit["active"],
             "head": holders[0] if holders else None,
-            "children": [_tree_node(state, c) for c in children]}
+            "children": [_tree_node(state, children, c) for c in children.get(code, [])]}
 
 
 SERVICE = DirectoryService

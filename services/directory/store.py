@@ -9,24 +9,39 @@ Collections (database ``pamong_directory``), each keyed by its natural id:
 - ``imports``: one document per applied import (``_id`` a uuid) with its status and counts,
   and the file itself in ``import_files`` chunks, so an import interrupted by a crash is
   resumed from the file (``importer.Importer.resume``).
-- ``locks``: the directory write lock (see ``WriteLock``).
+- ``slots``: ``{_id: slot, nips: [...]}``, who is filed under each position (or
+  ``unit:<code>`` for people without one; ``domain.slot_of``), so a change finds the people
+  whose supervisor it changes, and the holders of a post, by key. A superset: a change files
+  a NIP before it writes the employee and unfiles it after, so a crash leaves a NIP too many,
+  never one missing; readers check each against the employee's document (``load_holders``).
+- a struktural position's ``holder``/``claimed_at``: its one active holder, claimed with a
+  conditional update before the employee is written (``claim_post``).
+- ``locks``: the directory write lock (``lock.WriteLock``).
 
 Dates are stored as ISO strings (BSON has no date type); times as UTC datetimes.
 """
 
 import logging
 import time
-import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import eventlet
-import pymongo
 
 from pamong.events.outbox import OUTBOX
 from pamong.privacy import mask_nik
 from pamong.storage import Index
-from pamong.web import conflict, service_unavailable
-from services.directory.domain import FIELDS, State, opd_of, parent_code
+from pamong.web import Problem, conflict
+from services.directory.domain import (
+    ACTIVE,
+    FIELDS,
+    State,
+    held_position,
+    opd_of,
+    parent_code,
+    slot_chains,
+    slot_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +51,15 @@ INDEXES = [Index("employees", [("opd", 1)]), Index("employees", [("unit", 1)]),
            Index("employees", [("position", 1)]), Index("positions", [("unit", 1)]),
            Index("acting", [("position", 1)]), Index("imports", [("status", 1)])]
 
-LOCK_ID = "directory-writes"
 WITHOUT_HISTORY = {"audit": 0, OUTBOX: 0}
+FILING_VERSION = 1  # ``refile`` builds slots and post claims for a directory stored before
+
+
+class LostRace(Problem):
+    """409: another writer changed (or created) the record between our read and our write."""
+
+    def __init__(self, detail):
+        super().__init__(409, detail)
 
 
 def record_of(doc, collection):
@@ -66,6 +88,188 @@ def load(db):
     return State(**records), meta
 
 
+def load_structure(db):
+    """Units and positions alone (no employee) as a ``State``, and their ``meta``."""
+    records, meta = {}, {}
+    for collection in ("units", "positions"):
+        records[collection], meta[collection] = {}, {}
+        for doc in db[collection].find({}, WITHOUT_HISTORY):
+            records[collection][doc["_id"]] = record_of(doc, collection)
+            meta[collection][doc["_id"]] = (doc.get("version", 0), doc.get("view"))
+    return State(**records), {**meta, "employees": {}}
+
+
+@dataclass
+class Structure:
+    """The structure a shared writer derives from, cached per process until an exclusive
+    writer raises the lock's ``epoch``: its size follows the units and positions, never
+    the employees, and a change of one employee reads none of it from the database."""
+
+    epoch: int
+    state: State  # units and positions, no employee: never edited
+    chains: dict  # slot -> the positions deciding its supervisor (domain.slot_chains)
+
+    def with_employees(self, employees, holder_lists, known, settled=None):
+        state = State(self.state.units, self.state.positions, employees, holder_lists, known,
+                      settled)
+        state._heads = self.state._heads  # the heads index is the structure's: share it
+        return state
+
+
+_structures = {}  # database name -> Structure
+
+
+def structure(db, epoch):
+    cached = _structures.get(db.name)
+    if cached is None or cached.epoch != epoch:
+        state, _ = load_structure(db)
+        state.head_position(None)  # build the heads index once, for every change to share
+        cached = _structures[db.name] = Structure(epoch, state, slot_chains(state))
+    return cached
+
+
+def load_employees(db, nips):
+    """``{nip: stored document}`` (history left out) of those NIPs that exist."""
+    nips = sorted(set(nips))
+    if not nips:
+        return {}
+    return {d["_id"]: d for d in db.employees.find({"_id": {"$in": nips}}, WITHOUT_HISTORY)}
+
+
+def filed_in(db, slots):
+    """The NIPs filed under ``slots`` (a superset of who is there: check each)."""
+    slots = sorted(set(slots))
+    if not slots:
+        return set()
+    return {n for d in db.slots.find({"_id": {"$in": slots}}) for n in d.get("nips", [])}
+
+
+def load_holders(db, positions):
+    """``{position: sorted NIPs of its active holders}`` for ``positions``: the slots say who
+    may hold them, the employee documents decide."""
+    positions = sorted(set(positions))
+    if not positions:
+        return {}
+    filed = {d["_id"]: d.get("nips", []) for d in db.slots.find({"_id": {"$in": positions}})}
+    candidates = {n for nips in filed.values() for n in nips}
+    found = {d["_id"]: d for d in db.employees.find(
+        {"_id": {"$in": sorted(candidates)}}, {"position": 1, "status": 1})} if candidates else {}
+    return {p: sorted(n for n in filed.get(p, ()) if n in found
+                      and found[n].get("status") == ACTIVE and found[n].get("position") == p)
+            for p in positions}
+
+
+def file_under(db, slot, nips):
+    db.slots.update_one({"_id": slot}, {"$addToSet": {"nips": {"$each": sorted(nips)}}},
+                        upsert=True)
+
+
+def unfile(db, slot, nips):
+    db.slots.update_one({"_id": slot}, {"$pullAll": {"nips": sorted(nips)}})
+
+
+def claim_post(db, position_id, nip, lease, exclusive=False, wait=2.0):
+    """Make ``nip`` the one active holder of struktural ``position_id``: the narrow lock of
+    the rule "one active holder", one conditional update on the position's ``holder``.
+    Returns None, or the NIP of the active holder who keeps it (the caller's 422).
+
+    A claim whose employee is not (or no longer) written as holding the post: while it is
+    fresh, its change may still be running, so we wait for it (up to ``wait`` s, then 409);
+    once its writer's lease is over (the change failed or died), or at once for an exclusive
+    writer (nobody else is writing), it is taken over."""
+    deadline = time.monotonic() + wait
+    while True:
+        now = time.time()
+        if db.positions.update_one({"_id": position_id, "holder": {"$in": [None, nip]}},
+                                   {"$set": {"holder": nip, "claimed_at": now}}).matched_count:
+            return None
+        post = db.positions.find_one({"_id": position_id}, {"holder": 1, "claimed_at": 1}) or {}
+        other = post.get("holder")
+        if held_position(db.employees.find_one({"_id": other}, {"position": 1, "status": 1})) \
+                == position_id:
+            return other
+        if exclusive or post.get("claimed_at", 0) <= now - lease:
+            if db.positions.update_one(
+                    {"_id": position_id, "holder": other, "claimed_at": post.get("claimed_at")},
+                    {"$set": {"holder": nip, "claimed_at": now}}).matched_count:
+                return None
+        elif time.monotonic() >= deadline:
+            raise conflict(f"Position {position_id} is being given to another employee right "
+                           "now; repeat the request.")
+        else:
+            eventlet.sleep(0.02)
+
+
+def release_post(db, position_id, nip):
+    db.positions.update_one({"_id": position_id, "holder": nip}, {"$set": {"holder": None}})
+
+
+def refile_before(db, pairs, positions, lease, exclusive=False):
+    """Before employees are written (``pairs``: (stored record or None, new record)): file
+    each under its new slot and claim its new struktural post. Returns [(nip, holder)] for
+    posts another active holder keeps (nothing is written then: the claims made are
+    released). Filing first is what lets two concurrent changes see each other: one that
+    derives a supervisor afterwards finds the new holder, and this change's re-derivation
+    of the dependents finds whoever filed before it."""
+    moves = {}
+    for before, record in pairs:
+        if before is None or slot_of(before) != slot_of(record):
+            moves.setdefault(slot_of(record), []).append(record["nip"])
+    for slot, nips in moves.items():
+        file_under(db, slot, nips)
+    claimed, kept = [], []
+    for before, record in pairs:
+        post = held_position(record)
+        if post and post != held_position(before) and \
+                positions.get(post, {}).get("kind") == "struktural":
+            holder = claim_post(db, post, record["nip"], lease, exclusive)
+            (kept.append((record["nip"], holder)) if holder else
+             claimed.append((post, record["nip"])))
+    if kept:
+        for post, nip in claimed:
+            release_post(db, post, nip)
+    return kept
+
+
+def refile_after(db, pairs):
+    """After employees are written: unfile them from their old slot, release the posts they
+    left."""
+    moves = {}
+    for before, record in pairs:
+        if before is not None and slot_of(before) != slot_of(record):
+            moves.setdefault(slot_of(before), []).append(record["nip"])
+        left = held_position(before)
+        if left and left != held_position(record):
+            release_post(db, left, record["nip"])
+    for slot, nips in moves.items():
+        unfile(db, slot, nips)
+
+
+def refile(db):
+    """File every employee, claim every held struktural post and list each position's acting
+    assignments (``acting``/``acting_rev``, the narrow lock of "no overlap") from scratch:
+    once, for a directory stored before they existed (the lock's ``filed``), under the
+    exclusive lock."""
+    slots, held = {}, {}
+    for doc in db.employees.find({}, {"position": 1, "unit": 1, "status": 1}):
+        slots.setdefault(slot_of(doc), []).append(doc["_id"])
+        if post := held_position(doc):
+            held.setdefault(post, []).append(doc["_id"])
+    db.slots.delete_many({})
+    for slot, nips in slots.items():
+        file_under(db, slot, nips)
+    for post in db.positions.find({"kind": "struktural"}, {"_id": 1}):
+        holders = held.get(post["_id"])
+        db.positions.update_one({"_id": post["_id"]}, {"$set": {
+            "holder": min(holders) if holders else None, "claimed_at": 0}})
+    actings = {}
+    for acting in db.acting.find({}, {"position": 1}):
+        actings.setdefault(acting["position"], []).append(acting["_id"])
+    for post, ids in actings.items():
+        db.positions.update_one({"_id": post}, {"$set": {"acting": ids, "acting_rev": 0}})
+    log.info("directory filed: %d slots, %d held posts", len(slots), len(held))
+
+
 def audit_entry(action, changes, actor, correlation_id, source):
     masked = {}
     for name, (old, new) in changes.items():
@@ -75,73 +279,6 @@ def audit_entry(action, changes, actor, correlation_id, source):
         masked[name] = {"from": storable({"v": old})["v"], "to": storable({"v": new})["v"]}
     return {"at": datetime.now(UTC), "action": action, "changes": masked, "by": actor,
             "correlation_id": correlation_id, "source": source}
-
-
-class WriteLock:
-    """One directory writer at a time, across processes: an inserted lock document.
-
-    Every write (an API change, an import, the acting timer) derives supervisors and views
-    from the whole directory, so two writers must not interleave. The lock is a document with
-    a lease; a crashed holder's lease expires and the next writer takes it over.
-
-    It is not there to make up for the database: the insert and the takeover's compare-and-set
-    on ``owner`` rely on single-document atomicity, which MongoDB and the local FerretDB build
-    both give (``tests/database``). Its width (the whole directory) follows from the rules that
-    derive views from the whole directory; narrowing it is the directory-scale issue's work.
-    """
-
-    def __init__(self, db, lease=30.0, wait=10.0, on_acquire=None):
-        self.db = db
-        self.lease = lease
-        self.wait = wait
-        self.on_acquire = on_acquire  # runs first under the lock (the service finishes a
-        self.owner = None             # dead writer's import there)
-
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc):
-        self.release()
-
-    def acquire(self):
-        deadline = time.monotonic() + self.wait
-        owner = uuid.uuid4().hex
-        while True:
-            now = time.time()
-            try:
-                self.db.locks.insert_one({"_id": LOCK_ID, "owner": owner,
-                                          "until": now + self.lease})
-                break
-            except pymongo.errors.DuplicateKeyError:
-                held = self.db.locks.find_one({"_id": LOCK_ID}) or {}
-                if held.get("until", now) < now and self.db.locks.update_one(
-                        {"_id": LOCK_ID, "owner": held.get("owner")},
-                        {"$set": {"owner": owner, "until": now + self.lease}}).modified_count:
-                    break
-            if time.monotonic() >= deadline:
-                raise service_unavailable("The directory is busy with another change (an import "
-                                          "may be running). Try again shortly.")
-            eventlet.sleep(0.05)
-        self.owner = owner
-        if self.on_acquire:
-            try:
-                self.on_acquire(self)
-            except BaseException:
-                self.release()
-                raise
-        return self
-
-    def renew(self):
-        """Extend the lease (long writes call this between batches). Raises when the lease
-        ran out and another writer took the lock: this writer must stop."""
-        renewed = self.db.locks.update_one({"_id": LOCK_ID, "owner": self.owner},
-                                           {"$set": {"until": time.time() + self.lease}})
-        if not renewed.matched_count:
-            raise service_unavailable("This change took longer than the directory write lock's "
-                                      "lease and was stopped; repeat it (an import resumes).")
-
-    def release(self):
-        self.db.locks.delete_one({"_id": LOCK_ID, "owner": self.owner})
 
 
 class ChangeWriter:
@@ -163,10 +300,24 @@ class ChangeWriter:
         self.correlation_id = correlation_id
         self.source = source
 
-    def write(self, changes, on_batch=None):
+    def write(self, changes, on_batch=None, refiling=None):
         """``changes``: ``domain.Change`` list, in dependency order. Returns the count.
 
-        ``on_batch`` runs after every ``INSERT_BATCH`` changes (the lock's ``renew``)."""
+        ``on_batch`` runs after every ``INSERT_BATCH`` changes (the lock's ``renew``).
+        ``refiling`` (the positions by id): this write files the employees it moves and
+        claims their posts itself, all before and after the documents (an import, under the
+        exclusive lock); a single change does that before it derives (``changes``)."""
+        pairs = [] if refiling is None else [
+            (c.before, c.record) for c in changes if c.collection == "employees"]
+        if pairs and (kept := refile_before(self.db, pairs, refiling, 0, exclusive=True)):
+            raise conflict(f"Struktural positions are held by others: {kept[:5]}; repeat the "
+                           "request")
+        self._write(changes, on_batch)
+        if pairs:
+            refile_after(self.db, pairs)
+        return len(changes)
+
+    def _write(self, changes, on_batch):
         inserts, in_flight = [], []
         try:
             for done, change in enumerate(changes, 1):
@@ -188,18 +339,18 @@ class ChangeWriter:
             _finish(in_flight, keep=0)
         finally:  # whatever stopped the loop (an error, a kill): no insert outlives write()
             _drain(in_flight)
-        return len(changes)
 
     def _start_insert(self, changes, in_flight):
         by_collection = {}
         for change in changes:
-            doc = {"_id": change.key, **self._document(change), "audit": [self._entry(change)]}
+            doc = {"_id": change.key, **self.document(change), "audit": [self._entry(change)]}
             by_collection.setdefault(change.collection, []).append((doc, self._events(change)))
         _finish(in_flight, keep=self.IN_FLIGHT - 1)
         in_flight.append(eventlet.spawn(self._insert, by_collection))
         eventlet.sleep(0)  # let it send its request before the next batch is prepared
 
-    def _document(self, change):
+    def document(self, change):
+        """The fields a change stores (its history entry and events go separately)."""
         record = storable(change.record)
         doc = {**record, "opd": opd_of(record.get("unit") or record.get("code")),
                **({"parent": parent_code(record["code"])} if "code" in record else {}),
@@ -221,16 +372,16 @@ class ChangeWriter:
         for collection, docs in by_collection.items():
             duplicates = self.outbox.insert_many(collection, docs)
             if duplicates:
-                raise conflict(f"{collection} {', '.join(map(str, duplicates[:5]))} were created "
+                raise LostRace(f"{collection} {', '.join(map(str, duplicates[:5]))} were created "
                                "by another writer meanwhile; repeat the request")
 
     def _update(self, change):
-        update = {"$set": self._document(change), "$push": {"audit": self._entry(change)}}
+        update = {"$set": self.document(change), "$push": {"audit": self._entry(change)}}
         result = self.outbox.update(change.collection,
                                     {"_id": change.key, "version": change.old_version},
                                     update, self._events(change))
         if not result.matched_count:
-            raise conflict(f"{change.collection} {change.key} was changed by another writer "
+            raise LostRace(f"{change.collection} {change.key} was changed by another writer "
                            "meanwhile; repeat the request")
 
 

@@ -205,8 +205,9 @@ def test_bad_records_are_422_with_field_errors_and_change_nothing(directory, rec
 
 
 def test_concurrent_claims_on_one_struktural_post_leave_one_holder(directory, recorder):
-    """Two clerks at once put different employees into the same vacant head post: the write
-    lock serialises them, so one wins and the other is told the post is taken."""
+    """Two clerks at once put different employees into the same vacant head post: the post's
+    holder claim (one conditional update) lets one win; the other waits for the winner's
+    write and is told the post is taken."""
     from concurrent.futures import ThreadPoolExecutor
 
     seed(directory)

@@ -6,8 +6,9 @@ missing, expired or forged token, 403 for the wrong role, 404 for another OPD's 
 its existence is not revealed):
 
 - writes: ``admin`` anywhere; ``opd_admin`` inside its subtree only (outside: 403 when the
-  request names a new record or a unit outside it, 404 when the record already exists in
-  another OPD); ``pegawai`` 403 on every write;
+  request names a new record or a unit outside it, 409 "cannot be registered by your OPD",
+  naming nothing of it, when the key already belongs to another OPD); ``pegawai`` 403 on
+  every write;
 - reads: ``admin`` everything; ``opd_admin`` and ``pegawai`` their own OPD only (another
   OPD's unit, position or employee: 404; lists filtered to their OPD); a ``pegawai`` sees the
   public employee fields only, an ``opd_admin`` the NIK masked, ``admin`` the NIK whole;
@@ -179,7 +180,7 @@ def _resolve(value, values):
     return value(values) if callable(value) else value
 
 
-OK, CREATED, ACCEPTED, FORBIDDEN, NOT_FOUND, INVALID = 200, 201, 202, 403, 404, 422
+OK, CREATED, ACCEPTED, FORBIDDEN, NOT_FOUND, CONFLICT, INVALID = 200, 201, 202, 403, 404, 409, 422
 ALL_READ = (OK,) * 5
 OWN_READ = (OK, OK, NOT_FOUND, OK, NOT_FOUND)         # a record of Dinkes (3510.03)
 OTHER_READ = (OK, NOT_FOUND, OK, NOT_FOUND, OK)       # a record of Disdik (3510.04)
@@ -231,7 +232,7 @@ MATRIX_CASES = [
          prepare=_fresh("id", fresh_position_id), probe="/positions/{id}"),
     # an existing Disdik position pulled into Dinkes
     Case("put_position_pull_from_other_opd", "PUT", "/positions/{id}",
-         (OK, NOT_FOUND, FORBIDDEN, FORBIDDEN, FORBIDDEN),
+         (OK, CONFLICT, FORBIDDEN, FORBIDDEN, FORBIDDEN),
          body={"title": "Jabatan Pindahan", "kind": "fungsional", "unit": f"{OWN}.01"},
          prepare=lambda client: {"id": scratch_position(client, OTHER)},
          probe="/positions/{id}"),
@@ -247,7 +248,7 @@ MATRIX_CASES = [
          prepare=_fresh("nip", fresh_nip), probe="/employees/{nip}"),
     # an existing Disdik employee pulled into Dinkes
     Case("put_employee_pull_from_other_opd", "PUT", "/employees/{nip}",
-         (OK, NOT_FOUND, FORBIDDEN, FORBIDDEN, FORBIDDEN),
+         (OK, CONFLICT, FORBIDDEN, FORBIDDEN, FORBIDDEN),
          body={"name": "Pegawai Pindahan", "unit": f"{OWN}.01"},
          prepare=_scratch_employee_in(OTHER), probe="/employees/{nip}"),
     Case("transfer_employee_within_opd", "POST", "/employees/{nip}/transfer", OWN_WRITE,
@@ -527,12 +528,27 @@ def test_dry_run_outside_the_opd_reports_every_row_and_writes_nothing(client):
 
 
 def test_an_import_does_not_reveal_another_opds_record(client):
-    """A row naming another OPD's employee must not tell where that employee works."""
+    """A dry run answers as if another OPD's employee did not exist (a new record, no
+    problem): it cannot be used to probe the directory. The real run cannot write the row and
+    refuses it without naming anything of the record; nothing is written."""
+    csv_text = employee_csv(NIP_OTHER, name="Nama Samaran").encode()
     response = call(client, "opd_admin_own", "POST", "/imports/employees?dry_run=true",
-                    data=employee_csv(NIP_OTHER, name="Dewi Lestari").encode(), headers=CSV)
+                    data=csv_text, headers=CSV)
     assert response.status_code == 200, response.text
-    assert response.json()["errors"], "the row must be refused"
-    assert OTHER not in response.text, response.json()["errors"]
+    report = response.json()
+    assert report["errors"] == [] and report["created"] == 1, report
+    assert report["transferred"] == 0 and report["updated"] == 0, report
+    fresh = call(client, "opd_admin_own", "POST", "/imports/employees?dry_run=true",
+                 data=employee_csv(MISSING_NIP, name="Nama Samaran").encode(), headers=CSV)
+    assert {k: v for k, v in fresh.json().items() if k != "rows"} == {
+        k: v for k, v in report.items() if k != "rows"}, "a dry run tells the two apart"
+
+    real = call(client, "opd_admin_own", "POST", "/imports/employees", data=csv_text,
+                headers=CSV)
+    assert real.status_code == 422, real.text
+    assert OTHER not in real.text and "Dewi" not in real.text, real.text
+    stored = call(client, "admin", "GET", f"/employees/{NIP_OTHER}").json()
+    assert stored["unit"].startswith(OTHER) and stored["name"] != "Nama Samaran"
 
 
 # -- a caller of a unit below its OPD --------------------------------------------------------

@@ -1,0 +1,180 @@
+"""Single changes: each reads what its rules and derived views need, by key, and no more.
+
+**An employee** (PUT, transfer, deactivation), under the shared lock (``lock``):
+1. the structure (units and positions, cached per process until the lock's epoch moves)
+   and the employee's document;
+2. ``mutate`` builds the new record (the caller's own rules and 422s);
+3. its intent is filed before anything is derived (``store.refile_before``): the new slot,
+   and the claim of a struktural post, the narrow lock of "one active holder";
+4. the holders of the positions its rules and its supervisor look at (``load_holders``) and
+   the explicit supervisor's existence, each read by key;
+5. checked, planned (``domain.employee_change``) and written with its version check; a race
+   lost to another writer of the same record is re-read and planned again;
+6. when it changed who holds a position, the people filed in the slots whose chain passes
+   through that position are re-derived (``rederive``): exactly those whose view changed
+   are written, each with its own version check and an ``employee.upserted``;
+7. the old slot is unfiled and a post left is released.
+
+Two such changes never wait for each other, yet each sees the other: the one that derives
+second finds the other's filing or its written record, and the one that re-derives its
+dependents after writing finds whoever filed before (every step is one single-document
+write, and the version check settles two writers of one record).
+
+**A structure change** (unit, position), under the exclusive lock: the structure is read
+fresh, ``mutate`` edits a copy (its rules see the people filed in the slots they name), the
+unit or position is written, then the people of every slot whose chain moved (and of the
+position itself, when what an employee's view shows of it changed) are re-derived.
+"""
+
+from pamong.web import unprocessable
+from services.directory import domain
+from services.directory.store import (
+    WITHOUT_HISTORY,
+    LostRace,
+    Structure,
+    filed_in,
+    load_employees,
+    load_holders,
+    load_structure,
+    record_of,
+    refile_after,
+    refile_before,
+    release_post,
+    structure,
+)
+
+RETRIES = 5
+CHUNK = 500
+SHOWN_POSITION_FIELDS = ("title", "kind", "heads_unit", "may_sign")  # in employee views
+
+
+def derivation_state(db, built, records, settled=None):
+    """A ``State`` for deriving ``records`` (by NIP): the structure, the holders of every
+    position their rules and supervisors look at, and which explicit supervisors exist.
+    ``settled``: ``{nip: supervisor}`` of records whose supervisor nothing it follows has
+    changed (their stored view stays right: whoever changes a holder re-derives the people
+    below), so nothing is read for them."""
+    settled = settled or {}
+    needed = set()
+    for nip, record in records.items():
+        if nip in settled:
+            continue
+        needed.update(built.state.supervisor_positions(record))
+        position = built.state.positions.get(record.get("position"))
+        if position and position["kind"] == "struktural":
+            needed.add(position["id"])  # the rule of one active holder
+    explicit = {r["supervisor"] for n, r in records.items() if r.get("supervisor")
+                and n not in settled}
+    known = set(load_employees(db, explicit - set(records)))
+    return built.with_employees(records, load_holders(db, needed), known, settled)
+
+
+def change_employee(db, lock, writer, nip, mutate, today):
+    """``mutate(stored document or None, stored record or None) -> new record`` (it may
+    raise the caller's 404, 403 and 422). Returns the stored document afterwards."""
+    for _ in range(RETRIES):
+        built = structure(db, lock.epoch)
+        doc = db.employees.find_one({"_id": nip}, WITHOUT_HISTORY)
+        before = record_of(doc, "employees") if doc else None
+        record = mutate(doc, before)
+        pairs = [(before, record)]
+        kept = refile_before(db, pairs, built.state.positions, lock.lease)
+        holds_changed = domain.held_position(record) != domain.held_position(before)
+        settled = {}
+        if doc and doc.get("view") and all(
+                before.get(f) == record.get(f) for f in domain.SUPERVISOR_INPUTS):
+            settled[nip] = doc["view"]["supervisor"]
+        try:
+            if kept:
+                raise unprocessable({"position": [
+                    f"struktural position {record['position']} is already held by "
+                    f"{kept[0][1]}"]}, "The record does not fit the directory.")
+            state = derivation_state(db, built, {nip: record}, settled)
+            if not settled:  # the rules follow the same inputs: they held when it was stored
+                check(domain.employee_problems(record, state))
+            meta = (doc.get("version", 0), doc.get("view")) if doc else (0, None)
+            changes = domain.employee_change(before, record, state.employee_view(nip), meta,
+                                             today)
+            writer.write(changes)
+        except LostRace:
+            if holds_changed and domain.held_position(record):
+                release_post(db, domain.held_position(record), nip)
+            continue
+        except BaseException:
+            if holds_changed and domain.held_position(record):
+                release_post(db, domain.held_position(record), nip)
+            raise
+        if holds_changed:
+            moved = {p for p in (domain.held_position(before), domain.held_position(record))
+                     if p}
+            rederive(db, lock, writer, built,
+                     filed_in(db, domain.dependent_slots(built.chains, moved)) - {nip}, today)
+        refile_after(db, pairs)
+        return {"_id": nip, **writer.document(changes[0])} if changes else doc
+    raise LostRace(f"Employee {nip} kept being changed by other writers; repeat the request.")
+
+
+def rederive(db, lock, writer, built, nips, today):
+    """Derive the views of ``nips`` again and write those that changed (audit action
+    ``derived``); one that another writer changed meanwhile is derived again from its new
+    state. Returns the number of records written."""
+    pending, written = sorted(nips), 0
+    for _ in range(RETRIES):
+        lost = []
+        for start in range(0, len(pending), CHUNK):
+            docs = load_employees(db, pending[start:start + CHUNK])
+            records = {nip: record_of(doc, "employees") for nip, doc in docs.items()}
+            state = derivation_state(db, built, records)
+            for nip, doc in docs.items():
+                changes = domain.employee_change(
+                    records[nip], records[nip], state.employee_view(nip),
+                    (doc.get("version", 0), doc.get("view")), today)
+                try:
+                    written += writer.write(changes)
+                except LostRace:
+                    lost.append(nip)
+            lock.renew()
+        if not lost:
+            return written
+        pending = lost
+    raise LostRace("Employees below this change kept being changed by other writers; repeat "
+                   "the request to derive them again.")
+
+
+def change_structure(db, lock, writer, mutate, today):
+    """Under the exclusive lock: ``mutate(state, with_people)`` edits a copy of the structure
+    (units and positions); ``with_people(slots)`` is that structure with the employees filed
+    in those slots, for the rules that ask who works in a unit or holds a position."""
+    old, meta = load_structure(db)
+    new = domain.State(dict(old.units), dict(old.positions))
+
+    def with_people(slots):
+        return domain.State(new.units, new.positions, {
+            nip: record_of(doc, "employees")
+            for nip, doc in load_employees(db, filed_in(db, slots)).items()})
+
+    result = mutate(new, with_people)
+    new.changed()
+    changes = domain.plan(old, new, meta, today)
+    writer.write(changes, on_batch=lock.renew)
+    chains = domain.slot_chains(new)
+    slots = domain.moved_slots(domain.slot_chains(old), chains)
+    slots |= {c.key for c in changes if c.collection == "positions" and (
+        set(c.changes) & set(SHOWN_POSITION_FIELDS))}
+    rederive(db, lock, writer, Structure(None, new, chains), filed_in(db, slots), today)
+    return result
+
+
+def unit_slots(state, code):
+    """The slots the people of a unit are filed in: its positions, and the unit itself."""
+    return {p for p, pos in state.positions.items() if pos["unit"] == code} | {
+        f"{domain.UNIT_SLOT}{code}"}
+
+
+def check(problems):
+    if problems:
+        errors = {}
+        for name, reason in problems:
+            errors.setdefault(name, []).append(reason)
+        raise unprocessable(errors, "The record does not fit the directory.")
+
