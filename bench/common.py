@@ -59,6 +59,39 @@ def scenario_env(**overrides):
         broker.delete_vhost(vhost)
 
 
+SERVERS = {"ferretdb": "FerretDB", "beam.smp": "RabbitMQ"}  # in a command line: its server
+
+
+def local_servers():
+    """``{pid: server}`` of every process on this machine whose command line names FerretDB or
+    RabbitMQ's ``beam.smp`` (a process's /proc stat does not count its children: each is
+    listed)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes() if entry.isdigit() else b""
+        except OSError:  # gone meanwhile
+            continue
+        for word, server in SERVERS.items():
+            if word.encode() in cmdline:
+                found[int(entry)] = server
+    return found
+
+
+def cpu_seconds(pids):
+    """``{pid: CPU seconds (user + system) used so far}``, from /proc/<pid>/stat fields 14
+    and 15; a process gone is left out."""
+    used = {}
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # from field 3 on (the name may hold spaces)
+        used[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
 def machine(config):
     versions = {"python": platform.python_version()}
     for package in ("nameko", "kombu", "pymongo", "eventlet"):

@@ -46,16 +46,30 @@ HTTP call) and reports p50, p99 and changes/s = PUTs / wall:
 
 Targets (issue 11): p50 of (g) <= 1.5 x p50 of (f); changes/s of (h) >= 4 x (g)'s; changes/s
 of (g) >= 0.1 x (i)'s. The scenario passes when the import target and these three hold.
+
+(f)-(h) also report the CPU seconds every process taking part (this one, the two directory
+processes, the local FerretDB and RabbitMQ) used during the timed loop, and cores busy = those /
+the row's wall; CPUs / cores busy of (g) is the ceiling of (h)/(g) on this machine.
 """
 
+import os
 import subprocess
 import time
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
 from kombu import Connection
 from prometheus_client import REGISTRY
 
-from bench.common import machine, machine_line, scenario_env, write_results
+from bench.common import (
+    SERVERS,
+    cpu_seconds,
+    local_servers,
+    machine,
+    machine_line,
+    scenario_env,
+    write_results,
+)
 from pamong.events.consumer import INBOX_BUCKET
 from pamong.events.topology import declare_service
 from pamong.replica import REPLICA_INDEXES, DirectoryReplica
@@ -230,6 +244,33 @@ def latency_figures(latencies, seconds):
             "p50_ms": round(pct(50) * 1000, 1), "p99_ms": round(pct(99) * 1000, 1)}
 
 
+def cpu_used(pids, task):
+    """``task()``'s result and the CPU seconds ``pids`` used meanwhile."""
+    before = cpu_seconds(pids)
+    result = task()
+    after = cpu_seconds(pids)
+    return result, sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
+
+
+def cpu_figures(cpu_s, seconds):
+    return {"cpu_s": round(cpu_s, 2), "cores_busy": round(cpu_s / seconds, 2)}
+
+
+def cpu_accounting(pids):
+    """What the CPU figures of (f)-(h) count: the processes, by kind, and a note when a
+    server is not among them (e.g. a remote database)."""
+    counted = dict(Counter(pids.values()))
+    missing = [server for server in SERVERS.values() if server not in counted]
+    note = (f"no local {' or '.join(missing)} process found (remote?): not counted"
+            if missing else "")
+    return {"cpu_count": os.cpu_count(), "processes": counted, "note": note}
+
+
+def cpu_line(accounting):
+    counted = ", ".join(f"{kind} x{n}" for kind, n in accounting["processes"].items())
+    return f"CPU counted of: {counted}" + (f"; {accounting['note']}" if accounting["note"] else "")
+
+
 def renamed(employee):
     """The PUT body renaming ``employee`` (as a GET shows it to ``admin``): every field the PUT
     takes as it is, the position by its id, the supervisor only when set explicitly."""
@@ -284,28 +325,31 @@ def check_renamed(client, token, bodies):
             raise RuntimeError(f"employee {nip} is named {name!r} after a PUT of {body['name']!r}")
 
 
-def edit_rows(replicas, token, nips, timeout):
-    """One client, the replicas in turn: its figures."""
+def edit_rows(replicas, token, nips, timeout, pids):
+    """One client, the replicas in turn: its figures, with the CPU ``pids`` used meanwhile."""
     bodies = bodies_for(replicas[0], token, nips)
-    started, ended, latencies, failures = put_all(replicas, token, bodies, timeout)
+    (started, ended, latencies, failures), cpu_s = cpu_used(
+        pids, lambda: put_all(replicas, token, bodies, timeout))
     succeeded([(started, ended, latencies, failures)])
     check_renamed(replicas[1], token, bodies)
-    return latency_figures(latencies, ended - started)
+    return {**latency_figures(latencies, ended - started), **cpu_figures(cpu_s, ended - started)}
 
 
-def edit_concurrently(urls, config, token, nips_per_client, timeout):
-    """Client i on replica i % 2, all started together: figures over every request."""
+def edit_concurrently(urls, config, token, nips_per_client, timeout, pids):
+    """Client i on replica i % 2, all started together: figures over every request, with the
+    CPU ``pids`` used meanwhile."""
     workers = []
     for i, nips in enumerate(nips_per_client):
         client = HttpClient(urls[i % len(urls)], config)
         workers.append((client, bodies_for(client, token, nips)))
-    results = race(workers, lambda worker: put_all([worker[0]], token, worker[1], timeout))
+    results, cpu_s = cpu_used(pids, lambda: race(
+        workers, lambda worker: put_all([worker[0]], token, worker[1], timeout)))
     succeeded(results)
     for client, bodies in workers:
         check_renamed(client, token, bodies)
     span = max(end for _, end, _, _ in results) - min(start for start, *_ in results)
     return {**latency_figures([t for _, _, times, _ in results for t in times], span),
-            "clients": len(workers)}
+            **cpu_figures(cpu_s, span), "clients": len(workers)}
 
 
 def run_replace_one(config, nips):
@@ -348,12 +392,17 @@ def run_edits(config, demo, records, ops, clients):
         for port in ports:
             processes.append(serve_process(config, "directory", port))
         replicas = [HttpClient(url, config) for url in urls]
+        # every process taking part, listed once; each timed row sums the CPU they use
+        pids = {os.getpid(): "bench", **{process.pid: "directory" for process in processes},
+                **local_servers()}
         token = replicas[0].token(roles=("admin",), opd="3510")
         for kind in ("units", "positions", "employees"):
             post_csv(replicas[0], kind, demo[kind], timeout)
         wait_drained(config, timeout)
         staff = [row.record["nip"] for row in csvio.parse("employees", demo["employees"]).rows]
-        rows = {"edit_demo": edit_rows(replicas, token, spread(staff, ops), timeout)}
+        rows = {"cpu_accounting": cpu_accounting(pids),
+                "edit_demo": edit_rows(replicas, token, spread(staff, ops), timeout, pids)}
+        print(f"  {cpu_line(rows['cpu_accounting'])}", flush=True)
         print(f"  {'edit_demo':<16} {rows['edit_demo']}", flush=True)
 
         started = time.perf_counter()
@@ -363,11 +412,12 @@ def run_edits(config, demo, records, ops, clients):
         wait_drained(config, timeout)
         print(f"  (imported {len(records)} more in {time.perf_counter() - started:.1f} s)",
               flush=True)
-        rows["edit_loaded"] = edit_rows(replicas, token, imported[::clients + 1], timeout)
+        rows["edit_loaded"] = edit_rows(replicas, token, imported[::clients + 1], timeout,
+                                        pids)
         print(f"  {'edit_loaded':<16} {rows['edit_loaded']}", flush=True)
         rows["edit_concurrent"] = edit_concurrently(
             urls, config, token, [imported[i + 1::clients + 1] for i in range(clients)],
-            timeout)
+            timeout, pids)
         print(f"  {'edit_concurrent':<16} {rows['edit_concurrent']}", flush=True)
         rows["replace_one"] = run_replace_one(config, imported[::clients + 1])
         print(f"  {'replace_one':<16} {rows['replace_one']}", flush=True)
@@ -408,6 +458,10 @@ def edit_verdicts(rows):
         met = value <= bound if at_most else value >= bound
         verdicts[name] = {"ratio": round(value, 3), "target": bound,
                           "verdict": "PASS" if met else "MISS"}
+    # the most any number of clients could multiply one client's changes/s on this machine
+    cpu_count, busy = rows["cpu_accounting"]["cpu_count"], rows["edit_loaded"]["cores_busy"]
+    verdicts["concurrent_over_one"].update(cpu_count=cpu_count, cores_busy_one=busy,
+                                           ceiling=round(cpu_count / busy, 2))
     return verdicts
 
 
@@ -433,7 +487,8 @@ def table(rows):
 
 
 def edit_table(rows):
-    lines = ["| row | requests | p50 ms | p99 ms | changes/s |", "|---|---:|---:|---:|---:|"]
+    lines = [f"| row | requests | p50 ms | p99 ms | changes/s | cores busy (of "
+             f"{rows['cpu_accounting']['cpu_count']}) |", "|---|---:|---:|---:|---:|---:|"]
     labels = {
         "edit_demo": "(f) PUT renaming an employee, demo Pemda (300), one client",
         "edit_loaded": "(g) the same after importing the N employees of (b), one client",
@@ -443,8 +498,9 @@ def edit_table(rows):
     }
     for name, label in labels.items():
         r = rows[name]
+        busy = f"{r['cores_busy']:.2f}" if "cores_busy" in r else ""
         lines.append(f"| {label} | {r['ops']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-                     f"{r['changes_per_s']:.1f} |")
+                     f"{r['changes_per_s']:.1f} | {busy} |")
     return lines
 
 
@@ -452,6 +508,8 @@ def edit_lines(verdicts):
     return "\n".join(
         f"- {EDIT_TARGETS[name][0]} = {v['ratio']:.3f} (target "
         f"{'<=' if EDIT_TARGETS[name][2] else '>='} {v['target']}): **{v['verdict']}**"
+        + (f"; ceiling on this machine: one client already keeps {v['cores_busy_one']:.2f} of "
+           f"{v['cpu_count']} cores busy, so at most {v['ceiling']:.2f}" if "ceiling" in v else "")
         for name, v in verdicts.items())
 
 
@@ -487,6 +545,13 @@ def section(result):
         "(last finish - first start); (i) raw pymongo `replace_one` one after the other of a "
         "copy of the very documents (g) edited (same indexes), each renamed, the baseline of "
         "the last target.",
+        "",
+        "CPU accounting of (f)-(h): the CPU time (user + system, /proc/<pid>/stat) used during "
+        "the timed loop by every process taking part (the bench process, the two directory "
+        "processes, FerretDB and RabbitMQ, each of their processes) is summed; cores busy = "
+        "those CPU seconds / the row's wall, and CPUs / cores busy of (g) is the ceiling of "
+        "(h)/(g): the most any number of clients could multiply one client's changes/s on "
+        f"this machine. {cpu_line(result['rows']['cpu_accounting'])}.",
         "",
         f"Latest run: {result['timestamp']}, N = {result['employees']}, E = {result['edits']}, "
         f"C = {result['clients']}, total wall {result['wall_s']:.0f} s.  ",

@@ -15,6 +15,12 @@
    are written, each with its own version check and an ``employee.upserted``;
 7. the old slot is unfiled and a post left is released.
 
+A change that re-derives others first notes what it will re-derive in ``pending`` (one
+document, deleted when done): a writer that dies between its own write and the last
+re-derivation leaves the note, and ``finish_pending`` does the rest (whoever takes the
+exclusive lock first, or a timer once the note's lease is over). ``pending`` holds only
+changes in flight, so reading it costs nothing on a large directory.
+
 Two such changes never wait for each other, yet each sees the other: the one that derives
 second finds the other's filing or its written record, and the one that re-derives its
 dependents after writing finds whoever filed before (every step is one single-document
@@ -25,6 +31,10 @@ fresh, ``mutate`` edits a copy (its rules see the people filed in the slots they
 unit or position is written, then the people of every slot whose chain moved (and of the
 position itself, when what an employee's view shows of it changed) are re-derived.
 """
+
+import logging
+import time
+import uuid
 
 from pamong.web import unprocessable
 from services.directory import domain
@@ -43,17 +53,20 @@ from services.directory.store import (
     structure,
 )
 
+log = logging.getLogger(__name__)
+
 RETRIES = 5
 CHUNK = 500
 SHOWN_POSITION_FIELDS = ("title", "kind", "heads_unit", "may_sign")  # in employee views
 
 
-def derivation_state(db, built, records, settled=None):
+def derivation_state(db, built, records, settled=None, rules=True, keep=None):
     """A ``State`` for deriving ``records`` (by NIP): the structure, the holders of every
     position their rules and supervisors look at, and which explicit supervisors exist.
     ``settled``: ``{nip: supervisor}`` of records whose supervisor nothing it follows has
     changed (their stored view stays right: whoever changes a holder re-derives the people
-    below), so nothing is read for them."""
+    below), so nothing is read for them. ``rules=False``: only views are derived (the
+    one-holder rule's holders are not read). ``keep``: called between reads (a lock's)."""
     settled = settled or {}
     needed = set()
     for nip, record in records.items():
@@ -61,12 +74,12 @@ def derivation_state(db, built, records, settled=None):
             continue
         needed.update(built.state.supervisor_positions(record))
         position = built.state.positions.get(record.get("position"))
-        if position and position["kind"] == "struktural":
+        if rules and position and position["kind"] == "struktural":
             needed.add(position["id"])  # the rule of one active holder
     explicit = {r["supervisor"] for n, r in records.items() if r.get("supervisor")
                 and n not in settled}
     known = set(load_employees(db, explicit - set(records)))
-    return built.with_employees(records, load_holders(db, needed), known, settled)
+    return built.with_employees(records, load_holders(db, needed, keep), known, settled)
 
 
 def change_employee(db, lock, writer, nip, mutate, today):
@@ -80,7 +93,7 @@ def change_employee(db, lock, writer, nip, mutate, today):
         pairs = [(before, record)]
         kept = refile_before(db, pairs, built.state.positions, lock.lease)
         holds_changed = domain.held_position(record) != domain.held_position(before)
-        settled = {}
+        note, settled = None, {}
         if doc and doc.get("view") and all(
                 before.get(f) == record.get(f) for f in domain.SUPERVISOR_INPUTS):
             settled[nip] = doc["view"]["supervisor"]
@@ -95,21 +108,26 @@ def change_employee(db, lock, writer, nip, mutate, today):
             meta = (doc.get("version", 0), doc.get("view")) if doc else (0, None)
             changes = domain.employee_change(before, record, state.employee_view(nip), meta,
                                              today)
+            moved = {p for p in (domain.held_position(before), domain.held_position(record))
+                     if p and holds_changed}
+            note = _note(db, lock, positions=sorted(moved)) if moved and changes else None
             writer.write(changes)
         except LostRace:
             if holds_changed and domain.held_position(record):
                 release_post(db, domain.held_position(record), nip)
+            if note:
+                db.pending.delete_one({"_id": note})
             continue
         except BaseException:
             if holds_changed and domain.held_position(record):
                 release_post(db, domain.held_position(record), nip)
             raise
-        if holds_changed:
-            moved = {p for p in (domain.held_position(before), domain.held_position(record))
-                     if p}
+        if note:
             rederive(db, lock, writer, built,
                      filed_in(db, domain.dependent_slots(built.chains, moved)) - {nip}, today)
         refile_after(db, pairs)
+        if note:
+            db.pending.delete_one({"_id": note})
         return {"_id": nip, **writer.document(changes[0])} if changes else doc
     raise LostRace(f"Employee {nip} kept being changed by other writers; repeat the request.")
 
@@ -122,9 +140,11 @@ def rederive(db, lock, writer, built, nips, today):
     for _ in range(RETRIES):
         lost = []
         for start in range(0, len(pending), CHUNK):
+            # the records first, then their holders: a holder written in between has
+            # re-derived these records itself, and our version check then loses and retries
             docs = load_employees(db, pending[start:start + CHUNK])
             records = {nip: record_of(doc, "employees") for nip, doc in docs.items()}
-            state = derivation_state(db, built, records)
+            state = derivation_state(db, built, records, rules=False, keep=lock.keep)
             for nip, doc in docs.items():
                 changes = domain.employee_change(
                     records[nip], records[nip], state.employee_view(nip),
@@ -133,7 +153,7 @@ def rederive(db, lock, writer, built, nips, today):
                     written += writer.write(changes)
                 except LostRace:
                     lost.append(nip)
-            lock.renew()
+                lock.keep()
         if not lost:
             return written
         pending = lost
@@ -156,13 +176,45 @@ def change_structure(db, lock, writer, mutate, today):
     result = mutate(new, with_people)
     new.changed()
     changes = domain.plan(old, new, meta, today)
-    writer.write(changes, on_batch=lock.renew)
     chains = domain.slot_chains(new)
     slots = domain.moved_slots(domain.slot_chains(old), chains)
     slots |= {c.key for c in changes if c.collection == "positions" and (
         set(c.changes) & set(SHOWN_POSITION_FIELDS))}
+    note = _note(db, lock, slots=sorted(slots)) if slots else None
+    writer.write(changes, on_batch=lock.keep)
     rederive(db, lock, writer, Structure(None, new, chains), filed_in(db, slots), today)
+    if note:
+        db.pending.delete_one({"_id": note})
     return result
+
+
+def _note(db, lock, **what):
+    """Note what this change will re-derive (``positions`` whose holders change, or
+    ``slots`` whose chain moved) before it writes: ``finish_pending`` reads it if we die."""
+    note = uuid.uuid4().hex
+    db.pending.insert_one({"_id": note, "until": time.time() + lock.lease, **what})
+    return note
+
+
+def finish_pending(db, lock, writer, today, everything=False):
+    """Re-derive what writers that died noted in ``pending``: all of it under the exclusive
+    lock (nobody else is writing), else only notes whose writer's lease is over. Returns the
+    number of notes finished."""
+    now, finished = time.time(), 0
+    for note in list(db.pending.find({})):
+        if not everything and note["until"] > now:
+            continue
+        state, _ = load_structure(db)  # rare: read fresh, whatever the cache holds
+        chains = domain.slot_chains(state)
+        slots = set(note.get("slots", ())) | domain.dependent_slots(
+            chains, set(note.get("positions", ())))
+        written = rederive(db, lock, writer, Structure(None, state, chains),
+                           filed_in(db, slots), today)
+        db.pending.delete_one({"_id": note["_id"]})
+        log.info("finished the re-derivation of a change whose writer died: %d written",
+                 written)
+        finished += 1
+    return finished
 
 
 def unit_slots(state, code):

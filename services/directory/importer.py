@@ -128,7 +128,7 @@ class Importer:
         writer = ChangeWriter(self.db, self.outbox, self.actor, self.correlation_id,
                               f"import:{job_id}")
         kinds = {d["_id"]: d for d in self.db.positions.find({}, {"kind": 1})}
-        writer.write(changes, on_batch=lock.renew, refiling=kinds)
+        writer.write(changes, on_batch=lock.keep, refiling=kinds)
         self.db.imports.update_one({"_id": job_id}, {"$set": {
             "status": "done", "finished_at": datetime.now(UTC), "changes": len(changes),
             "events": sum(len(c.events) for c in changes)}})

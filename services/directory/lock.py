@@ -47,6 +47,7 @@ class WriteLock:
         self.token = uuid.uuid4().hex
         self.epoch = None
         self.held = False
+        self.renewed = 0.0  # monotonic time of the last renewal
 
     def __enter__(self):
         return self.acquire()
@@ -61,6 +62,7 @@ class WriteLock:
         else:
             self._acquire_exclusive(deadline)
         self.held = True
+        self.renewed = time.monotonic()
         return self
 
     # -- shared ------------------------------------------------------------------------------
@@ -136,6 +138,11 @@ class WriteLock:
 
     # -- both --------------------------------------------------------------------------------
 
+    def keep(self):
+        """``renew`` once a third of the lease has passed: long writes call this often."""
+        if time.monotonic() - self.renewed > self.lease / 3:
+            self.renew()
+
     def renew(self):
         """Extend the lease (long writes call this between batches). Raises when the lease
         ran out and another writer went ahead: this writer must stop."""
@@ -148,6 +155,7 @@ class WriteLock:
         if not self.db.locks.update_one({"_id": LOCK_ID, **mine}, {"$set": update}).matched_count:
             raise service_unavailable("This change took longer than the directory write lock's "
                                       "lease and was stopped; repeat it (an import resumes).")
+        self.renewed = time.monotonic()
 
     def release(self):
         if self.shared:

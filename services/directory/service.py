@@ -32,7 +32,13 @@ from pamong.web import (
 )
 from pamong.web.openapi import spec_for
 from services.directory import csvio, domain, schemas
-from services.directory.changes import change_employee, change_structure, check, unit_slots
+from services.directory.changes import (
+    change_employee,
+    change_structure,
+    check,
+    finish_pending,
+    unit_slots,
+)
 from services.directory.importer import Importer, purge_files
 from services.directory.lock import WriteLock, read_epoch
 from services.directory.snapshot import publish_snapshot
@@ -69,8 +75,14 @@ class DirectoryService(HealthEndpoints):
                          shared=shared)
 
     def _finish_import(self, lock):
-        """Whoever takes the lock first completes an import whose writer died."""
+        """Whoever takes the exclusive lock first completes what a writer that died left:
+        an import, the re-derivations a change noted."""
         Importer(self.db, self.outbox, self._lock, None, None).finish_interrupted(lock)
+        finish_pending(self.db, lock, self._timer_writer(), date.today(), everything=True)
+
+    def _timer_writer(self):
+        return ChangeWriter(self.db, self.outbox, {"sub": "directory", "role": "service"},
+                            None, "timer")
 
     def _writer(self, principal, source="api"):
         return ChangeWriter(self.db, self.outbox, principal.actor(ADMINS),
@@ -399,8 +411,7 @@ class DirectoryService(HealthEndpoints):
                        if a["end"] < today]
             changes = [domain.acting_change({**record_of(a, "acting"), "ended_on": a["end"]}, a,
                                             a["version"]) for a in expired]
-            ChangeWriter(self.db, self.outbox, {"sub": "directory", "role": "service"}, None,
-                         "timer").write(changes)
+            self._timer_writer().write(changes)
 
     # -- import, export, snapshot ------------------------------------------------------------
 
@@ -430,8 +441,12 @@ class DirectoryService(HealthEndpoints):
 
     @timer(interval=10)
     def resume_imports(self):
-        """Finish an import whose process died midway (its write lock has expired)."""
+        """Finish an import whose process died midway (its write lock has expired), and the
+        re-derivations of single changes whose writer died (their note's lease is over)."""
         Importer(self.db, self.outbox, self._lock, None, None).resume()
+        if self.db.pending.find_one({"until": {"$lt": time.time()}}, {"_id": 1}):
+            with self._lock(shared=True) as lock:
+                finish_pending(self.db, lock, self._timer_writer(), date.today())
 
     @timer(interval=3600)
     def purge_import_files(self):

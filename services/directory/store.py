@@ -128,32 +128,38 @@ def structure(db, epoch):
     return cached
 
 
+IN_BATCH = 500  # the local FerretDB looks ``_id $in`` up by key for at most 500 values
+
+
+def by_ids(collection, ids, projection=None, keep=None):
+    """``{_id: document}`` of those ``ids`` that exist, read by key in batches (``keep``, a
+    lock's, runs between them)."""
+    ids, found = sorted(set(ids)), {}
+    for start in range(0, len(ids), IN_BATCH):
+        found.update((d["_id"], d) for d in collection.find(
+            {"_id": {"$in": ids[start:start + IN_BATCH]}}, projection))
+        if keep:
+            keep()
+    return found
+
+
 def load_employees(db, nips):
     """``{nip: stored document}`` (history left out) of those NIPs that exist."""
-    nips = sorted(set(nips))
-    if not nips:
-        return {}
-    return {d["_id"]: d for d in db.employees.find({"_id": {"$in": nips}}, WITHOUT_HISTORY)}
+    return by_ids(db.employees, nips, WITHOUT_HISTORY)
 
 
 def filed_in(db, slots):
     """The NIPs filed under ``slots`` (a superset of who is there: check each)."""
-    slots = sorted(set(slots))
-    if not slots:
-        return set()
-    return {n for d in db.slots.find({"_id": {"$in": slots}}) for n in d.get("nips", [])}
+    return {n for d in by_ids(db.slots, slots).values() for n in d.get("nips", [])}
 
 
-def load_holders(db, positions):
+def load_holders(db, positions, keep=None):
     """``{position: sorted NIPs of its active holders}`` for ``positions``: the slots say who
     may hold them, the employee documents decide."""
     positions = sorted(set(positions))
-    if not positions:
-        return {}
-    filed = {d["_id"]: d.get("nips", []) for d in db.slots.find({"_id": {"$in": positions}})}
-    candidates = {n for nips in filed.values() for n in nips}
-    found = {d["_id"]: d for d in db.employees.find(
-        {"_id": {"$in": sorted(candidates)}}, {"position": 1, "status": 1})} if candidates else {}
+    filed = {p: d.get("nips", []) for p, d in by_ids(db.slots, positions).items()}
+    found = by_ids(db.employees, {n for nips in filed.values() for n in nips},
+                   {"position": 1, "status": 1}, keep)
     return {p: sorted(n for n in filed.get(p, ()) if n in found
                       and found[n].get("status") == ACTIVE and found[n].get("position") == p)
             for p in positions}
@@ -332,8 +338,8 @@ class ChangeWriter:
                         inserts = []
                     _finish(in_flight, keep=0)  # keep the order: parents before children
                     self._update(change)
-                if on_batch and done % self.INSERT_BATCH == 0:
-                    on_batch()
+                if on_batch and (done % self.INSERT_BATCH == 0 or change.old_version):
+                    on_batch()  # updates go one by one: a lock's ``keep`` decides
             if inserts:
                 self._start_insert(inserts, in_flight)
             _finish(in_flight, keep=0)
