@@ -10,9 +10,10 @@
    the explicit supervisor's existence, each read by key;
 5. checked, planned (``domain.employee_change``) and written with its version check; a race
    lost to another writer of the same record is re-read and planned again;
-6. when it changed who holds a position, the people filed in the slots whose chain passes
-   through that position are re-derived (``rederive``): exactly those whose view changed
-   are written, each with its own version check and an ``employee.upserted``;
+6. unless its supervisor inputs stayed as they were, it derives itself once more from what
+   is stored now; when it changed who holds a position, the people filed in the slots whose
+   chain passes through that position are re-derived (``rederive``): exactly those whose
+   view changed are written, each with its own version check and an ``employee.upserted``;
 7. the old slot is unfiled and a post left is released.
 
 A change that re-derives others first notes what it will re-derive in ``pending`` (one
@@ -21,10 +22,11 @@ re-derivation leaves the note, and ``finish_pending`` does the rest (whoever tak
 exclusive lock first, or a timer once the note's lease is over). ``pending`` holds only
 changes in flight, so reading it costs nothing on a large directory.
 
-Two such changes never wait for each other, yet each sees the other: the one that derives
-second finds the other's filing or its written record, and the one that re-derives its
-dependents after writing finds whoever filed before (every step is one single-document
-write, and the version check settles two writers of one record).
+Two such changes never wait for each other, yet each sees the other. A change whose
+supervisor inputs changed derives itself once more from what is stored after its write: a
+holder written meanwhile is seen there; a holder written after that re-derives this record
+from its stored state (it is filed by then). Every step is one single-document write, and the
+version check settles two writers of one record.
 
 **A structure change** (unit, position), under the exclusive lock: the structure is read
 fresh, ``mutate`` edits a copy (its rules see the people filed in the slots they name), the
@@ -122,12 +124,18 @@ def change_employee(db, lock, writer, nip, mutate, today):
             if holds_changed and domain.held_position(record):
                 release_post(db, domain.held_position(record), nip)
             raise
+        # derived again from what is stored now: a holder of the chain written while this
+        # change derived (it found this record not yet written) is seen here
+        again = rederive(db, lock, writer, built, {nip}, today) if changes and not settled \
+            else 0
         if note:
             rederive(db, lock, writer, built,
                      filed_in(db, domain.dependent_slots(built.chains, moved)) - {nip}, today)
         refile_after(db, pairs)
         if note:
             db.pending.delete_one({"_id": note})
+        if again:
+            return db.employees.find_one({"_id": nip}, WITHOUT_HISTORY)
         return {"_id": nip, **writer.document(changes[0])} if changes else doc
     raise LostRace(f"Employee {nip} kept being changed by other writers; repeat the request.")
 

@@ -14,7 +14,8 @@
 The document (``locks``, ``_id`` ``directory-writes``) holds ``owner``/``until`` (the
 exclusive writer and its lease), ``shared`` (``{token: lease end}``), ``epoch`` (raised by
 every exclusive writer when it lets go: the structure may have changed, so the per-process
-structure cache reloads) and ``filed`` (``store.FILING_VERSION`` once ``store.refile`` built
+structure cache reloads; with ``generation``, set when the document is made, it is the cache
+key) and ``filed`` (``store.FILING_VERSION`` once ``store.refile`` built
 the slots and post claims of a directory stored before them). A writer that dies leaves its
 lease to expire; a shared writer that finds a dead exclusive writer (maybe an import cut
 midway) takes the exclusive lock first, which finishes that import (``on_acquire``).
@@ -35,6 +36,7 @@ from services.directory.store import FILING_VERSION, refile
 
 LOCK_ID = "directory-writes"
 POLL = 0.02
+RETRY_AFTER = 2  # seconds, in a busy 503
 
 
 class WriteLock:
@@ -74,7 +76,7 @@ class WriteLock:
                 {"$set": {f"shared.{self.token}": time.time() + self.lease}},
                 return_document=ReturnDocument.AFTER)  # FerretDB: findAndModify has no "fields"
             if doc is not None:
-                self.epoch = doc.get("epoch", 0)
+                self.epoch = _epoch_of(doc)
                 return
             held = self.db.locks.find_one({"_id": LOCK_ID}, {"shared": 0}) or {}
             if not held or held.get("filed") != FILING_VERSION or (
@@ -99,7 +101,7 @@ class WriteLock:
             if held is None:
                 try:
                     self.db.locks.insert_one({"_id": LOCK_ID, "owner": None, "shared": {},
-                                              "epoch": 0})
+                                              "epoch": 0, "generation": uuid.uuid4().hex})
                 except pymongo.errors.DuplicateKeyError:
                     pass
                 continue
@@ -154,7 +156,8 @@ class WriteLock:
             mine, update = {"owner": self.token}, {"until": until}
         if not self.db.locks.update_one({"_id": LOCK_ID, **mine}, {"$set": update}).matched_count:
             raise service_unavailable("This change took longer than the directory write lock's "
-                                      "lease and was stopped; repeat it (an import resumes).")
+                                      "lease and was stopped; repeat it (an import resumes).",
+                                      retry_after=RETRY_AFTER)
         self.renewed = time.monotonic()
 
     def release(self):
@@ -170,12 +173,17 @@ class WriteLock:
 def _wait_or_give_up(deadline):
     if time.monotonic() >= deadline:
         raise service_unavailable("The directory is busy with another change (an import may "
-                                  "be running). Try again shortly.")
+                                  "be running). Try again shortly.", retry_after=RETRY_AFTER)
     eventlet.sleep(POLL)
 
 
 
 def read_epoch(db):
     """The structure's epoch, for a reader (which takes no lock)."""
-    doc = db.locks.find_one({"_id": LOCK_ID}, {"epoch": 1})
-    return doc.get("epoch", 0) if doc else 0
+    return _epoch_of(db.locks.find_one({"_id": LOCK_ID}, {"epoch": 1, "generation": 1}) or {})
+
+
+def _epoch_of(doc):
+    """(generation, epoch): a lock document made anew (deleted by hand, a restored backup)
+    starts its epochs again, and a cached structure must not match an old count."""
+    return doc.get("generation"), doc.get("epoch", 0)

@@ -189,3 +189,54 @@ def test_an_assignment_ended_early_still_blocks_its_own_days():
     assert "overlaps" in dict(domain.acting_problems(plh, state, ended))["start"]
     after = {**plh, "start": date(2027, 3, 16)}  # from the day after it ended: free
     assert domain.acting_problems(after, state, ended) == []
+
+
+# -- slots: who a change re-derives ------------------------------------------------------------
+
+def test_people_are_filed_under_their_position_or_their_unit():
+    assert domain.slot_of(employee(STAFF, "3510.01.01", "staf")) == "staf"
+    assert domain.slot_of(employee(STAFF, "3510.01.01")) == "unit:3510.01.01"
+
+
+def test_a_holder_change_reaches_exactly_the_slots_whose_chain_passes_through_it():
+    state = pemda()
+    chains = domain.slot_chains(state)
+    assert chains["staf"] == ("kabid", "kadis", "sekda")
+    assert chains["unit:3510.01"] == ("kadis", "sekda")
+    assert domain.dependent_slots(chains, {"kabid"}) == {"staf", "unit:3510.01.01"}
+    assert domain.dependent_slots(chains, {"staf"}) == set()  # nobody answers to a pelaksana
+    assert "kabid" not in domain.dependent_slots(chains, {"kabid"})  # not its own superior
+
+
+def test_a_structure_change_moves_the_chains_it_alters_and_no_other():
+    old = pemda()
+    new = State(dict(old.units), {**old.positions, "kabid": {**old.positions["kabid"],
+                                                              "active": False}})
+    moved = domain.moved_slots(domain.slot_chains(old), domain.slot_chains(new))
+    # without an active head, bidang staff answer to the Kadis; the OPD's own slots do not move
+    assert moved == {"staf", "unit:3510.01.01"}
+
+
+def test_only_an_active_employee_holds_its_position():
+    assert domain.held_position(employee(KABID, "3510.01.01", "kabid")) == "kabid"
+    assert domain.held_position(employee(KABID, "3510.01.01", "kabid", status="retired")) is None
+    assert domain.held_position(employee(KABID, "3510.01.01")) is None
+    assert domain.held_position(None) is None
+
+
+def test_a_partial_state_derives_from_the_holders_it_was_given_and_refuses_others():
+    full = pemda()
+    staff = full.employees[STAFF]
+    partial = State(full.units, full.positions, {STAFF: staff},
+                    holder_lists={p: full.holders(p) for p in full.supervisor_positions(staff)},
+                    known=set())
+    assert partial.employee_view(STAFF) == full.employee_view(STAFF)
+    with pytest.raises(KeyError):
+        partial.holders("staf")  # not loaded: a bug, never an empty answer
+
+
+def test_a_settled_supervisor_is_kept_without_reading_holders():
+    full = pemda()
+    partial = State(full.units, full.positions, {STAFF: full.employees[STAFF]},
+                    holder_lists={}, known=set(), settled={STAFF: KABID})
+    assert partial.employee_view(STAFF)["supervisor"] == KABID
