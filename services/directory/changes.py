@@ -11,14 +11,15 @@
 5. checked, planned (``domain.employee_change``) and written with its version check; a race
    lost to another writer of the same record is re-read and planned again;
 6. unless its supervisor inputs stayed as they were, it derives itself once more from what
-   is stored now; when it changed who holds a position, the people filed in the slots whose
-   chain passes through that position are re-derived (``rederive``): exactly those whose
-   view changed are written, each with its own version check and an ``employee.upserted``;
+   is stored now; when it changed who holds a position, the people whose chain reaches that
+   position through vacant posts are re-derived (``dependents``, ``rederive``): exactly
+   those whose view changed are written, each with its own version check and an
+   ``employee.upserted``;
 7. the old slot is unfiled and a post left is released.
 
-A change that re-derives others first notes what it will re-derive in ``pending`` (one
-document, deleted when done): a writer that dies between its own write and the last
-re-derivation leaves the note, and ``finish_pending`` does the rest (whoever takes the
+A change that re-derives (others, or itself) first notes what in ``pending`` (one document,
+deleted when done): a writer that dies between its own write and the last re-derivation
+leaves the note, and ``finish_pending`` does the rest (whoever takes the
 exclusive lock first, or a timer once the note's lease is over). ``pending`` holds only
 changes in flight, so reading it costs nothing on a large directory.
 
@@ -92,13 +93,15 @@ def change_employee(db, lock, writer, nip, mutate, today):
         doc = db.employees.find_one({"_id": nip}, WITHOUT_HISTORY)
         before = record_of(doc, "employees") if doc else None
         record = mutate(doc, before)
-        pairs = [(before, record)]
-        kept = refile_before(db, pairs, built.state.positions, lock.lease)
-        holds_changed = domain.held_position(record) != domain.held_position(before)
-        note, settled = None, {}
-        if doc and doc.get("view") and all(
-                before.get(f) == record.get(f) for f in domain.SUPERVISOR_INPUTS):
-            settled[nip] = doc["view"]["supervisor"]
+        version = (doc.get("version", 0) if doc else 0) + 1
+        moves = [(before, record, version)]
+        kept = refile_before(db, moves, built.state.positions, lock.lease)
+        held_before, held_after = domain.held_position(before), domain.held_position(record)
+        moved = {p for p in (held_before, held_after) if p} if held_before != held_after \
+            else set()
+        settled = {nip: doc["view"]["supervisor"]} if doc and doc.get("view") and all(
+            before.get(f) == record.get(f) for f in domain.SUPERVISOR_INPUTS) else {}
+        note, attempted = None, False
         try:
             if kept:
                 raise unprocessable({"position": [
@@ -110,34 +113,51 @@ def change_employee(db, lock, writer, nip, mutate, today):
             meta = (doc.get("version", 0), doc.get("view")) if doc else (0, None)
             changes = domain.employee_change(before, record, state.employee_view(nip), meta,
                                              today)
-            moved = {p for p in (domain.held_position(before), domain.held_position(record))
-                     if p and holds_changed}
-            note = _note(db, lock, positions=sorted(moved)) if moved and changes else None
+            if changes and (moved or not settled):
+                note = _note(db, lock, positions=sorted(moved), nips=[nip])
+            attempted = True
             writer.write(changes)
-        except LostRace:
-            if holds_changed and domain.held_position(record):
-                release_post(db, domain.held_position(record), nip)
+        except LostRace:  # not written: undo the claim, read again
+            if held_after in moved:
+                release_post(db, held_after, nip, version)
             if note:
                 db.pending.delete_one({"_id": note})
             continue
         except BaseException:
-            if holds_changed and domain.held_position(record):
-                release_post(db, domain.held_position(record), nip)
+            # a write that failed may have been applied: its claim and note stay (a claim
+            # whose employee does not hold the post is taken over after its lease)
+            if held_after in moved and not attempted:
+                release_post(db, held_after, nip, version)
             raise
         # derived again from what is stored now: a holder of the chain written while this
         # change derived (it found this record not yet written) is seen here
         again = rederive(db, lock, writer, built, {nip}, today) if changes and not settled \
             else 0
-        if note:
-            rederive(db, lock, writer, built,
-                     filed_in(db, domain.dependent_slots(built.chains, moved)) - {nip}, today)
-        refile_after(db, pairs)
+        if moved and changes:
+            rederive(db, lock, writer, built, dependents(db, built, moved) - {nip}, today)
+        refile_after(db, moves)
         if note:
             db.pending.delete_one({"_id": note})
         if again:
             return db.employees.find_one({"_id": nip}, WITHOUT_HISTORY)
         return {"_id": nip, **writer.document(changes[0])} if changes else doc
     raise LostRace(f"Employee {nip} kept being changed by other writers; repeat the request.")
+
+
+def dependents(db, built, moved):
+    """The people whose supervisor may change when the holders of ``moved`` change: those
+    filed in a slot whose chain reaches one of them through posts that are all vacant (a
+    filled post nearer up is their supervisor's, whatever happens above it).
+
+    Read after this change's write, so a post that fills or empties meanwhile is seen here,
+    or its own change re-derives these people after its write."""
+    reach = {}
+    for slot in domain.dependent_slots(built.chains, moved):
+        chain = built.chains[slot]
+        reach[slot] = chain[:min(chain.index(p) for p in moved if p in chain)]
+    holders = load_holders(db, {p for nearer in reach.values() for p in nearer})
+    return filed_in(db, [slot for slot, nearer in reach.items()
+                         if not any(holders[p] for p in nearer)])
 
 
 def rederive(db, lock, writer, built, nips, today):
@@ -197,8 +217,9 @@ def change_structure(db, lock, writer, mutate, today):
 
 
 def _note(db, lock, **what):
-    """Note what this change will re-derive (``positions`` whose holders change, or
-    ``slots`` whose chain moved) before it writes: ``finish_pending`` reads it if we die."""
+    """Note what this change will re-derive (``positions`` whose holders change, ``slots``
+    whose chain moved, ``nips`` to derive again) before it writes: ``finish_pending`` reads
+    it if we die."""
     note = uuid.uuid4().hex
     db.pending.insert_one({"_id": note, "until": time.time() + lock.lease, **what})
     return note
@@ -217,7 +238,7 @@ def finish_pending(db, lock, writer, today, everything=False):
         slots = set(note.get("slots", ())) | domain.dependent_slots(
             chains, set(note.get("positions", ())))
         written = rederive(db, lock, writer, Structure(None, state, chains),
-                           filed_in(db, slots), today)
+                           filed_in(db, slots) | set(note.get("nips", ())), today)
         db.pending.delete_one({"_id": note["_id"]})
         log.info("finished the re-derivation of a change whose writer died: %d written",
                  written)

@@ -55,6 +55,7 @@ class Importer:
                 return _report(None, kind, "rejected", parsed, errors, changes)
             lock.renew()  # checking a large file may have used much of the lease
             job_id = self._save_job(kind, text, len(parsed.rows))
+            lock.flag_import(job_id)
             self._apply(job_id, changes, lock)
         return _report(job_id, kind, "done", parsed, errors, changes)
 
@@ -132,6 +133,7 @@ class Importer:
         self.db.imports.update_one({"_id": job_id}, {"$set": {
             "status": "done", "finished_at": datetime.now(UTC), "changes": len(changes),
             "events": sum(len(c.events) for c in changes)}})
+        lock.clear_import()
 
     def resume(self):
         """Finish an interrupted import, if any and if no live writer holds the lock."""

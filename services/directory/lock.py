@@ -8,17 +8,20 @@
 - **Shared**: a change of one employee, an acting assignment. They read the structure and
   only wait for an exclusive writer, never for each other: two changes of one record are
   ordered by the record's ``version``, two claims of one struktural post by the post's
-  ``holder`` claim (``store.claim_post``), and a change that alters who holds a post files
-  its intent before it derives anything (``changes``), so two of them always see each other.
+  ``holder`` claim (``store.claim_post``), and a change files its intent before it derives
+  and derives itself again after its write (``changes``), so two of them see each other.
 
 The document (``locks``, ``_id`` ``directory-writes``) holds ``owner``/``until`` (the
 exclusive writer and its lease), ``shared`` (``{token: lease end}``), ``epoch`` (raised by
 every exclusive writer when it lets go: the structure may have changed, so the per-process
 structure cache reloads; with ``generation``, set when the document is made, it is the cache
-key) and ``filed`` (``store.FILING_VERSION`` once ``store.refile`` built
-the slots and post claims of a directory stored before them). A writer that dies leaves its
-lease to expire; a shared writer that finds a dead exclusive writer (maybe an import cut
-midway) takes the exclusive lock first, which finishes that import (``on_acquire``).
+key), ``import`` (the job being applied: single changes wait until it completed, even when
+it failed and its writer let the lock go) and ``filed`` (``store.FILING_VERSION`` once
+``store.refile`` built the slots and post claims of a directory stored before them). A
+writer that dies leaves its lease to expire; a shared writer that finds a dead exclusive
+writer (maybe an import cut midway) waits like behind a live one: the next exclusive writer
+(the service's timer every 10 s, or a structure change) finishes that import first
+(``on_acquire``), then goes on.
 
 Both kinds rely only on single-document atomicity (``find_one_and_update`` with a filter),
 which MongoDB and the local FerretDB build give (``tests/database``).
@@ -48,7 +51,6 @@ class WriteLock:
         self.shared = shared
         self.token = uuid.uuid4().hex
         self.epoch = None
-        self.held = False
         self.renewed = 0.0  # monotonic time of the last renewal
 
     def __enter__(self):
@@ -63,7 +65,6 @@ class WriteLock:
             self._acquire_shared(deadline)
         else:
             self._acquire_exclusive(deadline)
-        self.held = True
         self.renewed = time.monotonic()
         return self
 
@@ -72,21 +73,31 @@ class WriteLock:
     def _acquire_shared(self, deadline):
         while True:
             doc = self.db.locks.find_one_and_update(
-                {"_id": LOCK_ID, "owner": None, "filed": FILING_VERSION},
+                {"_id": LOCK_ID, "owner": None, "import": None, "filed": FILING_VERSION},
                 {"$set": {f"shared.{self.token}": time.time() + self.lease}},
                 return_document=ReturnDocument.AFTER)  # FerretDB: findAndModify has no "fields"
             if doc is not None:
                 self.epoch = _epoch_of(doc)
                 return
             held = self.db.locks.find_one({"_id": LOCK_ID}, {"shared": 0}) or {}
-            if not held or held.get("filed") != FILING_VERSION or (
-                    held.get("owner") and held.get("until", 0) < time.time()):
-                # no lock yet, a directory to file, or a dead exclusive writer (an import
-                # cut midway): the exclusive lock sorts that out first
+            if not held or held.get("filed") != FILING_VERSION:
+                # no lock yet, or a directory to file: the exclusive lock does that first
                 WriteLock(self.db, self.lease, max(deadline - time.monotonic(), 0),
                           self.on_acquire).acquire().release()
                 continue
+            # an exclusive writer, live or dead, or an import that has not completed: a dead
+            # one's work is finished by the next exclusive writer (the service's timer)
             _wait_or_give_up(deadline)
+
+    def flag_import(self, job_id):
+        """Under the exclusive lock: an import is being applied; single changes wait until
+        it completes (``clear_import``), even if it fails and lets the lock go."""
+        self.db.locks.update_one({"_id": LOCK_ID, "owner": self.token},
+                                 {"$set": {"import": job_id}})
+
+    def clear_import(self):
+        self.db.locks.update_one({"_id": LOCK_ID, "owner": self.token},
+                                 {"$set": {"import": None}})
 
     # -- exclusive ---------------------------------------------------------------------------
 
@@ -115,7 +126,6 @@ class WriteLock:
                 refile(self.db)
                 self.db.locks.update_one({"_id": LOCK_ID, "owner": self.token},
                                          {"$set": {"filed": FILING_VERSION}})
-            self.held = True
             if self.on_acquire:
                 self.on_acquire(self)
         except BaseException:
@@ -167,7 +177,6 @@ class WriteLock:
         else:  # the structure may have changed: every process reloads it
             self.db.locks.update_one({"_id": LOCK_ID, "owner": self.token},
                                      {"$set": {"owner": None}, "$inc": {"epoch": 1}})
-        self.held = False
 
 
 def _wait_or_give_up(deadline):

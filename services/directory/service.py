@@ -46,6 +46,7 @@ from services.directory.store import (
     INDEXES,
     WITHOUT_HISTORY,
     ChangeWriter,
+    by_ids,
     load_employees,
     load_holders,
     record_of,
@@ -350,7 +351,7 @@ class DirectoryService(HealthEndpoints):
                       "start": body["start"].isoformat(), "end": body["end"].isoformat(),
                       "ended_on": None}
             for _ in range(5):
-                revision, actings = self._actings(body["position"])
+                revision, actings = self._actings(body["position"], wait=lock.lease)
                 check(domain.acting_problems(body, state, actings))
                 # the narrow lock of "no overlap": the position's list of assignments moves
                 # on only from the revision this check read; a loser checks again
@@ -363,26 +364,28 @@ class DirectoryService(HealthEndpoints):
         raise conflict("Other acting assignments for this position kept being made meanwhile; "
                        "repeat the request.")
 
-    def _actings(self, position_id, wait=1.0):
+    def _actings(self, position_id, wait=0.0):
         """(revision, assignments) of a position, by the ids its document lists. An id listed
-        before its assignment is written is waited for (its writer is between the two
-        writes); one still missing after ``wait`` seconds belongs to a writer that died there,
-        and is dropped from the list."""
+        before its assignment is written belongs to a writer between its two writes: a reader
+        leaves it out; a writer (``wait``: the lock lease) waits for it, and one still
+        missing then belongs to a writer that died there and is dropped, moving the revision
+        on so that no check made meanwhile counts."""
         deadline = time.monotonic() + wait
         while True:
             post = self.db.positions.find_one({"_id": position_id},
                                               {"acting": 1, "acting_rev": 1}) or {}
             listed = post.get("acting") or []
-            found = [record_of(a, "acting") for a in self.db.acting.find(
-                {"_id": {"$in": listed}}, {"audit": 0, OUTBOX: 0})]
+            found = [record_of(a, "acting") for a in by_ids(
+                self.db.acting, listed, {"audit": 0, OUTBOX: 0}).values()]
             missing = set(listed) - {a["id"] for a in found}
-            if not missing:
+            if not missing or not wait:
                 return post.get("acting_rev"), found
             if time.monotonic() >= deadline:
-                self.db.positions.update_one({"_id": position_id},
-                                             {"$pullAll": {"acting": sorted(missing)}})
-                return post.get("acting_rev"), found
-            eventlet.sleep(0.02)
+                self.db.positions.update_one(
+                    {"_id": position_id, "acting_rev": post.get("acting_rev")},
+                    {"$pullAll": {"acting": sorted(missing)}, "$inc": {"acting_rev": 1}})
+                continue
+            eventlet.sleep(0.05)
 
     @route("POST", f"{API}/acting/<acting_id>/end", roles=ADMINS, body=schemas.EndActingBody(),
            response=schemas.ActingOut(), summary="End an acting assignment early",

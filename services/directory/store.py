@@ -9,13 +9,16 @@ Collections (database ``pamong_directory``), each keyed by its natural id:
 - ``imports``: one document per applied import (``_id`` a uuid) with its status and counts,
   and the file itself in ``import_files`` chunks, so an import interrupted by a crash is
   resumed from the file (``importer.Importer.resume``).
-- ``slots``: ``{_id: slot, nips: [...]}``, who is filed under each position (or
+- ``slots``: ``{_id: slot, nips: {nip: version}}``, who is filed under each position (or
   ``unit:<code>`` for people without one; ``domain.slot_of``), so a change finds the people
   whose supervisor it changes, and the holders of a post, by key. A superset: a change files
   a NIP before it writes the employee and unfiles it after, so a crash leaves a NIP too many,
   never one missing; readers check each against the employee's document (``load_holders``).
-- a struktural position's ``holder``/``claimed_at``: its one active holder, claimed with a
-  conditional update before the employee is written (``claim_post``).
+- a struktural position's ``holder``/``holder_version``/``claimed_at``: its one active
+  holder, claimed with a conditional update before the employee is written
+  (``claim_post``). Filings and claims carry the version of the change that made them, so
+  an earlier change of the same employee never undoes a later one's.
+- ``pending``: notes of re-derivations in flight (``changes``).
 - ``locks``: the directory write lock (``lock.WriteLock``).
 
 Dates are stored as ISO strings (BSON has no date type); times as UTC datetimes.
@@ -105,7 +108,7 @@ class Structure:
     writer raises the lock's ``epoch``: its size follows the units and positions, never
     the employees, and a change of one employee reads none of it from the database."""
 
-    epoch: int
+    epoch: tuple  # (generation, epoch) of the lock document (``lock.read_epoch``)
     state: State  # units and positions, no employee: never edited
     chains: dict  # slot -> the positions deciding its supervisor (domain.slot_chains)
 
@@ -150,14 +153,14 @@ def load_employees(db, nips):
 
 def filed_in(db, slots):
     """The NIPs filed under ``slots`` (a superset of who is there: check each)."""
-    return {n for d in by_ids(db.slots, slots).values() for n in d.get("nips", [])}
+    return {n for d in by_ids(db.slots, slots).values() for n in d.get("nips", {})}
 
 
 def load_holders(db, positions, keep=None):
     """``{position: sorted NIPs of its active holders}`` for ``positions``: the slots say who
     may hold them, the employee documents decide."""
     positions = sorted(set(positions))
-    filed = {p: d.get("nips", []) for p, d in by_ids(db.slots, positions).items()}
+    filed = {p: list(d.get("nips", {})) for p, d in by_ids(db.slots, positions).items()}
     found = by_ids(db.employees, {n for nips in filed.values() for n in nips},
                    {"position": 1, "status": 1}, keep)
     return {p: sorted(n for n in filed.get(p, ()) if n in found
@@ -165,90 +168,109 @@ def load_holders(db, positions, keep=None):
             for p in positions}
 
 
-def file_under(db, slot, nips):
-    db.slots.update_one({"_id": slot}, {"$addToSet": {"nips": {"$each": sorted(nips)}}},
+def file_under(db, slot, versions):
+    """File ``{nip: version of the change filing it}`` under ``slot``; a later change's
+    filing is never lowered (``$max``), so an earlier change's unfiling cannot remove it."""
+    db.slots.update_one({"_id": slot}, {"$max": {f"nips.{n}": v for n, v in versions.items()}},
                         upsert=True)
 
 
-def unfile(db, slot, nips):
-    db.slots.update_one({"_id": slot}, {"$pullAll": {"nips": sorted(nips)}})
+def unfile(db, slot, versions, exclusive=False):
+    """Unfile ``{nip: version of the change that left the slot}``: each only if no later
+    change of that employee filed it again. An exclusive writer (nobody else writes) unfiles
+    them all in one update."""
+    if exclusive:
+        db.slots.update_one({"_id": slot}, {"$unset": {f"nips.{n}": "" for n in versions}})
+        return
+    for nip, version in versions.items():
+        db.slots.update_one({"_id": slot, f"nips.{nip}": {"$lte": version}},
+                            {"$unset": {f"nips.{nip}": ""}})
 
 
-def claim_post(db, position_id, nip, lease, exclusive=False, wait=2.0):
+def claim_post(db, position_id, nip, version, lease, exclusive=False, wait=2.0):
     """Make ``nip`` the one active holder of struktural ``position_id``: the narrow lock of
-    the rule "one active holder", one conditional update on the position's ``holder``.
-    Returns None, or the NIP of the active holder who keeps it (the caller's 422).
+    the rule "one active holder", one conditional update on the position's ``holder`` (with
+    ``holder_version``, the version of the employee change that claimed it). Returns None, or
+    the NIP of the active holder who keeps it (the caller's 422).
 
-    A claim whose employee is not (or no longer) written as holding the post: while it is
-    fresh, its change may still be running, so we wait for it (up to ``wait`` s, then 409);
-    once its writer's lease is over (the change failed or died), or at once for an exclusive
-    writer (nobody else is writing), it is taken over."""
+    An exclusive writer (an import, whose plan already checked the rule over the whole
+    directory) just sets it. Otherwise a claim whose employee is not (or no longer) written
+    as holding the post: while it is fresh, its change may still be running, so we wait for
+    it (up to ``wait`` s, then 409); once its writer's lease is over (the change failed or
+    died) it is taken over."""
+    mine = {"holder": nip, "holder_version": version, "claimed_at": time.time()}
+    if exclusive:
+        db.positions.update_one({"_id": position_id}, {"$set": mine})
+        return None
     deadline = time.monotonic() + wait
     while True:
-        now = time.time()
+        now = mine["claimed_at"] = time.time()
         if db.positions.update_one({"_id": position_id, "holder": {"$in": [None, nip]}},
-                                   {"$set": {"holder": nip, "claimed_at": now}}).matched_count:
+                                   {"$set": {"holder": nip, "claimed_at": now},
+                                    "$max": {"holder_version": version}}).matched_count:
             return None
         post = db.positions.find_one({"_id": position_id}, {"holder": 1, "claimed_at": 1}) or {}
         other = post.get("holder")
         if held_position(db.employees.find_one({"_id": other}, {"position": 1, "status": 1})) \
                 == position_id:
             return other
-        if exclusive or post.get("claimed_at", 0) <= now - lease:
-            if db.positions.update_one(
-                    {"_id": position_id, "holder": other, "claimed_at": post.get("claimed_at")},
-                    {"$set": {"holder": nip, "claimed_at": now}}).matched_count:
-                return None
-        elif time.monotonic() >= deadline:
+        if post.get("claimed_at", 0) <= now - lease and db.positions.update_one(
+                {"_id": position_id, "holder": other, "claimed_at": post.get("claimed_at")},
+                {"$set": mine}).matched_count:
+            return None
+        if time.monotonic() >= deadline:
             raise conflict(f"Position {position_id} is being given to another employee right "
                            "now; repeat the request.")
-        else:
-            eventlet.sleep(0.02)
+        eventlet.sleep(0.02)
 
 
-def release_post(db, position_id, nip):
-    db.positions.update_one({"_id": position_id, "holder": nip}, {"$set": {"holder": None}})
+def release_post(db, position_id, nip, version):
+    """Release a post ``nip`` claimed, unless a later change of that employee claimed it
+    again."""
+    db.positions.update_one({"_id": position_id, "holder": nip,
+                             "holder_version": {"$lte": version}},
+                            {"$set": {"holder": None}})
 
 
-def refile_before(db, pairs, positions, lease, exclusive=False):
-    """Before employees are written (``pairs``: (stored record or None, new record)): file
-    each under its new slot and claim its new struktural post. Returns [(nip, holder)] for
-    posts another active holder keeps (nothing is written then: the claims made are
-    released). Filing first is what lets two concurrent changes see each other: one that
-    derives a supervisor afterwards finds the new holder, and this change's re-derivation
-    of the dependents finds whoever filed before it."""
-    moves = {}
-    for before, record in pairs:
+def refile_before(db, moves, positions, lease, exclusive=False):
+    """Before employees are written (``moves``: (stored record or None, new record, new
+    version)): file each under its new slot and claim its new struktural post. Returns
+    [(nip, holder)] for posts another active holder keeps (nothing is written then: the
+    claims made are released). Filing first is what lets two concurrent changes see each
+    other: one that derives a supervisor afterwards finds the new holder, and this change's
+    re-derivation of the dependents finds whoever filed before it."""
+    filings = {}
+    for before, record, version in moves:
         if before is None or slot_of(before) != slot_of(record):
-            moves.setdefault(slot_of(record), []).append(record["nip"])
-    for slot, nips in moves.items():
-        file_under(db, slot, nips)
+            filings.setdefault(slot_of(record), {})[record["nip"]] = version
+    for slot, versions in filings.items():
+        file_under(db, slot, versions)
     claimed, kept = [], []
-    for before, record in pairs:
+    for before, record, version in moves:
         post = held_position(record)
         if post and post != held_position(before) and \
                 positions.get(post, {}).get("kind") == "struktural":
-            holder = claim_post(db, post, record["nip"], lease, exclusive)
+            holder = claim_post(db, post, record["nip"], version, lease, exclusive)
             (kept.append((record["nip"], holder)) if holder else
-             claimed.append((post, record["nip"])))
+             claimed.append((post, record["nip"], version)))
     if kept:
-        for post, nip in claimed:
-            release_post(db, post, nip)
+        for post, nip, version in claimed:
+            release_post(db, post, nip, version)
     return kept
 
 
-def refile_after(db, pairs):
+def refile_after(db, moves, exclusive=False):
     """After employees are written: unfile them from their old slot, release the posts they
-    left."""
-    moves = {}
-    for before, record in pairs:
+    left (each only if no later change of that employee filed or claimed it again)."""
+    leavings = {}
+    for before, record, version in moves:
         if before is not None and slot_of(before) != slot_of(record):
-            moves.setdefault(slot_of(before), []).append(record["nip"])
+            leavings.setdefault(slot_of(before), {})[record["nip"]] = version
         left = held_position(before)
         if left and left != held_position(record):
-            release_post(db, left, record["nip"])
-    for slot, nips in moves.items():
-        unfile(db, slot, nips)
+            release_post(db, left, record["nip"], version)
+    for slot, versions in leavings.items():
+        unfile(db, slot, versions, exclusive)
 
 
 def refile(db):
@@ -257,17 +279,17 @@ def refile(db):
     once, for a directory stored before they existed (the lock's ``filed``), under the
     exclusive lock."""
     slots, held = {}, {}
-    for doc in db.employees.find({}, {"position": 1, "unit": 1, "status": 1}):
-        slots.setdefault(slot_of(doc), []).append(doc["_id"])
+    for doc in db.employees.find({}, {"position": 1, "unit": 1, "status": 1, "version": 1}):
+        slots.setdefault(slot_of(doc), {})[doc["_id"]] = doc.get("version", 0)
         if post := held_position(doc):
-            held.setdefault(post, []).append(doc["_id"])
+            held.setdefault(post, []).append((doc["_id"], doc.get("version", 0)))
     db.slots.delete_many({})
-    for slot, nips in slots.items():
-        file_under(db, slot, nips)
+    for slot, versions in slots.items():
+        file_under(db, slot, versions)
     for post in db.positions.find({"kind": "struktural"}, {"_id": 1}):
-        holders = held.get(post["_id"])
+        holder, version = min(held.get(post["_id"], [(None, 0)]))
         db.positions.update_one({"_id": post["_id"]}, {"$set": {
-            "holder": min(holders) if holders else None, "claimed_at": 0}})
+            "holder": holder, "holder_version": version, "claimed_at": 0}})
     actings = {}
     for acting in db.acting.find({}, {"position": 1}):
         actings.setdefault(acting["position"], []).append(acting["_id"])
@@ -313,14 +335,13 @@ class ChangeWriter:
         ``refiling`` (the positions by id): this write files the employees it moves and
         claims their posts itself, all before and after the documents (an import, under the
         exclusive lock); a single change does that before it derives (``changes``)."""
-        pairs = [] if refiling is None else [
-            (c.before, c.record) for c in changes if c.collection == "employees"]
-        if pairs and (kept := refile_before(self.db, pairs, refiling, 0, exclusive=True)):
-            raise conflict(f"Struktural positions are held by others: {kept[:5]}; repeat the "
-                           "request")
+        moves = [] if refiling is None else [
+            (c.before, c.record, c.version) for c in changes if c.collection == "employees"]
+        if moves:  # exclusive: the plan checked "one holder" over the whole directory
+            refile_before(self.db, moves, refiling, 0, exclusive=True)
         self._write(changes, on_batch)
-        if pairs:
-            refile_after(self.db, pairs)
+        if moves:
+            refile_after(self.db, moves, exclusive=True)
         return len(changes)
 
     def _write(self, changes, on_batch):

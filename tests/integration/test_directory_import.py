@@ -258,3 +258,28 @@ def test_concurrent_imports_of_one_file_apply_it_once(directory, recorder):
     assert sorted(r["unchanged"] for r in reports) == [0, 6]
     wait_until(lambda: len(recorder.of("employee.upserted")) == 6, timeout=15)
     assert len({e["data"]["nip"] for e in recorder.of("employee.upserted")}) == 6
+
+
+def test_an_import_hands_a_struktural_post_from_one_holder_to_another(directory, config):
+    """A rotation (mutasi) file: the Kabid retires and an analyst takes the post in the same
+    file. The plan checked "one holder" over the whole file, so the import applies: the post's
+    claim follows the new holder (a later single change naming the post is told who holds
+    it). Before, the claim of the new holder met the old one's and the import failed."""
+    import_sample(directory)
+    text = (DATA / "employees.csv").read_text()
+    lines = text.splitlines()
+    agus, siti = (next(i for i, line in enumerate(lines) if line.startswith(nip))
+                  for nip in ("197811232005011002", "199004172015032001"))
+    lines[agus] = lines[agus].replace(",,,,", ",PENSIUN,,,", 1)
+    lines[siti] = lines[siti].replace("ANALIS-KEPEGAWAIAN.3510.06.02", "KEPALA.3510.06.02")
+    report = import_ok(directory, "employees", "\n".join(lines) + "\n")
+    assert report["updated"] + report["transferred"] >= 2, report
+    siti = directory.as_staff("GET", f"{API}/employees/199004172015032001", roles=("admin",),
+                              opd="3510").json()
+    assert siti["position"]["id"] == "KEPALA.3510.06.02"
+    db = client_for(config["MONGO_URI"])[database_name(config, "directory")]
+    assert db.positions.find_one({"_id": "KEPALA.3510.06.02"})["holder"] == "199004172015032001"
+    other = directory.as_staff("PUT", f"{API}/employees/199306082023212014", roles=("admin",),
+                               opd="3510", json={"name": "Dewi Lestari", "unit": "3510.06.02",
+                                                 "position": "KEPALA.3510.06.02"})
+    assert other.status_code == 422 and "199004172015032001" in other.text, other.text

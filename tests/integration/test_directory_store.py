@@ -85,3 +85,26 @@ def test_a_write_killed_midway_leaves_no_insert_running(db, writer):
     eventlet.sleep(0.5)  # the observation window is the point: no write may land in it
     assert db.units.count_documents({}) == written  # ...and nothing is still being written
     assert written % 200 == 0  # whole batches only
+
+
+def test_an_earlier_change_never_undoes_a_later_changes_filing_or_claim(db):
+    """Two changes of one employee: the first moves it away from post P0 (version 2), the
+    second back to P0 (version 3) and finishes first. The first's late unfiling and release
+    (made with version 2) must leave the second's filing and claim in place, or the employee
+    would be filed nowhere and P0 free for a second holder."""
+    from services.directory.store import claim_post, file_under, filed_in, release_post, unfile
+
+    nip = "199001012015031004"
+    db.positions.insert_one({"_id": "P0", "kind": "struktural"})
+    file_under(db, "P0", {nip: 1})
+    assert claim_post(db, "P0", nip, 1, lease=30) is None
+    file_under(db, "P0", {nip: 3})  # the second change, back to P0
+    assert claim_post(db, "P0", nip, 3, lease=30) is None
+    unfile(db, "P0", {nip: 2})  # the first change, late
+    release_post(db, "P0", nip, 2)
+    assert filed_in(db, ["P0"]) == {nip}
+    assert db.positions.find_one({"_id": "P0"})["holder"] == nip
+    unfile(db, "P0", {nip: 3})
+    release_post(db, "P0", nip, 3)
+    assert filed_in(db, ["P0"]) == set()
+    assert db.positions.find_one({"_id": "P0"})["holder"] is None
