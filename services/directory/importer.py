@@ -113,16 +113,19 @@ class Importer:
         return []
 
     def _save_job(self, kind, text, rows):
+        """The job first (``saving``), then its file, then ``applying``: a crash while saving
+        leaves a job that names its file, so ``purge_files`` deletes what was stored."""
         job_id = uuid.uuid4().hex
         data = text.encode("utf-8")
         chunks = [data[i:i + CHUNK] for i in range(0, len(data), CHUNK)] or [b""]
-        self.db.import_files.insert_many([{"_id": f"{job_id}:{n:04d}", "data": chunk}
-                                          for n, chunk in enumerate(chunks)])
-        self.db.imports.insert_one({"_id": job_id, "kind": kind, "status": "applying",
+        self.db.imports.insert_one({"_id": job_id, "kind": kind, "status": "saving",
                                     "rows": rows, "chunks": len(chunks), "by": self.actor,
                                     "scope": self.scope,
                                     "correlation_id": self.correlation_id,
                                     "created_at": datetime.now(UTC)})
+        self.db.import_files.insert_many([{"_id": f"{job_id}:{n:04d}", "data": chunk}
+                                          for n, chunk in enumerate(chunks)])
+        self.db.imports.update_one({"_id": job_id}, {"$set": {"status": "applying"}})
         return job_id
 
     def _apply(self, job_id, changes, lock):
@@ -173,20 +176,23 @@ class Importer:
 
 
 def purge_files(db, retention_days):
-    """Delete the uploaded files of imports that ended more than ``retention_days`` ago: they
-    hold whole NIKs and are only needed to resume an import. The job document (who, when,
-    what it changed) stays. Returns the number of jobs purged."""
+    """Delete the uploaded files of imports that ended more than ``retention_days`` ago, and
+    of those whose process died while saving the file (never applied: marked ``abandoned``):
+    they hold whole NIKs and are only needed to resume an import. The job document (who,
+    when, what it changed) stays. Returns the number of jobs purged."""
     now = datetime.now(UTC)
-    ended = db.imports.find({"status": "done",
-                             "finished_at": {"$lt": now - timedelta(days=retention_days)},
-                             "file_purged_at": {"$exists": False}}, {"chunks": 1})
-    purged = 0
-    for job in ended:
+    cutoff = now - timedelta(days=retention_days)
+    ended = list(db.imports.find({"status": "done", "finished_at": {"$lt": cutoff},
+                                  "file_purged_at": {"$exists": False}}, {"chunks": 1}))
+    dead = list(db.imports.find({"status": "saving",
+                                 "created_at": {"$lt": now - timedelta(hours=1)}},
+                                {"chunks": 1}))
+    for job in ended + dead:
         db.import_files.delete_many(
             {"_id": {"$in": [f"{job['_id']}:{n:04d}" for n in range(job["chunks"])]}})
-        db.imports.update_one({"_id": job["_id"]}, {"$set": {"file_purged_at": now}})
-        purged += 1
-    return purged
+        db.imports.update_one({"_id": job["_id"]}, {"$set": {"file_purged_at": now, **(
+            {"status": "abandoned"} if job in dead else {})}})
+    return len(ended) + len(dead)
 
 
 def _without_others(kind, parsed, state, meta, scope):

@@ -163,6 +163,22 @@ def test_uploaded_files_are_purged_after_the_retention_and_the_job_stays(directo
     assert purge_files(db, 30) == 0  # once
 
 
+def test_a_file_whose_import_died_while_saving_is_purged(directory, config):
+    """A process killed between saving the job and finishing its file leaves a ``saving``
+    job and part of the file (whole NIKs): an hour later it is purged and the job marked
+    ``abandoned`` (nothing of it was applied); a job saving right now is left alone."""
+    db = client_for(config["MONGO_URI"])[database_name(config, "directory")]
+    now = datetime.now(UTC)
+    for job_id, age in (("dead", timedelta(hours=2)), ("saving-now", timedelta(0))):
+        db.imports.insert_one({"_id": job_id, "kind": "employees", "status": "saving",
+                               "rows": 1, "chunks": 2, "created_at": now - age})
+        db.import_files.insert_one({"_id": f"{job_id}:0000", "data": b"NIP,NIK"})
+    assert purge_files(db, 30) == 1
+    assert db.import_files.count_documents({"_id": "dead:0000"}) == 0
+    assert db.imports.find_one({"_id": "dead"})["status"] == "abandoned"
+    assert db.import_files.count_documents({"_id": "saving-now:0000"}) == 1
+
+
 def test_export_round_trips_through_import(directory):
     import_sample(directory)
     for kind in ("units", "positions", "employees"):
