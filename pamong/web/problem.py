@@ -18,10 +18,12 @@ class Problem(Exception):
 
     ``errors`` maps a field name (dotted for nested fields, ``_schema`` for the whole body) to
     a list of messages. ``headers`` are added to the response (e.g. ``WWW-Authenticate``).
+    ``extensions`` are extra members of the body (RFC 9457 §3.2), e.g. the distance and radius
+    of a refused check-in; they cannot replace the standard members.
     """
 
     def __init__(self, status, detail=None, *, title=None, type="about:blank", errors=None,
-                 headers=None):
+                 headers=None, extensions=None):
         self.status = int(status)
         # with type "about:blank" RFC 9457 wants the title to be the status phrase
         self.title = title or HTTPStatus(self.status).phrase
@@ -29,11 +31,12 @@ class Problem(Exception):
         self.type = type
         self.errors = errors
         self.headers = dict(headers or {})
+        self.extensions = dict(extensions or {})
         super().__init__(f"{self.status} {self.title}: {self.detail}")
 
     def to_dict(self):
-        body = {"type": self.type, "title": self.title, "status": self.status,
-                "detail": self.detail}
+        body = {**self.extensions, "type": self.type, "title": self.title,
+                "status": self.status, "detail": self.detail}
         if self.errors:
             body["errors"] = self.errors
         return body

@@ -24,3 +24,19 @@ def recorder(config):
     rec = EventRecorder(config, "directory")
     yield rec
     rec.close()
+
+
+@pytest.fixture
+def attendance(request, config):
+    """An attendance service in this process with a seeded directory replica."""
+    from services.attendance.service import AttendanceService
+    from tests.integration.attendance_support import Attendance, seed_directory
+
+    port = free_port()
+    settings = {**config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}",
+                "DIRECTORY_SNAPSHOT_ON_EMPTY": False, "ATTENDANCE_CONFIG_CACHE_SECONDS": 0}
+    container = ServiceContainer(AttendanceService, settings)
+    container.start()
+    request.addfinalizer(container.stop)
+    db = seed_directory(config)
+    return Attendance(HttpClient(f"http://127.0.0.1:{port}", config), db, settings)

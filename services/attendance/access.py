@@ -1,0 +1,60 @@
+"""Who may see and decide what in attendance.
+
+- ``admin`` and ``service``: the whole Pemda.
+- ``opd_admin``: its OPD (``Principal.can_read``) for reading, its unit's subtree for writing.
+- ``pimpinan``/``verifikator``: the subtree of their own unit (a head sees the people under
+  them, not the neighbouring bidang).
+- a supervisor (the NIP the directory names as an employee's ``supervisor``) sees and decides
+  for that employee.
+- ``pegawai``: their own records only (the token's ``nip`` claim).
+"""
+
+from pamong.auth.principal import in_subtree
+from pamong.replica import EMPLOYEES
+from pamong.web import Problem, forbidden, not_found
+
+API = "/api/attendance/v1"
+STAFF_READERS = ("admin", "service", "opd_admin", "pimpinan", "verifikator")
+
+
+def own_nip(principal):
+    if not principal.nip:
+        raise forbidden("Your token carries no NIP: only an employee records their own "
+                        "attendance.")
+    return principal.nip
+
+
+def may_see_unit(principal, unit):
+    """Reports and lists of a unit."""
+    if principal.is_pemda_wide:
+        return True
+    if principal.has_any(("opd_admin",)) and principal.can_read(unit):
+        return True
+    return bool(principal.has_any(("pimpinan", "verifikator")) and principal.opd
+                and in_subtree(unit, principal.opd))
+
+
+def may_see_employee(principal, employee):
+    return (principal.nip == employee["_id"] or principal.nip == employee.get("supervisor")
+            or may_see_unit(principal, employee["unit"]))
+
+
+def employee_or_404(db, principal, nip):
+    """The replica's employee, when the caller may see them (else 404: never reveal another
+    OPD's people)."""
+    employee = db[EMPLOYEES].find_one({"_id": nip})
+    if employee is None or not may_see_employee(principal, employee):
+        raise not_found()
+    return employee
+
+
+def active_self(db, principal):
+    """The caller as an active employee of the directory replica."""
+    nip = own_nip(principal)
+    employee = db[EMPLOYEES].find_one({"_id": nip})
+    if employee is None:
+        raise Problem(403, f"NIP {nip} is not in this Pemda's directory (yet): ask the BKD "
+                           "to register you, or wait a minute after they did.")
+    if employee.get("status") != "active":
+        raise Problem(403, f"NIP {nip} is not in active service ({employee.get('status')}).")
+    return employee

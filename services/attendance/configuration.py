@@ -1,0 +1,5 @@
+"""PLACEHOLDER: being written."""
+
+
+class ConfigEndpoints:
+    pass

@@ -1,0 +1,5 @@
+"""PLACEHOLDER: being written."""
+
+
+class CorrectionEndpoints:
+    pass

@@ -1,0 +1,5 @@
+"""PLACEHOLDER: being written."""
+
+
+class ReportEndpoints:
+    pass

@@ -1,0 +1,190 @@
+"""Attendance storage. Every hot path is an ``_id`` lookup (the only indexed filter on the
+local database, and the cheapest on any): a check-in reads the employee, their unit chain, their
+person document and today's day document by ``_id`` and writes the day document once, so its
+cost does not grow with the records stored.
+
+Collections (``pamong_attendance``), besides the directory replica (``units``, ``employees``,
+``acting``):
+
+- ``days``: ``_id "<nip>:<YYYY-MM-DD>"``, one employee's working day: its records (check-ins
+  and check-outs, each with its idempotency key), refused attempts, a correction, and once
+  the day is closed its result. 10,000 employees: about 2.6 million a year (working days,
+  plus the days they are absent); archived by year (see the module README).
+- ``people``: ``_id nip``, what belongs to the employee across days: leave requests,
+  assignments (dinas luar), correction requests, a shift rota, the unexcused absences of the
+  year. One per employee; old years' entries are archived.
+- ``unit_config``: ``_id`` unit code, the unit's effective-dated configuration entries.
+- ``calendar``: ``_id "regional"``, regional holidays and cuti bersama (national ones come
+  from the ``holidays`` package).
+- ``outages``: declared system outage windows (few).
+- ``closes``: ``_id "<unit>:<YYYY-MM-DD>"``, the close of one unit's day (counts, revision).
+- ``close_cursor``: ``_id`` unit code, the last day closed in that unit.
+- ``devices``: ``_id "<device>:<YYYY-MM-DD>"``, the employees a device recorded for that day
+  (shared-device flag).
+"""
+
+import time as clock
+from datetime import UTC, date, datetime, timedelta
+
+import holidays
+from nameko.extensions import DependencyProvider
+
+from pamong.replica import EMPLOYEES, UNITS
+from pamong.storage import Index, mongo_of
+from services.attendance import domain
+from services.attendance.settings import entry_from_doc
+
+DAYS, PEOPLE, CONFIG, CALENDAR = "days", "people", "unit_config", "calendar"
+OUTAGES, CLOSES, CURSORS, DEVICES = "outages", "closes", "close_cursor", "devices"
+IN_BATCH = 500  # FerretDB pushes `_id: {$in}` down to SQL up to this many values
+
+# secondary indexes for the rare scans (lists for a supervisor); MongoDB uses them, the local
+# database ignores them (see the README's "What still differs from MongoDB")
+INDEXES = [Index(PEOPLE, [("unit", 1)]), Index(CLOSES, [("date", 1)])]
+
+
+def day_id(nip, day):
+    return f"{nip}:{day.isoformat()}"
+
+
+def to_ms(at):
+    """A time as the database keeps it (BSON: milliseconds), so what an answer shows is what
+    a repeat of the request shows."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+def now():
+    return to_ms(datetime.now(UTC))
+
+
+def by_ids(collection, ids, projection=None):
+    """``{_id: document}`` for ``ids``, read in ``_id $in`` batches (indexed everywhere)."""
+    ids, found = list(dict.fromkeys(ids)), {}
+    for start in range(0, len(ids), IN_BATCH):
+        for doc in collection.find({"_id": {"$in": ids[start:start + IN_BATCH]}}, projection):
+            found[doc["_id"]] = doc
+    return found
+
+
+def employees_of(db, unit, with_subunits=False):
+    """The replica's active employees of a unit (or its subtree): a scan of ``employees``,
+    which grows with the Pemda's staff, not with attendance records."""
+    if with_subunits:
+        query = {"$or": [{"unit": unit}, {"unit": {"$regex": f"^{unit.replace('.', '[.]')}[.]"}}]}
+    else:
+        query = {"unit": unit}
+    return list(db[EMPLOYEES].find({**query, "status": "active"}))
+
+
+# -- configuration, read through a short per-process cache -----------------------------------
+
+class TimedCache:
+    """Values kept ``seconds`` per key: configuration read on every check-in changes rarely,
+    and a change applies from a date (``effective_from``), so a replica seeing it a few
+    seconds late changes nothing already judged."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self.values = {}
+
+    def get(self, key, load):
+        hit = self.values.get(key)
+        if hit is not None and hit[0] > clock.monotonic():
+            return hit[1]
+        value = load()
+        if len(self.values) > 10_000:
+            self.values.clear()
+        self.values[key] = (clock.monotonic() + self.seconds, value)
+        return value
+
+    def clear(self):
+        self.values.clear()
+
+
+def config_entries(db, unit):
+    """The configuration entries of ``unit`` and its ancestors (domain form)."""
+    docs = by_ids(db[CONFIG], domain.unit_chain(unit))
+    return [entry_from_doc(code, entry) for code, doc in docs.items()
+            for entry in doc.get("entries", ())]
+
+
+def regional_days(db):
+    """Regional holidays and cuti bersama, ``[{date, name, kind, unit}]`` with dates."""
+    doc = db[CALENDAR].find_one({"_id": "regional"}) or {}
+    return [{**item, "date": date.fromisoformat(item["date"])} for item in doc.get("days", ())]
+
+
+def national_holidays(year):
+    return dict(holidays.Indonesia(years=year, language="id"))
+
+
+class Calendar:
+    """Settings, holidays and places of units, cached a few seconds per process."""
+
+    def __init__(self, db, seconds=5.0):
+        self.db = db
+        self.cache = TimedCache(seconds)
+
+    def unit(self, code):
+        return self.cache.get(("unit", code), lambda: self.db[UNITS].find_one({"_id": code}))
+
+    def entries(self, unit):
+        return self.cache.get(("entries", unit), lambda: config_entries(self.db, unit))
+
+    def settings(self, unit, day):
+        return domain.effective_settings(self.entries(unit), unit, day)
+
+    def timezone(self, unit):
+        doc = self.unit(unit)
+        return (doc or {}).get("timezone", "Asia/Jakarta")
+
+    def holidays(self, unit, year):
+        national = self.cache.get(("national", year), lambda: national_holidays(year))
+        extra = self.cache.get(("regional",), lambda: regional_days(self.db))
+        return domain.holiday_calendar(unit, national, extra)
+
+    def offices(self, unit):
+        """The offices of the unit, or of its nearest ancestor that has some."""
+        for code in domain.unit_chain(unit):
+            doc = self.unit(code)
+            if doc and doc.get("offices"):
+                return doc["offices"]
+        return []
+
+    def outages(self, unit):
+        every = self.cache.get(("outages",), lambda: list(self.db[OUTAGES].find(
+            {"cancelled": {"$ne": True}})))
+        return domain.outages_for(unit, every)
+
+    def clear(self):
+        self.cache.clear()
+
+
+def last_closed(db, unit):
+    doc = db[CURSORS].find_one({"_id": unit})
+    return date.fromisoformat(doc["last_closed"]) if doc else None
+
+
+def day_window_for(calendar, unit, day, rota=None):
+    """(hours, opens, closes) of ``day`` for an employee of ``unit`` (hours None: a day off,
+    and then the window is the calendar day)."""
+    tz = calendar.timezone(unit)
+    settings = calendar.settings(unit, day)
+    hours = domain.hours_on(settings, day, rota)
+    if hours is None:
+        start = datetime.combine(day, datetime.min.time(), tzinfo=domain.zone(tz))
+        return None, start, start + timedelta(days=1)
+    opens, closes = domain.day_window(day, hours, tz, settings)
+    return hours, opens, closes
+
+
+class CalendarProvider(DependencyProvider):
+    """One ``Calendar`` per process (its cache is shared by every worker)."""
+
+    def start(self):
+        self.calendar = Calendar(mongo_of(self.container, "CalendarProvider").db,
+                                 float(self.container.config.get(
+                                     "ATTENDANCE_CONFIG_CACHE_SECONDS", 5)))
+
+    def get_dependency(self, worker_ctx):
+        return self.calendar
