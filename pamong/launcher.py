@@ -20,6 +20,7 @@ import eventlet
 from nameko.runners import ServiceRunner
 
 from pamong import logs
+from pamong.modules import module_ports
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +62,18 @@ def serve(service_cls, config, port=None):
 
 
 def seed_demo(modules, first_port, config):
-    """Load each module's demo data through its own API, in module order."""
+    """Load each module's demo data through its own API, in the suite's order (the directory
+    first, so the others' replicas have people to record for)."""
     import importlib
 
     import requests
 
-    for offset, name in enumerate(modules):
+    for name, port in module_ports(modules, first_port).items():
         try:
             seed = importlib.import_module(f"services.{name}.seed").seed
         except ModuleNotFoundError:
             continue
-        base_url = f"http://127.0.0.1:{first_port + offset}"
+        base_url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -139,8 +141,7 @@ def run_all(modules, first_port=8001, demo_config=None):
     previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
     try:
         try:
-            for offset, name in enumerate(modules):
-                port = first_port + offset
+            for name, port in module_ports(modules, first_port).items():
                 _start_module(processes, name, port)
                 print(f"{name:12} http://127.0.0.1:{port}/api/{name}/v1/  "
                       "(health: /health/ready)", flush=True)

@@ -11,6 +11,21 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+# the suite's modules in dependency order (the directory first: the others keep replicas of
+# it); `pamong run` gives each a fixed port, first port + this index, whoever else is adopted
+SUITE_ORDER = ("directory", "attendance", "letters", "permits", "notify")
+
+
+def module_ports(modules, first_port):
+    """``{name: port}`` in start order: the suite's modules at fixed offsets, any other module
+    after them."""
+    known = [name for name in SUITE_ORDER if name in modules]
+    others = sorted(name for name in modules if name not in SUITE_ORDER)
+    ports = {name: first_port + SUITE_ORDER.index(name) for name in known}
+    ports.update({name: first_port + len(SUITE_ORDER) + i for i, name in enumerate(others)})
+    return ports
+
+
 def load_service(spec):
     """``"services.letters.service:LettersService"`` or an installed module name -> class."""
     if ":" not in spec:

@@ -758,3 +758,213 @@ def longest_absence_run(results):
         elif result["status"] not in ("day_off", "holiday", "outage"):
             run = 0
     return longest
+
+
+# -- years of service from the NIP (leave eligibility) -------------------------------------
+
+def service_years(nip, on):
+    """Completed years of service on ``on`` of a PNS, read from the NIP: digits 9-14 are the
+    year and month of appointment as CPNS (TMT CPNS), e.g. ``198609262015051001`` -> May
+    2015. None when the NIP does not carry a valid month (then no check is made)."""
+    if not (isinstance(nip, str) and len(nip) == 18 and nip.isdigit()):
+        return None
+    year, month = int(nip[8:12]), int(nip[12:14])
+    if not (1 <= month <= 12 and year >= 1900):
+        return None
+    months = (on.year - year) * 12 + on.month - month
+    return max(months, 0) // 12
+
+
+# -- reports -------------------------------------------------------------------------------
+# Recaps sum the results the day close stored (``days.result``: deduction a string percent);
+# they never judge a day themselves, so a report and the close cannot disagree. Only today's
+# presence (``presence_now``) judges live records, and it calls nobody absent.
+
+BRACKET_CODES = tuple(f"{prefix}{level}" for prefix in ("TL", "PSW") for level in range(1, 5))
+RECAP_COUNTS = ("closed_days", "days_present", "absences", "leave_days", "assignment_days",
+                "holidays", "days_off", "outage_days")
+
+
+def month_dates(year, month):
+    """Every date of a month."""
+    first = datetime(year, month, 1).date()
+    return [first + timedelta(days=i) for i in range((add_months(first, 1) - first).days)]
+
+
+def empty_recap():
+    return {**dict.fromkeys(RECAP_COUNTS, 0),
+            "brackets": {code: {"count": 0, "minutes": 0} for code in BRACKET_CODES},
+            "leave": {}, "deduction": Decimal(0)}
+
+
+def add_day(recap, result):
+    """Count one closed day's stored ``result`` into ``recap`` (in place; returns it). A
+    bracket's minutes are the day's late (TL) or early (PSW) minutes; a missing record (TL4
+    or PSW4 without minutes) counts once with no minutes. A configured table with more
+    brackets adds its codes."""
+    status = result["status"]
+    recap["closed_days"] += 1
+    if status == "present":
+        recap["days_present"] += 1
+        for code in result.get("codes") or ():
+            minutes = result.get("late_minutes" if code.startswith("TL") else "early_minutes")
+            slot = recap["brackets"].setdefault(code, {"count": 0, "minutes": 0})
+            slot["count"] += 1
+            slot["minutes"] += minutes or 0
+    elif status == "absent":
+        recap["absences"] += 1
+    elif status == "leave":
+        recap["leave_days"] += 1
+        kind = result.get("leave_type") or "?"
+        recap["leave"][kind] = recap["leave"].get(kind, 0) + 1
+    elif status == "assignment":
+        recap["assignment_days"] += 1
+    elif status == "holiday":
+        recap["holidays"] += 1
+    elif status == "day_off":
+        recap["days_off"] += 1
+    elif status == "outage":
+        recap["outage_days"] += 1
+    recap["deduction"] += Decimal(str(result.get("deduction") or "0"))
+    return recap
+
+
+def add_recap(total, recap):
+    """Add ``recap`` into ``total`` (in place; returns it): per-unit and report totals."""
+    for name in RECAP_COUNTS:
+        total[name] += recap[name]
+    for code, slot in recap["brackets"].items():
+        into = total["brackets"].setdefault(code, {"count": 0, "minutes": 0})
+        into["count"] += slot["count"]
+        into["minutes"] += slot["minutes"]
+    for kind, days in recap["leave"].items():
+        total["leave"][kind] = total["leave"].get(kind, 0) + days
+    total["deduction"] += recap["deduction"]
+    return total
+
+
+def presence_now(day, hours, tz, *, check_in=None, check_out=None, holidays=None, leaves=(),
+                 assignments=(), outages=(), settings=DEFAULT_SETTINGS):
+    """An employee's presence on ``day`` while it is still open, by ``day_status``'s rules:
+    ``{"status", "code", "late_minutes"}`` with status ``day_off``, ``holiday``, ``leave``,
+    ``assignment``, ``checked_in`` or ``not_yet_in`` (belum hadir: never "absent" before the
+    close). ``code`` is the TL bracket of a late check-in (None when on time, within grace or
+    excused by an outage); ``late_minutes`` the minutes after the scheduled start."""
+    result = day_status(day, hours, tz, check_in=check_in, check_out=None, holidays=holidays,
+                        leaves=leaves, assignments=assignments, outages=outages,
+                        settings=settings)
+    if result["status"] in ("day_off", "holiday", "leave", "assignment"):
+        return {"status": result["status"], "code": None, "late_minutes": None}
+    if check_in is None:
+        return {"status": "not_yet_in", "code": None, "late_minutes": None}
+    code = next((c for c in result["codes"] if c.startswith("TL")), None)
+    return {"status": "checked_in", "code": code, "late_minutes": result["late_minutes"]}
+
+
+def consecutive_absences(absent, working):
+    """The longest run of unexcused absences (``absent``: dates) where only the ``working``
+    days (dates; the working-day calendar) between them can break a run: a weekend or holiday
+    between two absences neither counts nor breaks it (``longest_absence_run``)."""
+    absent = set(absent)
+    if not absent:
+        return 0
+    first, last = min(absent), max(absent)
+    days = sorted(absent | {d for d in working if first <= d <= last})
+    return longest_absence_run(
+        [{"status": "absent" if d in absent else "present"} for d in days])
+
+
+# -- closing a day -------------------------------------------------------------------------
+# The day close turns what is stored about one employee's day (the day document: records and
+# an approved correction; the person document: leave, assignments) into the ``result`` kept
+# on the day document; reports only sum those results. ``revision`` and ``closed_at`` are
+# the close's to add.
+
+RESULT_FIELDS = ("status", "codes", "late_minutes", "early_minutes", "deduction", "excused",
+                 "holiday", "leave_type", "assignment", "check_in", "check_out", "flags")
+
+
+def percent_text(value):
+    """A Decimal percentage as stored (``"0.5"``, ``"2"``, ``"0"``): one spelling per value, so
+    a recomputed result compares equal to the stored one."""
+    text = f"{Decimal(value).normalize():f}"
+    return "0" if text in ("-0", "0.0") else text
+
+
+def _stored_dates(item):
+    return {**item, "start": datetime.strptime(item["start"], "%Y-%m-%d").date(),
+            "end": datetime.strptime(item["end"], "%Y-%m-%d").date()}
+
+
+def compute_day(day, doc, person, *, settings, tz, holidays=None, outages=(), rota=None):
+    """One employee's closed-day result from their day document ``doc`` (``records``, an
+    approved ``correction`` ``{check_in, check_out}`` of UTC datetimes or None) and person
+    document ``person`` (stored form: ``leaves``/``assignments`` with ``YYYY-MM-DD`` dates),
+    with the unit's ``settings``, ``tz``, ``holidays`` (``holiday_calendar``) and ``outages``
+    (``outages_for``); ``rota`` in the domain form for a shift worker.
+
+    The first check-in and last check-out inside the day's window count (``day_records``); a
+    correction's time replaces the record's it gives (a null one leaves the records' time);
+    then ``day_status`` judges. Every flag of the day's records is collected for the
+    supervisor, whatever the status. Returns the ``RESULT_FIELDS`` (deduction as text)."""
+    doc, person = doc or {}, person or {}
+    records = doc.get("records") or ()
+    hours = hours_on(settings, day, rota)
+    check_in = check_out = None
+    if hours is not None:
+        opens, closes = day_window(day, hours, tz, settings)
+        check_in, check_out = day_records(records, opens, closes)
+    correction = doc.get("correction") or {}
+    if correction.get("check_in") is not None:
+        check_in = correction["check_in"]
+    if correction.get("check_out") is not None:
+        check_out = correction["check_out"]
+    leaves = [_stored_dates(item) for item in person.get("leaves") or ()
+              if item.get("status") == "approved"]
+    # an assignment's own status is active|cancelled: ``covering`` should not see it
+    assignments = [{k: v for k, v in _stored_dates(item).items() if k != "status"}
+                   for item in person.get("assignments") or ()
+                   if item.get("status", "active") == "active"]
+    judged = day_status(day, hours, tz, check_in=check_in, check_out=check_out,
+                        holidays=holidays, leaves=leaves, assignments=assignments,
+                        outages=outages, settings=settings)
+    flags = sorted({flag for record in records for flag in record.get("flags") or ()})
+    return {"status": judged["status"], "codes": judged["codes"],
+            "late_minutes": judged["late_minutes"], "early_minutes": judged["early_minutes"],
+            "deduction": percent_text(judged["deduction"]), "excused": judged["excused"],
+            "holiday": judged["holiday"], "leave_type": judged["leave_type"],
+            "assignment": judged["assignment"], "check_in": check_in, "check_out": check_out,
+            "flags": flags}
+
+
+def same_result(stored, computed):
+    """Whether a stored result says what a fresh computation says (``revision``,
+    ``closed_at`` and other bookkeeping aside)."""
+    if stored is None:
+        return False
+    return all(stored.get(name) == computed.get(name) for name in RESULT_FIELDS)
+
+
+COUNT_NAMES = ("employees", "present", "on_time", "late", "early_leave", "absent", "leave",
+               "assignment", "holiday", "day_off", "outage", "flagged")
+
+
+def close_counts(results):
+    """A unit-day's counts (``attendance.day_closed``) from its employees' results: every
+    status, and among the present the on-time ones (no TL/PSW code), the late (a TL code)
+    and those who left early (a PSW code; one can be both late and early); ``flagged``:
+    employees with a flagged record, whatever their status."""
+    counts = dict.fromkeys(COUNT_NAMES, 0)
+    for result in results:
+        counts["employees"] += 1
+        status = result["status"]
+        counts[status] += 1
+        codes = result.get("codes") or ()
+        if status == "present":
+            late = any(code.startswith("TL") for code in codes)
+            early = any(code.startswith("PSW") for code in codes)
+            counts["late"] += late
+            counts["early_leave"] += early
+            counts["on_time"] += not (late or early)
+        counts["flagged"] += bool(result.get("flags"))
+    return counts

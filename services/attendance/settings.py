@@ -57,6 +57,8 @@ class Week(fields.Field):
     a weekday left out is a day off."""
 
     def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:  # a Ramadan profile without its own week
+            return None
         return {str(day): None if hours is None else HoursSchema().dump(hours)
                 for day, hours in sorted(value.items())}
 

@@ -40,7 +40,9 @@ IN_BATCH = 500  # FerretDB pushes `_id: {$in}` down to SQL up to this many value
 
 # secondary indexes for the rare scans (lists for a supervisor); MongoDB uses them, the local
 # database ignores them (see the README's "What still differs from MongoDB")
-INDEXES = [Index(PEOPLE, [("unit", 1)]), Index(CLOSES, [("date", 1)])]
+INDEXES = [Index(PEOPLE, [("unit", 1)]), Index(CLOSES, [("date", 1)]),
+           # the monthly recap finds who left a unit mid-month (reports.py)
+           Index(DAYS, [("unit", 1), ("date", 1)])]
 
 
 def day_id(nip, day):

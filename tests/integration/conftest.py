@@ -34,7 +34,10 @@ def attendance(request, config):
 
     port = free_port()
     settings = {**config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}",
-                "DIRECTORY_SNAPSHOT_ON_EMPTY": False, "ATTENDANCE_CONFIG_CACHE_SECONDS": 0}
+                "DIRECTORY_SNAPSHOT_ON_EMPTY": False, "ATTENDANCE_CONFIG_CACHE_SECONDS": 0,
+                # the day-close timer off: a test closes days itself (closing tests start
+                # their own service with it on)
+                "ATTENDANCE_CLOSE_INTERVAL_SECONDS": 0}
     container = ServiceContainer(AttendanceService, settings)
     container.start()
     request.addfinalizer(container.stop)
