@@ -1,8 +1,9 @@
 """``python -m bench [--events N] [--rounds R] [--employees N] [--edits E] [--clients C]
-[--ops N] [--only SCENARIO] [--profile] [--no-write]``.
+[--ops N] [--checkins N] [--peak-clients C] [--past P] [--only SCENARIO] [--profile]
+[--no-write]``.
 
 Scenarios: event_pipeline (--events, --rounds, --profile), directory (--employees, --edits,
---clients), database (--ops), sweep.
+--clients), database (--ops), sweep, attendance (--checkins, --peak-clients, --past).
 """
 # eventlet must patch the standard library before nameko, kombu or pymongo are imported
 import warnings
@@ -14,9 +15,10 @@ eventlet.monkey_patch()
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 
-SCENARIOS = ("event_pipeline", "directory", "database", "sweep")
+SCENARIOS = ("event_pipeline", "directory", "database", "sweep", "attendance")
 
 
 def main(argv=None):
@@ -37,6 +39,15 @@ def main(argv=None):
     parser.add_argument("--ops", type=int, default=500,
                         help="operations per client and row in the database scenario "
                              "(default 500, 16 clients)")
+    parser.add_argument("--checkins", type=int, default=5000,
+                        help="employees checking in at the attendance scenario's peak "
+                             "(default 5000)")
+    parser.add_argument("--peak-clients", type=int, default=200,
+                        help="concurrent clients of the attendance peak (default 200)")
+    parser.add_argument("--past", type=int,
+                        default=int(os.environ.get("BENCH_ATTENDANCE_PAST", 1_000_000)),
+                        help="past day records stored before the attendance scenario's loaded "
+                             "peak (default 1000000, or $BENCH_ATTENDANCE_PAST)")
     parser.add_argument("--only", choices=SCENARIOS, action="append",
                         help="run only this scenario (repeatable)")
     parser.add_argument("--profile", action="store_true",
@@ -66,6 +77,11 @@ def main(argv=None):
             from bench import sweep
 
             ok = sweep.run(write=not args.no_write) and ok
+        elif name == "attendance":
+            from bench import attendance
+
+            ok = attendance.run(args.checkins, clients=args.peak_clients, past=args.past,
+                                write=not args.no_write) and ok
     return 0 if ok else 1
 
 

@@ -23,11 +23,13 @@ HEADER = [
     "# Benchmarks",
     "",
     "Run with `make bench` (= `.venv/bin/python -m bench [--events N] [--rounds R] "
-    "[--employees N] [--edits E] [--clients C] [--ops N] "
-    "[--only event_pipeline|directory|database|sweep] [--profile]`; "
+    "[--employees N] [--edits E] [--clients C] [--ops N] [--checkins N] [--peak-clients C] "
+    "[--past P] [--only event_pipeline|directory|database|sweep|attendance] [--profile]`; "
     "default N = 20000 for the first two, 2 rounds of the event_pipeline rows, 200 edits per "
-    "client with 10 clients in directory and 500 operations per client in database; use e.g. "
-    "`--events 2000` or `--employees 2000 --edits 20` for a quick run). It needs the RabbitMQ "
+    "client with 10 clients in directory, 500 operations per client in database, and 5000 "
+    "check-ins by 200 clients over 1,000,000 past records in attendance; use e.g. "
+    "`--events 2000`, `--employees 2000 --edits 20` or `--checkins 1000 --past 100000` for a "
+    "quick run). It needs the RabbitMQ "
     "(with management) and FerretDB of the development environment (`AMQP_URI`, `MONGO_URI`, "
     "`RABBIT_MANAGEMENT_URL`); it uses its own vhost and databases and removes them afterwards.",
     "",
