@@ -45,7 +45,10 @@ DEFAULTS = {
 # read from the environment too (typed like YAML: RETRY_DELAYS="[1, 5]" is a list); the
 # README's configuration table lists these (tests/unit/test_config.py holds them together)
 ENV_KEYS = (*DEFAULTS, "JWT_SECRET", "JWT_JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE",
-            "WEB_SERVER_ADDRESS", "DIRECTORY_LOCK_LEASE_SECONDS", "DIRECTORY_SNAPSHOT_ON_EMPTY")
+            "WEB_SERVER_ADDRESS")
+# a module's own settings (``ATTENDANCE_CLOSE_INTERVAL_SECONDS``, ...) come from the
+# environment too, so a Deployment's env or ConfigMap sets them without a YAML file
+ENV_PREFIXES = ("DIRECTORY_", "ATTENDANCE_", "LETTERS_", "PERMITS_", "NOTIFY_")
 
 
 class ConfigError(ValueError):
@@ -81,11 +84,13 @@ def interpolate(value):
 
 
 def _typed(text):
+    if text.lower() in ("true", "false"):  # a switch such as DIRECTORY_SNAPSHOT_ON_EMPTY
+        return text.lower() == "true"
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    # only numbers and lists change type; "yes"/"on" and the like stay strings
+    # otherwise only numbers and lists change type; "yes"/"on" and the like stay strings
     return value if isinstance(value, int | float | list) and not isinstance(value, bool) \
         else text
 
@@ -93,9 +98,9 @@ def _typed(text):
 def load_config(path=None, overrides=None):
     """Defaults, then the YAML file (``PAMONG_CONFIG`` if no path), then ``overrides``."""
     config = dict(DEFAULTS)
-    for key in ENV_KEYS:
-        if key in os.environ:
-            config[key] = _typed(os.environ[key])
+    for key, value in os.environ.items():
+        if key in ENV_KEYS or key.startswith(ENV_PREFIXES):
+            config[key] = _typed(value)
     path = path or os.environ.get("PAMONG_CONFIG")
     if path:
         loaded = yaml.safe_load(Path(path).read_text()) or {}

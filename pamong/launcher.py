@@ -61,6 +61,20 @@ def serve(service_cls, config, port=None):
     runner_done.wait()
 
 
+def prepare_demo(modules, config):
+    """Demo data a module writes before it starts (``before_start(config)`` in its
+    ``seed.py``): data its own timers must find in place when they first run."""
+    import importlib
+
+    for name in module_ports(modules, 0):
+        try:
+            seed = importlib.import_module(f"services.{name}.seed")
+        except ModuleNotFoundError:
+            continue
+        if hasattr(seed, "before_start"):
+            seed.before_start(config)
+
+
 def seed_demo(modules, first_port, config):
     """Load each module's demo data through its own API, in the suite's order (the directory
     first, so the others' replicas have people to record for)."""
@@ -71,7 +85,7 @@ def seed_demo(modules, first_port, config):
     for name, port in module_ports(modules, first_port).items():
         try:
             seed = importlib.import_module(f"services.{name}.seed").seed
-        except ModuleNotFoundError:
+        except (ModuleNotFoundError, AttributeError):  # no seed, or only a before_start one
             continue
         base_url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -116,8 +130,9 @@ def run_all(modules, first_port=8001, demo_config=None):
     """Start each module in its own process; stop them all on Ctrl-C. Returns an exit code:
     0 after a requested stop (a signal), 1 when a module stopped by itself.
 
-    With ``demo_config``, each module that has ``services/<name>/seed.py`` gets its demo data
-    once it answers (``seed(base_url, config)``; seeds are idempotent, so a restart is fine).
+    With ``demo_config``, each module that has ``services/<name>/seed.py`` gets its demo data:
+    ``before_start(config)`` before any module starts, ``seed(base_url, config)`` once it
+    answers (seeds are idempotent, so a restart is fine).
     """
     if not modules:
         print("no modules installed under services/ yet: RabbitMQ and the database are up "
@@ -141,6 +156,8 @@ def run_all(modules, first_port=8001, demo_config=None):
     previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
     try:
         try:
+            if demo_config is not None:
+                prepare_demo(modules, demo_config)
             for name, port in module_ports(modules, first_port).items():
                 _start_module(processes, name, port)
                 print(f"{name:12} http://127.0.0.1:{port}/api/{name}/v1/  "

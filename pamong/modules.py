@@ -18,11 +18,12 @@ SUITE_ORDER = ("directory", "attendance", "letters", "permits", "notify")
 
 def module_ports(modules, first_port):
     """``{name: port}`` in start order: the suite's modules at fixed offsets, any other module
-    after them."""
+    after the suite's ports (from ``first_port`` when no suite module runs)."""
     known = [name for name in SUITE_ORDER if name in modules]
     others = sorted(name for name in modules if name not in SUITE_ORDER)
     ports = {name: first_port + SUITE_ORDER.index(name) for name in known}
-    ports.update({name: first_port + len(SUITE_ORDER) + i for i, name in enumerate(others)})
+    after = first_port + len(SUITE_ORDER) if known else first_port
+    ports.update({name: after + i for i, name in enumerate(others)})
     return ports
 
 

@@ -175,10 +175,15 @@ def hours_on(settings, day, rota=None):
     A shift worker (``rota`` given) works the shifts of the unit's rota
     (``settings["shifts"][code]``) and nothing else; an office worker follows the Ramadan
     profile covering the day, else the weekly schedule. Holidays are not looked at here
-    (``day_status`` does: they stop the office week, not a shift)."""
+    (``day_status`` does: they stop the office week, not a shift). A rota code the unit has
+    no shift for (the employee moved to a unit without it) falls back to the office week, so
+    the day is still judged and one stale rota never stops a unit's close."""
     if rota is not None:
         code = shift_code(rota, day)
-        return None if code is None else replace(settings["shifts"][code], shift=code)
+        if code is None:
+            return None
+        if code in settings["shifts"]:
+            return replace(settings["shifts"][code], shift=code)
     profile = ramadan_profile(settings, day)
     if profile is not None:
         week = profile.get("week") or (

@@ -13,9 +13,9 @@ the year-to-date unexcused absences with their PP 94/2021 threshold, and CSV/XLS
   reached; runs of consecutive absences are measured on the employee's working-day calendar.
 
 Cost: a unit's employees come from a replica scan by unit (grows with staff); their days are
-``_id $in`` lookups (employees x days of the month); finding who moved out of the unit
-during the month is one query on ``days`` by (unit, date): an index range scan on MongoDB, a
-scan on the local database (see the module README).
+``_id $in`` lookups (employees x days of the month); who moved out of the unit during the
+month comes from the month's close documents, also by ``_id`` (units x days). Nothing scans
+``days``, so a recap costs the same with a year or ten of history stored.
 """
 
 import csv
@@ -34,6 +34,7 @@ from services.attendance import domain
 from services.attendance.access import API, STAFF_READERS, employee_or_404, may_see_unit
 from services.attendance.records import active_assignments, rota_of
 from services.attendance.store import (
+    CLOSES,
     CURSORS,
     DAYS,
     PEOPLE,
@@ -397,12 +398,7 @@ class ReportEndpoints:
                                          else code == unit)
 
         members = {e["_id"]: e for e in employees_of(self.db, unit, subtree)}
-        # who left the unit during the month: their days before the move still count here
-        unit_filter = subtree_filter("unit", unit) if subtree else {"unit": unit}
-        moved = {doc["nip"] for doc in self.db[DAYS].find(
-            {**unit_filter, "date": {"$gte": dates[0].isoformat(),
-                                     "$lte": dates[-1].isoformat()}}, {"nip": 1})
-            if doc["nip"] not in members} if dates else set()
+        moved = self._moved_out(unit, subtree, dates, members)
         employees = {**members, **by_ids(self.db[EMPLOYEES], moved)}
         for nip in moved - set(employees):  # gone from the directory: keep their days
             employees[nip] = {"_id": nip, "name": None, "unit": None}
@@ -443,6 +439,18 @@ class ReportEndpoints:
         return export(query["format"], f"rekap-presensi-{unit}{suffix}-{query['month']}",
                       MONTHLY_HEADERS, [monthly_row(line) for line in lines],
                       self._total_row(report["total"]))
+
+    def _moved_out(self, unit, subtree, dates, members):
+        """Who was closed in the unit (or its subtree) on a day of the month and is no longer
+        a member: their days before the move still count here. Read from the close
+        documents by ``_id`` (units x days of the month), never by scanning ``days``, so the
+        cost follows the report, not the stored history. An open day counts for nobody yet."""
+        codes = ([u["_id"] for u in self.db[UNITS].find(subtree_filter("_id", unit), {"_id": 1})]
+                 if subtree else [unit])
+        closes = by_ids(self.db[CLOSES], [f"{code}:{d.isoformat()}" for code in codes
+                                          for d in dates], {"employees": 1})
+        return {nip for close in closes.values() for nip in close.get("employees", ())
+                if nip not in members}
 
     @route("GET", f"{API}/reports/monthly/<nip>", roles=("pegawai", *STAFF_READERS),
            query=EmployeeMonthQuery(), response=EmployeeMonthOut(), tags=TAGS,

@@ -1,12 +1,17 @@
 """Demo attendance for ``make run`` (``pamong run --demo``): a month of the demo Pemda's
 check-ins up to yesterday, so the reports show something true.
 
-The launcher calls ``seed(base_url, config)`` once the attendance service answers, right after
-the directory's seed; the directory's events may still be on their way to the attendance
-replica then, so the employees, units and offices come from ``services.directory.demo``'s
-generator (deterministic) rather than from the replica. Past days cannot go through the API
-(the server's clock decides a check-in, and an offline upload is refused after 72 hours), so
-the seed writes what the service itself writes: day documents shaped like
+The launcher calls ``before_start(config)`` before it starts the attendance service, so the
+day close (which catches up missed days on start) always finds the month's records already
+there; a seed written after the start would race it and find yesterday closed as absent. The
+directory replica may still be empty then, so the employees, units and offices come from
+``services.directory.demo``'s generator (deterministic) rather than from the replica. On a
+first run the seed also starts each demo unit's close cursor the day before the month, so the
+service closes the whole month (not only yesterday, the first-install default).
+
+Past days cannot go through the API (the server's clock decides a check-in, and an offline
+upload is refused after 72 hours), so the seed writes what the service itself writes: day
+documents shaped like
 ``records.write_record`` makes them (records and keys only: the day close computes the
 results, catching up the missed days on start) and ``people`` documents with approved leave
 and one assignment (dinas luar), by the same compare-and-set on ``version``.
@@ -23,7 +28,7 @@ import pymongo.errors
 
 from pamong.storage import client_for, database_name
 from services.attendance import domain
-from services.attendance.store import DAYS, PEOPLE, Calendar, by_ids, day_id
+from services.attendance.store import CURSORS, DAYS, PEOPLE, Calendar, by_ids, day_id
 from services.directory import csvio
 from services.directory.demo import demo_pemda
 
@@ -40,8 +45,8 @@ TIMEZONE = "Asia/Jakarta"  # the demo Pemda is WIB throughout
 CAS_ATTEMPTS = 10
 
 
-def seed(base_url, config):
-    """``base_url`` is unused: the seed writes the database of ``config`` directly."""
+def before_start(config):
+    """Write the demo month into the database of ``config`` (the service is not running)."""
     db = client_for(config["MONGO_URI"])[database_name(config, "attendance")]
     report = load(db)
     print(f"attendance demo: {report['days_written']} days written "
@@ -67,8 +72,19 @@ def load(db, today=None):
     missing = [d for d in docs if d["_id"] not in present]
     for start in range(0, len(missing), 500):
         db[DAYS].insert_many(missing[start:start + 500], ordered=True)
+    start_close_cursors(db, set(pemda.unit_of.values()), first - timedelta(days=1))
     return {"first": first, "last": last, "days_written": len(missing),
             "days_present": len(present), "people_changed": people_changed}
+
+
+def start_close_cursors(db, units, before_first):
+    """A unit never closed gets its cursor on ``before_first``, so the close timer closes the
+    demo month from its first day; a cursor already there is the service's and stays."""
+    for unit in sorted(units):
+        try:
+            db[CURSORS].insert_one({"_id": unit, "last_closed": before_first.isoformat()})
+        except pymongo.errors.DuplicateKeyError:
+            pass
 
 
 class DemoPemda:

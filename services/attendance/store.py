@@ -8,8 +8,8 @@ Collections (``pamong_attendance``), besides the directory replica (``units``, `
 
 - ``days``: ``_id "<nip>:<YYYY-MM-DD>"``, one employee's working day: its records (check-ins
   and check-outs, each with its idempotency key), refused attempts, a correction, and once
-  the day is closed its result. 10,000 employees: about 2.6 million a year (working days,
-  plus the days they are absent); archived by year (see the module README).
+  the day is closed its result. 10,000 employees: about 3.65 million a year (the close
+  writes a result for every calendar day); archived by year (see the module README).
 - ``people``: ``_id nip``, what belongs to the employee across days: leave requests,
   assignments (dinas luar), correction requests, a shift rota, the unexcused absences of the
   year. One per employee; old years' entries are archived.
@@ -40,9 +40,7 @@ IN_BATCH = 500  # FerretDB pushes `_id: {$in}` down to SQL up to this many value
 
 # secondary indexes for the rare scans (lists for a supervisor); MongoDB uses them, the local
 # database ignores them (see the README's "What still differs from MongoDB")
-INDEXES = [Index(PEOPLE, [("unit", 1)]), Index(CLOSES, [("date", 1)]),
-           # the monthly recap finds who left a unit mid-month (reports.py)
-           Index(DAYS, [("unit", 1), ("date", 1)])]
+INDEXES = [Index(PEOPLE, [("unit", 1)])]  # a rota check of a unit subtree (configuration)
 
 
 def day_id(nip, day):

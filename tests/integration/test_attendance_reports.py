@@ -44,7 +44,8 @@ def day(n):
 
 def closed_day(db, nip, when, unit, status="present", codes=(), late=None, early=None,
                deduction="0", leave_type=None):
-    """A day as the close leaves it: the day document with its ``result``."""
+    """A day as the close leaves it: the day document with its ``result``, and the employee
+    on the list of the unit-day's close document."""
     opd = ".".join(unit.split(".")[:2])
     result = {"status": status, "codes": list(codes), "late_minutes": late,
               "early_minutes": early, "deduction": deduction, "excused": [], "holiday": None,
@@ -55,6 +56,10 @@ def closed_day(db, nip, when, unit, status="present", codes=(), late=None, early
                         {"nip": nip, "date": when.isoformat(), "unit": unit, "opd": opd,
                          "records": [], "keys": [], "refused": [], "result": result},
                         upsert=True)
+    db.closes.update_one({"_id": f"{unit}:{when.isoformat()}"},
+                         {"$set": {"unit": unit, "opd": opd, "date": when.isoformat(),
+                                   "state": "closed"}, "$addToSet": {"employees": nip}},
+                         upsert=True)
 
 
 def set_person(db, nip, **fields):

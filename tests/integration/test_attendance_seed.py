@@ -6,17 +6,18 @@ from datetime import date, timedelta
 
 from pamong.storage import client_for, database_name
 from services.attendance import domain
-from services.attendance.seed import TIMEZONE, DemoPemda, seed
+from services.attendance.seed import TIMEZONE, DemoPemda, before_start
 from services.attendance.store import Calendar
 
 
 def snapshot(db):
-    return {name: sorted(db[name].find({}), key=lambda d: d["_id"]) for name in ("days", "people")}
+    return {name: sorted(db[name].find({}), key=lambda d: d["_id"])
+            for name in ("days", "people", "close_cursor")}
 
 
 def test_demo_month_is_realistic_and_idempotent(config):
     db = client_for(config["MONGO_URI"])[database_name(config, "attendance")]
-    report = seed(None, config)
+    report = before_start(config)
     pemda = DemoPemda()
     calendar = Calendar(db)
     days = list(db.days.find({}))
@@ -74,8 +75,17 @@ def test_demo_month_is_realistic_and_idempotent(config):
     assert all(p["version"] >= 1 and p["unit"] == pemda.unit_of[p["_id"]]
                for p in people.values())
 
+    # the close starts at the month's first day in every demo unit; a cursor the service
+    # moved is the service's
+    cursors = {c["_id"]: c["last_closed"] for c in db.close_cursor.find({})}
+    assert set(cursors) == set(pemda.unit_of.values())
+    assert set(cursors.values()) == {(report["first"] - timedelta(days=1)).isoformat()}
+    moved = sorted(cursors)[0]
+    db.close_cursor.update_one({"_id": moved},
+                               {"$set": {"last_closed": report["first"].isoformat()}})
+
     # a second run changes nothing
     before = snapshot(db)
-    again = seed(None, config)
+    again = before_start(config)
     assert again["days_written"] == 0 and again["people_changed"] == 0
     assert snapshot(db) == before

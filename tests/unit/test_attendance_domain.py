@@ -120,6 +120,13 @@ def test_a_night_shift_crosses_midnight():
         night + timedelta(days=1), "09:00")
 
 
+def test_a_rota_code_the_unit_has_no_shift_for_falls_back_to_the_office_week():
+    no_shifts = {**ROTA_SETTINGS, "shifts": {}}  # the employee moved to a unit without them
+    assert domain.hours_on(no_shifts, SATURDAY, PATTERN) is None  # the office week's Saturday
+    assert domain.hours_on(no_shifts, MONDAY, PATTERN) == domain.OFFICE_WEEK[1]
+    assert domain.hours_on(no_shifts, MONDAY + timedelta(days=3), PATTERN) is None  # rota off
+
+
 def test_a_shift_is_worked_on_a_holiday_an_office_day_is_not():
     holidays = domain.holiday_calendar("3510", {MONDAY: "Libur"})
     shift = judge(MONDAY, at(MONDAY, "06:55"), at(MONDAY, "14:00"), settings=ROTA_SETTINGS,

@@ -135,3 +135,16 @@ def test_every_setting_the_readme_lists_is_read_from_the_environment(clean_env, 
     assert load_config()[name] == f"from-env-{name}"
     if default != "unset":  # and its default is the one the README states
         assert DEFAULTS[name] == yaml.safe_load(default.strip("`"))
+
+
+def test_module_settings_come_from_the_environment_typed(clean_env):
+    clean_env.setenv("ATTENDANCE_CLOSE_INTERVAL_SECONDS", "0")
+    clean_env.setenv("DIRECTORY_SNAPSHOT_ON_EMPTY", "false")
+    clean_env.setenv("ATTENDANCE_FIRST_DAY", "2026-12-01")
+    clean_env.setenv("DIRECTORY_FLAG", "yes")
+    clean_env.setenv("PAMONG_T_HOST", "not-a-module-setting")
+    config = load_config()
+    assert config["ATTENDANCE_CLOSE_INTERVAL_SECONDS"] == 0
+    assert config["DIRECTORY_SNAPSHOT_ON_EMPTY"] is False  # "false" would be a true string
+    assert config["ATTENDANCE_FIRST_DAY"] == "2026-12-01" and config["DIRECTORY_FLAG"] == "yes"
+    assert "PAMONG_T_HOST" not in config

@@ -17,3 +17,7 @@ def test_suite_modules_keep_their_ports_and_start_directory_first():
 def test_other_modules_come_after_the_suite_in_name_order():
     assert module_ports(["zeta", "alpha", "directory"], 8001) == {
         "directory": 8001, "alpha": 8006, "zeta": 8007}
+
+
+def test_without_suite_modules_others_start_at_the_first_port():
+    assert module_ports(["hello", "alpha"], 9001) == {"alpha": 9001, "hello": 9002}
