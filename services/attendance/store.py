@@ -30,6 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 import holidays
 from nameko.extensions import DependencyProvider
 
+from pamong.auth.principal import subtree_filter
 from pamong.replica import EMPLOYEES, UNITS
 from pamong.storage import Index, mongo_of
 from services.attendance import domain
@@ -70,10 +71,7 @@ def by_ids(collection, ids, projection=None):
 def employees_of(db, unit, with_subunits=False):
     """The replica's active employees of a unit (or its subtree): a scan of ``employees``,
     which grows with the Pemda's staff, not with attendance records."""
-    if with_subunits:
-        query = {"$or": [{"unit": unit}, {"unit": {"$regex": f"^{unit.replace('.', '[.]')}[.]"}}]}
-    else:
-        query = {"unit": unit}
+    query = subtree_filter("unit", unit) if with_subunits else {"unit": unit}
     return list(db[EMPLOYEES].find({**query, "status": "active"}))
 
 
