@@ -9,6 +9,8 @@
 - ``pegawai``: their own records only (the token's ``nip`` claim).
 """
 
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
 from pamong.auth.principal import in_subtree
 from pamong.replica import EMPLOYEES
 from pamong.web import Problem, forbidden, not_found
@@ -58,3 +60,24 @@ def active_self(db, principal):
     if employee.get("status") != "active":
         raise Problem(403, f"NIP {nip} is not in active service ({employee.get('status')}).")
     return employee
+
+
+class DecisionBody(Schema):
+    """A supervisor's decision on a request (leave, a correction): a rejection says why."""
+    decision = fields.String(required=True, validate=validate.OneOf(("approved", "rejected")))
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+
+    @validates_schema
+    def reason_for_rejection(self, data, **kwargs):
+        if data["decision"] == "rejected" and not (data.get("note") or "").strip():
+            raise ValidationError("say why the request is rejected", "note")
+
+
+class DecidedFields(Schema):
+    """Who was asked to decide a request, and who decided it, when and why."""
+    approver = fields.String(allow_none=True, metadata={
+        "description": "the supervisor asked when it was requested"})
+    requested_at = fields.DateTime(required=True)
+    decided_by = fields.String(allow_none=True)
+    decided_at = fields.DateTime(allow_none=True)
+    note = fields.String(allow_none=True)

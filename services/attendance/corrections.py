@@ -24,7 +24,14 @@ from pamong.contracts.attendance import CorrectionDecided
 from pamong.replica import ACTING, EMPLOYEES
 from pamong.web import bad_request, conflict, forbidden, not_found, route, unprocessable
 from services.attendance import domain
-from services.attendance.access import API, active_self, may_see_employee, own_nip
+from services.attendance.access import (
+    API,
+    DecidedFields,
+    DecisionBody,
+    active_self,
+    may_see_employee,
+    own_nip,
+)
 from services.attendance.checkin import IDEMPOTENCY_KEY
 from services.attendance.leave import change_person, covers, may_decide
 from services.attendance.records import person_of, rota_of
@@ -64,17 +71,7 @@ class CorrectionBody(Schema):
             raise ValidationError("give a check_in, a check_out or both", "check_in")
 
 
-class CorrectionDecisionBody(Schema):
-    decision = fields.String(required=True, validate=validate.OneOf(("approved", "rejected")))
-    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
-
-    @validates_schema
-    def reason_for_rejection(self, data, **kwargs):
-        if data["decision"] == "rejected" and not (data.get("note") or "").strip():
-            raise ValidationError("say why the correction is rejected", "note")
-
-
-class CorrectionOut(Schema):
+class CorrectionOut(DecidedFields):
     id = fields.String(required=True)
     nip = fields.String(required=True)
     date = fields.String(required=True)
@@ -83,12 +80,6 @@ class CorrectionOut(Schema):
     reason = fields.String(required=True)
     status = fields.String(required=True, metadata={
         "description": "requested | approved | rejected"})
-    approver = fields.String(allow_none=True, metadata={
-        "description": "the supervisor asked when it was requested"})
-    requested_at = fields.DateTime(required=True)
-    decided_by = fields.String(allow_none=True)
-    decided_at = fields.DateTime(allow_none=True)
-    note = fields.String(allow_none=True)
 
 
 class CorrectionList(Schema):
@@ -197,7 +188,7 @@ class CorrectionEndpoints:
     # -- decide ------------------------------------------------------------------------------
 
     @route("POST", f"{API}/corrections/<nip>/<correction_id>/decision", roles=DECIDERS,
-           body=CorrectionDecisionBody(), response=CorrectionOut(), tags=TAGS,
+           body=DecisionBody(), response=CorrectionOut(), tags=TAGS,
            summary="Approve or reject a correction (the supervisor, or the Plt/Plh of the "
                    "supervisor's position on the day)")
     def decide_correction(self, request, principal, body, nip, correction_id):

@@ -18,14 +18,21 @@ import uuid
 from datetime import date, timedelta
 
 import pymongo.errors
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, fields, validate
 
 from pamong.contracts.attendance import LeaveDecided, LeaveRequested
 from pamong.events.outbox import OUTBOX
 from pamong.replica import ACTING, EMPLOYEES
 from pamong.web import bad_request, conflict, forbidden, not_found, route, unprocessable
 from services.attendance import domain
-from services.attendance.access import API, active_self, may_see_employee, own_nip
+from services.attendance.access import (
+    API,
+    DecidedFields,
+    DecisionBody,
+    active_self,
+    may_see_employee,
+    own_nip,
+)
 from services.attendance.checkin import IDEMPOTENCY_KEY
 from services.attendance.records import rota_of
 from services.attendance.store import PEOPLE, by_ids, now
@@ -51,17 +58,6 @@ class LeaveBody(Schema):
                                      "description": "maternity leave (CM): which child"})
 
 
-class LeaveDecisionBody(Schema):
-    decision = fields.String(required=True, validate=validate.OneOf(("approved", "rejected")))
-    note = fields.String(load_default=None, allow_none=True,
-                         validate=validate.Length(max=500))
-
-    @validates_schema
-    def reason_for_rejection(self, data, **kwargs):
-        if data["decision"] == "rejected" and not (data.get("note") or "").strip():
-            raise ValidationError("say why the request is rejected", "note")
-
-
 class LeaveCancelBody(Schema):
     note = fields.String(load_default=None, allow_none=True,
                          validate=validate.Length(max=500))
@@ -71,7 +67,7 @@ class BalanceQuery(Schema):
     year = fields.Integer(load_default=None, validate=validate.Range(min=2000, max=2100))
 
 
-class LeaveOut(Schema):
+class LeaveOut(DecidedFields):
     id = fields.String(required=True)
     nip = fields.String(required=True)
     type = fields.String(required=True)
@@ -83,12 +79,6 @@ class LeaveOut(Schema):
     child_order = fields.Integer(allow_none=True)
     status = fields.String(required=True, metadata={
         "description": "requested | approved | rejected | cancelled"})
-    approver = fields.String(allow_none=True, metadata={
-        "description": "the supervisor asked when it was requested"})
-    requested_at = fields.DateTime(required=True)
-    decided_by = fields.String(allow_none=True)
-    decided_at = fields.DateTime(allow_none=True)
-    note = fields.String(allow_none=True)
     cancelled_by = fields.String(allow_none=True)
     cancelled_at = fields.DateTime(allow_none=True)
 
@@ -324,7 +314,7 @@ class LeaveEndpoints:
     # -- decide, cancel ----------------------------------------------------------------------
 
     @route("POST", f"{API}/leave/<nip>/<leave_id>/decision", roles=DECIDERS,
-           body=LeaveDecisionBody(), response=LeaveOut(), tags=TAGS,
+           body=DecisionBody(), response=LeaveOut(), tags=TAGS,
            summary="Approve or reject a leave request (the supervisor, or the Plt/Plh of the "
                    "supervisor's position on the day)")
     def decide_leave(self, request, principal, body, nip, leave_id):
