@@ -15,7 +15,10 @@ Rows, one after the other in the same process run, against the same broker and d
                  JWT, an ``Idempotency-Key``, a reading a few metres from their office),
                  answered 201; afterwards every check-in is verified stored exactly once
                  (today's day document of each employee holds one record under its key) and
-                 its event published (the document's outbox empty);
+                 its event published (the document's outbox empty) to a subscriber's queue
+                 (bound to ``attendance.events``, as the dashboard or an outside system is;
+                 without one the broker returns each event and the relay parks it in
+                 ``attendance.unroutable``, a second publish per check-in);
 (c) loaded peak  today's documents removed, P (``--past``) past day documents inserted
                  (``insert_many`` in batches; the shape ``records.write_record`` writes, two
                  records each, with the close's ``result``), then (b) again;
@@ -45,7 +48,7 @@ from pamong.auth import mint_token
 from pamong.events.outbox import OUTBOX
 from pamong.replica import EMPLOYEES, UNITS, apply_full
 from pamong.storage import client_for, database_name
-from pamong.testing import HttpClient, drop_databases, free_port, serve_process
+from pamong.testing import EventRecorder, HttpClient, drop_databases, free_port, serve_process
 from services.attendance import domain
 from services.attendance.access import API
 from services.attendance.store import CURSORS, DAYS, DEVICES, by_ids, day_id
@@ -234,9 +237,10 @@ def checkin_calls(config, employees):
     return calls
 
 
-def verify_stored(db, calls, answers, timeout):
-    """Every check-in answered is stored once under its key, and its event has left the
-    outbox (waits for the relay up to ``timeout``). Returns the day documents' ids."""
+def verify_stored(db, calls, answers, timeout, subscriber):
+    """Every check-in answered is stored once under its key, its event has left the outbox
+    (waits for the relay up to ``timeout``) and reached ``subscriber`` (an ``EventRecorder``)
+    once. Returns the day documents' ids."""
     ids = {}
     for (_, _, kwargs), answer in zip(calls, answers, strict=True):
         if answer is None:
@@ -256,7 +260,15 @@ def verify_stored(db, calls, answers, timeout):
              or [r["key"] for r in docs[i]["records"]] != [key]]
     if wrong:
         raise RuntimeError(f"{len(wrong)} check-ins not stored exactly once, e.g. {wrong[0]}")
-    return {"stored_once": len(ids), "events_pending": pending}, list(ids)
+    received = Counter((e["data"]["nip"], e["data"]["date"])
+                       for e in subscriber.of("attendance.checked_in"))
+    missing = [i for i in ids if received[tuple(i.split(":"))] == 0]
+    if missing:
+        raise RuntimeError(f"{len(missing)} check-in events never reached the subscriber, "
+                           f"e.g. {missing[0]}")
+    subscriber.received.clear()
+    return {"stored_once": len(ids), "events_pending": pending,
+            "events_received": sum(received.values())}, list(ids)
 
 
 def mint_token_nip(kwargs):
@@ -344,6 +356,9 @@ def run_rows(config, n, clients, past, recap):
     urls = {k: f"http://127.0.0.1:{p}" for k, p in ports.items()}
     processes = []
     rows = {}
+    # a subscriber of attendance's events, as the dashboard or an outside system is: without
+    # one the broker returns every event and the relay parks it in attendance.unroutable
+    subscriber = EventRecorder(config, "attendance")
     try:
         processes.append(serve_process(config, BARE, ports["bare"], ready_path="/hello"))
         processes.append(serve_process(config, "attendance", ports["attendance"],
@@ -355,7 +370,8 @@ def run_rows(config, n, clients, past, recap):
         calls = checkin_calls(config, employees)
         rows["peak"], answers = fire(urls["attendance"], config, calls, clients, 201)
         print(f"  {'(b) peak':<16} {rows['peak']}", flush=True)
-        rows["peak"]["check"], today_ids = verify_stored(db, calls, answers, timeout)
+        rows["peak"]["check"], today_ids = verify_stored(db, calls, answers, timeout,
+                                                           subscriber)
         print(f"  {'':<16} {rows['peak']['check']}", flush=True)
 
         for start in range(0, len(today_ids), 500):  # the loaded peak starts the day afresh
@@ -367,7 +383,8 @@ def run_rows(config, n, clients, past, recap):
         calls = checkin_calls(config, employees)
         rows["loaded_peak"], answers = fire(urls["attendance"], config, calls, clients, 201)
         print(f"  {'(c) loaded peak':<16} {rows['loaded_peak']}", flush=True)
-        rows["loaded_peak"]["check"], _ = verify_stored(db, calls, answers, timeout)
+        rows["loaded_peak"]["check"], _ = verify_stored(db, calls, answers, timeout,
+                                                           subscriber)
         print(f"  {'':<16} {rows['loaded_peak']['check']}", flush=True)
 
         if recap:
@@ -384,6 +401,7 @@ def run_rows(config, n, clients, past, recap):
             print(f"  {'(e) raw recap':<16} {rows['raw_recap']}", flush=True)
     finally:
         stop(processes)
+        subscriber.close()
     return rows
 
 

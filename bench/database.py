@@ -121,6 +121,15 @@ def beside_patched_data():
     return str(ROOT / ".run")
 
 
+def stack_gc_settings():
+    """The Go GC settings the stack's FerretDB runs with, so both builds collect alike."""
+    settings = ROOT / ".run" / "ferretdb.settings"
+    first = settings.read_text().splitlines()[0] if settings.exists() else ""
+    fields = dict(part.split("=", 1) for part in first.split() if "=" in part)
+    return {env: fields[key] for env, key in (("GOGC", "gogc"), ("GOMEMLIMIT", "memlimit"))
+            if key in fields}
+
+
 class UnpatchedFerretDB:
     """FerretDB built without the atomic-writes patch, on a free port with throw-away data."""
 
@@ -134,7 +143,8 @@ class UnpatchedFerretDB:
             [binary, "--handler=sqlite", f"--sqlite-url=file:{self.data}/",
              f"--listen-addr=127.0.0.1:{port}", "--telemetry=disable", "--debug-addr=-",
              "--log-level=warn", f"--state-dir={self.data}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, **stack_gc_settings()})
         self.uri = f"mongodb://127.0.0.1:{port}/"
         probe = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=500)
 

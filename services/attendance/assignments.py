@@ -12,7 +12,7 @@ redelivered or duplicated letter event finds the entry and writes nothing.
 
 import logging
 import uuid
-from datetime import date, timedelta
+from datetime import date
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
@@ -125,7 +125,7 @@ def append_assignment(db, outbox, employee, entry):
 
 class AssignmentEndpoints:
     """Mixed into the attendance service (needs ``db``, ``outbox``, ``calendar``,
-    ``revise_closed_day``)."""
+    ``note_revision`` and ``revise_noted`` from the closing mixin)."""
 
     def _may_assign(self, principal, employee):
         if principal.has_any(("opd_admin",)) and principal.can_write(employee["unit"]):
@@ -149,14 +149,14 @@ class AssignmentEndpoints:
                        or {}).get("supervisor")
         return False
 
-    def _revise_assignment_days(self, employee, entry):
-        start = date.fromisoformat(entry["start"])
-        last = min(date.fromisoformat(entry["end"]), domain.local_date(
-            now(), self.calendar.timezone(employee["unit"])) - timedelta(days=1))
-        day = start
-        while day <= last:
-            self.revise_closed_day(employee, day, "assignment")
-            day += timedelta(days=1)
+    def _assign(self, employee, entry):
+        """Add ``entry`` to the employee's assignments; closed days it covers are revised
+        (noted first, so also after a crash, and on a repeat of the request or event)."""
+        note = self.note_revision(employee, date.fromisoformat(entry["start"]),
+                                  date.fromisoformat(entry["end"]), "assignment")
+        stored, written = append_assignment(self.db, self.outbox, employee, entry)
+        self.revise_noted(employee, note)
+        return stored, written
 
     @route("POST", f"{API}/assignments", roles=MAKERS, body=AssignmentBody(),
            response=CreatedOut(), status=201, tags=TAGS,
@@ -191,11 +191,9 @@ class AssignmentEndpoints:
                  "created_at": now()}
         created, existing, items = [], [], []
         for nip in nips:
-            stored, written = append_assignment(self.db, self.outbox, found[nip], entry)
+            stored, written = self._assign(found[nip], entry)
             (created if written else existing).append(nip)
             items.append(assignment_out(nip, stored))
-            if written:
-                self._revise_assignment_days(found[nip], stored)
         headers = {} if created else {"Idempotent-Replayed": "true"}
         return 201, {"id": assignment_id, "created": created, "existing": existing,
                      "items": items}, headers
@@ -218,6 +216,10 @@ class AssignmentEndpoints:
         if not self._may_assign(principal, employee):
             raise forbidden("An OPD admin cancels the assignments of its unit, a head those of "
                             "the people under them.")
+        _, active = find_assignment(self.db[PEOPLE].find_one({"_id": nip}, {"assignments": 1}),
+                                    assignment_id)
+        note = active and self.note_revision(employee, date.fromisoformat(active["start"]),
+                                             date.fromisoformat(active["end"]), "assignment")
 
         def change(person):
             index, entry = find_assignment(person, assignment_id)
@@ -234,7 +236,7 @@ class AssignmentEndpoints:
             return {"$set": sets}, [], cancelled
 
         cancelled, _ = change_person(self.db, self.outbox, employee, change)
-        self._revise_assignment_days(employee, cancelled)
+        self.revise_noted(employee, note)
         return assignment_out(nip, cancelled)
 
     def _assignment_employee(self, principal, nip):
@@ -250,7 +252,8 @@ class AssignmentEndpoints:
     def assignment_from_letter(self, event):
         """A signed surat tugas carrying an assignment sends its employees there. The
         assignment's id is the letter's, so a redelivered or duplicated event (another event
-        id, same letter) finds it and writes nothing."""
+        id, same letter) finds it and adds nothing (the closed days it covers are revised
+        again: nothing changes the second time, and a first try that died is finished)."""
         letter = event.data
         assignment = letter.get("assignment")
         if letter["kind"] != "surat_tugas" or not assignment:
@@ -270,6 +273,4 @@ class AssignmentEndpoints:
                 log.warning("surat tugas %s (%s): employee %s is not in the directory "
                             "replica; skipped", letter["id"], letter["number"], masked_nip(nip))
                 continue
-            stored, written = append_assignment(self.db, self.outbox, employee, entry)
-            if written:
-                self._revise_assignment_days(employee, stored)
+            self._assign(employee, entry)

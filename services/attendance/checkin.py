@@ -126,7 +126,7 @@ def record_out(record, day):
 
 class CheckInEndpoints:
     """Mixed into the attendance service (needs ``db``, ``outbox``, ``config``,
-    ``calendar``; ``revise_closed_day`` from the closing mixin)."""
+    ``calendar``; ``note_revision`` and ``revise_noted`` from the closing mixin)."""
 
     @route("POST", f"{API}/check-in", roles=("pegawai",), body=Reading(),
            response=RecordOut(), status=201, tags=TAGS,
@@ -222,9 +222,9 @@ class CheckInEndpoints:
             rec.note_refusal(self.db, employee, day, refusal_of(reading, body["kind"], fence))
             return {**outcome, "reason": fence["reason"], "detail": refusal_detail(fence),
                     "distance_m": fence["distance_m"], "radius_m": fence["radius_m"]}
+        note = self.note_revision(employee, day, day, "offline record")  # a closed day
         stored, written = rec.write_record(self.db, self.outbox, employee, day, record)
-        if written:
-            self.revise_closed_day(employee, day, "offline record")
+        self.revise_noted(employee, note)
         return {**outcome, "outcome": "accepted" if written else "duplicate",
                 "record": record_out(stored, day)}
 

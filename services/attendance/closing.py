@@ -31,6 +31,13 @@ the unit's counts recounted, ``revision + 1`` and ``attendance.day_revised`` in 
 compare-and-set, which also records the employee's revision (``revised.n<nip>``) so a repeat
 never publishes it twice; then the absences, then the marker is removed. A repeat after a
 crash anywhere finds the marker and finishes.
+
+A change that can alter closed days writes a note first (``note_revision``: ``revisions_due``,
+the employee and the days), makes its change, revises (``revise_noted``) and removes the note.
+A process that dies after the change and before the revision leaves the note, and the close
+tick finishes it (``finish_noted_revisions``, notes older than ``REVISION_NOTE_GRACE``): the
+change is never left without its revision, and a note whose change never happened revises
+nothing (the day computes the same).
 """
 
 import logging
@@ -66,6 +73,7 @@ from services.attendance.store import (
     DAYS,
     IN_BATCH,
     PEOPLE,
+    REVISIONS_DUE,
     by_ids,
     day_id,
     employees_of,
@@ -76,6 +84,8 @@ log = logging.getLogger(__name__)
 TAGS = ["closing"]
 CONTRACTS = (DayClosed, DayRevised, AbsenceThresholdReached)  # registered on import
 CAS_ATTEMPTS = 25
+# a note younger than this may belong to a request still running: the tick leaves it alone
+REVISION_NOTE_GRACE = timedelta(minutes=5)
 
 
 class NotEnded(Exception):
@@ -392,6 +402,50 @@ class Closing:
 
     # -- revising a closed day ---------------------------------------------------------------
 
+    def note_revision(self, employee, start, end, reason, correction=None):
+        """Before a change that can alter the employee's days ``start``..``end``: the note
+        that ``revise_noted`` removes once the closed ones are revised (see the module
+        docstring); None when every day is today or later (a day not closed yet: its close
+        will see the change). A correction's note names it: finishing it applies the approved
+        correction to its day first (the day document may not have it yet)."""
+        nip = employee["_id"]
+        if start >= domain.local_date(now(), self.calendar.timezone(employee["unit"])):
+            return None
+        note = {"_id": f"{nip}:{start.isoformat()}:{end.isoformat()}:{reason}", "nip": nip,
+                "start": start.isoformat(), "end": end.isoformat(), "reason": reason,
+                "correction": correction, "at": now()}
+        self.db[REVISIONS_DUE].replace_one({"_id": note["_id"]}, note, upsert=True)
+        return note
+
+    def revise_noted(self, employee, note):
+        """Revise the days of ``note`` up to yesterday (a later day is not closed: its close
+        sees the change), then remove the note unless a newer one of the same change
+        replaced it. Nothing for no note."""
+        if note is None:
+            return
+        today = domain.local_date(now(), self.calendar.timezone(employee["unit"]))
+        day, last = date.fromisoformat(note["start"]), date.fromisoformat(note["end"])
+        while day <= min(last, today - timedelta(days=1)):
+            self.revise_closed_day(employee, day, note["reason"])
+            day += timedelta(days=1)
+        self.db[REVISIONS_DUE].delete_one({"_id": note["_id"], "at": note["at"]})
+
+    def finish_noted_revisions(self):
+        """The revisions a dead process noted and never made. Returns how many notes."""
+        notes = list(self.db[REVISIONS_DUE].find({"at": {"$lt": now() - REVISION_NOTE_GRACE}}))
+        for note in notes:
+            employee = self.db[EMPLOYEES].find_one({"_id": note["nip"]})
+            if employee is None:  # gone from the directory: nothing of theirs to revise
+                self.db[REVISIONS_DUE].delete_one({"_id": note["_id"], "at": note["at"]})
+                continue
+            log.warning("finishing the %s revision of %s..%s left by a stopped process",
+                        note["reason"], note["start"], note["end"])
+            if note.get("correction"):
+                self.apply_approved_correction(employee, note["correction"], note)
+            else:
+                self.revise_noted(employee, note)
+        return len(notes)
+
     def revise_closed_day(self, employee, day, reason):
         """Recompute ``employee``'s ``day`` if that day is closed in its unit and publish
         ``attendance.day_revised`` when the result changed; while the unit's close runs, mark
@@ -525,9 +579,11 @@ class Closing:
 
     @setting_timer("ATTENDANCE_CLOSE_INTERVAL_SECONDS", 60)
     def close_due_days(self):
-        """Close the ended days (also at start: a close missed while down is caught up)."""
+        """Close the ended days (also at start: a close missed while down is caught up), and
+        finish the revisions a stopped process left noted."""
         try:
             self.close_due()
+            self.finish_noted_revisions()
         except Exception:  # the next tick tries again; the error is logged, not swallowed
             log.exception("closing the ended days failed")
             raise

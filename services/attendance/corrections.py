@@ -21,8 +21,8 @@ from datetime import datetime, time, timedelta
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from pamong.contracts.attendance import CorrectionDecided
-from pamong.replica import ACTING, EMPLOYEES
-from pamong.web import bad_request, conflict, forbidden, not_found, route, unprocessable
+from pamong.replica import EMPLOYEES
+from pamong.web import PageQuery, bad_request, conflict, forbidden, not_found, route, unprocessable
 from services.attendance import domain
 from services.attendance.access import (
     API,
@@ -33,9 +33,9 @@ from services.attendance.access import (
     own_nip,
 )
 from services.attendance.checkin import IDEMPOTENCY_KEY
-from services.attendance.leave import change_person, covers, may_decide
+from services.attendance.leave import change_person, may_decide, pending_requests
 from services.attendance.records import person_of, rota_of
-from services.attendance.store import DAYS, PEOPLE, by_ids, day_id, now
+from services.attendance.store import DAYS, PEOPLE, day_id, now
 
 TAGS = ["corrections"]
 CONTRACTS = (CorrectionDecided,)  # registered on import
@@ -89,6 +89,7 @@ class CorrectionList(Schema):
 
 class PendingCorrectionsOut(Schema):
     items = fields.List(fields.Nested(CorrectionOut), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
 
 
 def correction_out(nip, entry):
@@ -104,7 +105,7 @@ def find_correction(person, correction_id):
 
 class CorrectionEndpoints:
     """Mixed into the attendance service (needs ``db``, ``outbox``, ``config``, ``calendar``,
-    ``revise_closed_day``)."""
+    ``note_revision`` and ``revise_noted`` from the closing mixin)."""
 
     def _correction_today(self, unit):
         return domain.local_date(now(), self.calendar.timezone(unit))
@@ -198,6 +199,11 @@ class CorrectionEndpoints:
             raise forbidden("Only the employee's supervisor, or the official acting in the "
                             "supervisor's position today, decides their corrections.")
         decision = body["decision"]
+        _, asked = find_correction(self.db[PEOPLE].find_one({"_id": nip}, {"corrections": 1}),
+                                   correction_id)
+        day = asked and datetime.fromisoformat(asked["date"]).date()
+        note = (self.note_revision(employee, day, day, "correction", correction=correction_id)
+                if asked and decision == "approved" else None)
 
         def change(person):
             index, entry = find_correction(person, correction_id)
@@ -220,10 +226,10 @@ class CorrectionEndpoints:
 
         decided, _ = change_person(self.db, self.outbox, employee, change)
         if decided["status"] == "approved":
-            self._apply_correction(employee, decided)
+            self._apply_correction(employee, decided, note)
         return correction_out(nip, decided)
 
-    def _apply_correction(self, employee, entry):
+    def _apply_correction(self, employee, entry, note):
         nip = employee["_id"]
         day = datetime.fromisoformat(entry["date"]).date()
         person = person_of(self.db, nip)
@@ -237,43 +243,28 @@ class CorrectionEndpoints:
             {"$set": {"correction": correction},
              "$setOnInsert": {"nip": nip, "date": day.isoformat(), "unit": employee["unit"],
                               "opd": employee.get("opd")}}, upsert=True)
-        self.revise_closed_day(employee, day, "correction")
+        self.revise_noted(employee, note or self.note_revision(
+            employee, day, day, "correction", correction=entry["id"]))
+
+    def apply_approved_correction(self, employee, correction_id, note):
+        """Finish a noted correction (the closing tick, after a crash): apply it to its day if
+        it is approved, and revise."""
+        person = self.db[PEOPLE].find_one({"_id": employee["_id"]}, {"corrections": 1})
+        _, entry = find_correction(person, correction_id)
+        if entry is not None and entry["status"] == "approved":
+            self._apply_correction(employee, entry, note)
+        else:
+            self.revise_noted(employee, note)
 
     # -- read --------------------------------------------------------------------------------
 
-    @route("GET", f"{API}/corrections/pending", roles=DECIDERS, response=PendingCorrectionsOut(),
-           tags=TAGS, summary="The correction requests you may decide now")
-    def pending_corrections(self, request, principal):
-        me = own_nip(principal)
-        # a scan of the people with an open request (few at any time; no index on the local
-        # database): the filter keeps only what the caller decides today
-        people = list(self.db[PEOPLE].find({"corrections.status": "requested"},
-                                           {"corrections": 1}))
-        employees = by_ids(self.db[EMPLOYEES], [p["_id"] for p in people])
-        acting = list(self.db[ACTING].find({"nip": me}))
-        bosses = {}
-        if acting:
-            bosses = by_ids(self.db[EMPLOYEES], [e.get("supervisor") for e in employees.values()
-                                                 if e.get("supervisor")], {"position": 1})
-        items = []
-        for person in people:
-            employee = employees.get(person["_id"])
-            if employee is None or not self._corrects(me, employee, acting, bosses):
-                continue
-            items += [correction_out(person["_id"], e) for e in person.get("corrections", ())
-                      if e["status"] == "requested"]
-        items.sort(key=lambda item: item["requested_at"])
-        return {"items": items}
-
-    def _corrects(self, me, employee, acting, bosses):
-        supervisor = employee.get("supervisor")
-        if not supervisor or employee["_id"] == me:
-            return False
-        if supervisor == me:
-            return True
-        position = ((bosses.get(supervisor) or {}).get("position") or {}).get("id")
-        today = self._correction_today(employee["unit"])
-        return any(a["position"] == position and covers(a, today) for a in acting)
+    @route("GET", f"{API}/corrections/pending", roles=DECIDERS, query=PageQuery(),
+           response=PendingCorrectionsOut(), tags=TAGS,
+           summary="The correction requests you may decide now, oldest first (paged: limit, "
+                   "cursor)")
+    def pending_corrections(self, request, principal, query):
+        return pending_requests(self.db, self.calendar, own_nip(principal), "corrections",
+                                correction_out, query)
 
     @route("GET", f"{API}/corrections/<nip>", roles=READERS, response=CorrectionList(),
            tags=TAGS, summary="One employee's correction requests, newest day first")

@@ -23,7 +23,17 @@ from marshmallow import Schema, fields, validate
 from pamong.contracts.attendance import LeaveDecided, LeaveRequested
 from pamong.events.outbox import OUTBOX
 from pamong.replica import ACTING, EMPLOYEES
-from pamong.web import bad_request, conflict, forbidden, not_found, route, unprocessable
+from pamong.web import (
+    PageQuery,
+    bad_request,
+    conflict,
+    decode_cursor,
+    forbidden,
+    not_found,
+    page,
+    route,
+    unprocessable,
+)
 from services.attendance import domain
 from services.attendance.access import (
     API,
@@ -90,6 +100,7 @@ class LeaveList(Schema):
 
 class PendingLeaveOut(Schema):
     items = fields.List(fields.Nested(LeaveOut), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
 
 
 class YearBalance(Schema):
@@ -177,6 +188,41 @@ def may_decide(db, nip, employee, day):
     return bool(position) and acts_for(db, nip, position, day)
 
 
+def pending_requests(db, calendar, me, field, out, query):
+    """One page of the ``people.<field>`` entries still ``requested`` that ``me`` decides
+    today (as supervisor, or acting in the supervisor's position), oldest request first.
+
+    A scan of the people with an open request (few at any time; no index on the local
+    database); only the page goes back to the caller."""
+    people = list(db[PEOPLE].find({f"{field}.status": "requested"}, {field: 1}))
+    employees = by_ids(db[EMPLOYEES], [p["_id"] for p in people])
+    acting = list(db[ACTING].find({"nip": me}))
+    bosses = by_ids(db[EMPLOYEES], [e.get("supervisor") for e in employees.values()
+                                    if e.get("supervisor")], {"position": 1}) if acting else {}
+
+    def decides(employee):
+        supervisor = employee.get("supervisor")
+        if not supervisor or employee["_id"] == me:
+            return False
+        if supervisor == me:
+            return True
+        position = ((bosses.get(supervisor) or {}).get("position") or {}).get("id")
+        today = domain.local_date(now(), calendar.timezone(employee["unit"]))
+        return any(a["position"] == position and covers(a, today) for a in acting)
+
+    def order(item):
+        return item["requested_at"], item["nip"], item["id"]
+
+    items = sorted((out(person["_id"], entry) for person in people
+                    if person["_id"] in employees and decides(employees[person["_id"]])
+                    for entry in person.get(field, ()) if entry["status"] == "requested"),
+                   key=order)
+    if after := decode_cursor(query["cursor"]):
+        items = [i for i in items if order(i) > (after["at"], after["nip"], after["id"])]
+    return page(items, query["limit"],
+                lambda i: {"at": i["requested_at"], "nip": i["nip"], "id": i["id"]})
+
+
 def days_by_year(days):
     counts = {}
     for day in days:
@@ -209,7 +255,7 @@ def annual_ledger(leaves, upto, statuses=("approved",), first=None):
 
 class LeaveEndpoints:
     """Mixed into the attendance service (needs ``db``, ``outbox``, ``config``, ``calendar``,
-    ``revise_closed_day``)."""
+    ``note_revision`` and ``revise_noted`` from the closing mixin)."""
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -236,15 +282,6 @@ class LeaveEndpoints:
                 self.db, principal.nip, employee, self._today(employee["unit"]))):
             raise not_found()
         return employee
-
-    def _revise_past(self, employee, start, end, reason):
-        """Closed days the change touches are recomputed (the closing mixin does nothing for a
-        day not closed yet)."""
-        last = min(end, self._today(employee["unit"]) - timedelta(days=1))
-        day = start
-        while day <= last:
-            self.revise_closed_day(employee, day, reason)
-            day += timedelta(days=1)
 
     # -- request -----------------------------------------------------------------------------
 
@@ -324,6 +361,11 @@ class LeaveEndpoints:
             raise forbidden("Only the employee's supervisor, or the official acting in the "
                             "supervisor's position today, decides their leave.")
         decision = body["decision"]
+        # approved leave can cover closed days (sick leave asked for afterwards): noted first
+        _, asked = find_leave(self.db[PEOPLE].find_one({"_id": nip}, {"leaves": 1}), leave_id)
+        note = (self.note_revision(employee, date.fromisoformat(asked["start"]),
+                                   date.fromisoformat(asked["end"]), "leave")
+                if asked and decision == "approved" else None)
 
         def change(person):
             index, entry = find_leave(person, leave_id)
@@ -350,9 +392,7 @@ class LeaveEndpoints:
             return {"$set": sets}, [event], decided
 
         decided, _ = change_person(self.db, self.outbox, employee, change)
-        if decision == "approved":
-            self._revise_past(employee, date.fromisoformat(decided["start"]),
-                              date.fromisoformat(decided["end"]), "leave")
+        self.revise_noted(employee, note)
         return leave_out(nip, decided)
 
     @route("POST", f"{API}/leave/<nip>/<leave_id>/cancel", roles=("pegawai",),
@@ -391,40 +431,13 @@ class LeaveEndpoints:
 
     # -- read --------------------------------------------------------------------------------
 
-    @route("GET", f"{API}/leave/pending", roles=DECIDERS, response=PendingLeaveOut(), tags=TAGS,
-           summary="The leave requests you may decide now")
-    def pending_leave(self, request, principal):
-        me = own_nip(principal)
-        # a scan of the people with an open request (few at any time; no index on the local
-        # database): the filter keeps only what the caller decides today
-        people = list(self.db[PEOPLE].find({"leaves.status": "requested"},
-                                           {"leaves": 1, "unit": 1}))
-        employees = by_ids(self.db[EMPLOYEES], [p["_id"] for p in people])
-        acting = list(self.db[ACTING].find({"nip": me}))
-        bosses = {}
-        if acting:
-            bosses = by_ids(self.db[EMPLOYEES],
-                            [e.get("supervisor") for e in employees.values()
-                             if e.get("supervisor")], {"position": 1})
-        items = []
-        for person in people:
-            employee = employees.get(person["_id"])
-            if employee is None or not self._decides(me, employee, acting, bosses):
-                continue
-            items += [leave_out(person["_id"], e) for e in person.get("leaves", ())
-                      if e["status"] == "requested"]
-        items.sort(key=lambda item: item["requested_at"])
-        return {"items": items}
-
-    def _decides(self, me, employee, acting, bosses):
-        supervisor = employee.get("supervisor")
-        if not supervisor or employee["_id"] == me:
-            return False
-        if supervisor == me:
-            return True
-        position = ((bosses.get(supervisor) or {}).get("position") or {}).get("id")
-        today = self._today(employee["unit"])
-        return any(a["position"] == position and covers(a, today) for a in acting)
+    @route("GET", f"{API}/leave/pending", roles=DECIDERS, query=PageQuery(),
+           response=PendingLeaveOut(), tags=TAGS,
+           summary="The leave requests you may decide now, oldest first (paged: limit, "
+                   "cursor)")
+    def pending_leave(self, request, principal, query):
+        return pending_requests(self.db, self.calendar, own_nip(principal), "leaves",
+                                leave_out, query)
 
     @route("GET", f"{API}/leave/<nip>", roles=READERS,
            response=LeaveList(), tags=TAGS,

@@ -23,7 +23,9 @@ REPLAY_AFTER_MIDNIGHT = timedelta(minutes=15)
 
 
 def person_of(db, nip):
-    return db[PEOPLE].find_one({"_id": nip}) or {"_id": nip}
+    """The employee's rota and assignments (not the leave and correction history the same
+    document keeps, which grows with the years)."""
+    return db[PEOPLE].find_one({"_id": nip}, {"rota": 1, "assignments": 1}) or {"_id": nip}
 
 
 def rota_of(person):

@@ -21,6 +21,9 @@ Collections (``pamong_attendance``), besides the directory replica (``units``, `
 - ``close_cursor``: ``_id`` unit code, the last day closed in that unit.
 - ``devices``: ``_id "<device>:<YYYY-MM-DD>"``, the employees a device recorded for that day
   (shared-device flag).
+- ``revisions_due``: ``_id "<nip>:<start>:<end>:<reason>"``, days to revise after a change
+  that can alter closed days, written before the change and removed once revised (only
+  what is in flight, or was when a process died).
 """
 
 import threading
@@ -38,6 +41,7 @@ from services.attendance.settings import entry_from_doc
 
 DAYS, PEOPLE, CONFIG, CALENDAR = "days", "people", "unit_config", "calendar"
 OUTAGES, CLOSES, CURSORS, DEVICES = "outages", "closes", "close_cursor", "devices"
+REVISIONS_DUE = "revisions_due"
 IN_BATCH = 500  # FerretDB pushes `_id: {$in}` down to SQL up to this many values
 
 # secondary indexes for the rare scans (lists for a supervisor); MongoDB uses them, the local

@@ -9,8 +9,9 @@ test_attendance_closing.py."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from nameko.containers import ServiceContainer
 
-from pamong.testing import EventRecorder, race, wait_until
+from pamong.testing import EventRecorder, free_port, race, wait_until
 from tests.integration.attendance_support import (
     API,
     NIP_HEAD,
@@ -136,6 +137,56 @@ def test_an_approved_correction_revises_the_closed_day(attendance, recorder):
     assert len(recorder.of("attendance.day_revised")) == 1
     assert len(recorder.of("attendance.correction_decided")) == 1
     assert not db.closes.find_one({"_id": f"{BIDANG}:{day.isoformat()}"}).get("_outbox")
+    assert db.revisions_due.count_documents({}) == 0  # the note is gone once revised
+
+
+def test_a_revision_left_by_a_dead_process_is_finished_by_the_tick(attendance, config,
+                                                                      recorder):
+    """A process that approved a correction and died before applying it to the closed day
+    (the people document says approved, the day knows nothing) leaves its note; the next
+    close tick applies the correction and revises the day. The state is written as that
+    process leaves it: the note first, then the decision, nothing after."""
+    from services.attendance.service import AttendanceService
+
+    client, db = attendance.client, attendance.db
+    day, other = last_workdays(2)
+    assert close(client, BIDANG, day).json()["counts"]["absent"] == 3
+    asked = ask(client, **body_for(day)).json()
+    stale = datetime.now(UTC) - timedelta(minutes=10)
+    db.revisions_due.insert_many([
+        {"_id": f"{NIP_STAFF}:{day}:{day}:correction", "nip": NIP_STAFF, "start": str(day),
+         "end": str(day), "reason": "correction", "correction": asked["id"], "at": stale},
+        # a change that never happened (died before its write): revises nothing
+        {"_id": f"{NIP_STAFF2}:{day}:{day}:leave", "nip": NIP_STAFF2, "start": str(day),
+         "end": str(day), "reason": "leave", "correction": None, "at": stale},
+        # a request still running (a young note): left alone
+        {"_id": f"{NIP_KABID}:{other}:{other}:leave", "nip": NIP_KABID, "start": str(other),
+         "end": str(other), "reason": "leave", "correction": None,
+         "at": datetime.now(UTC)}])
+    db.people.update_one({"_id": NIP_STAFF}, {"$set": {
+        "corrections.0.status": "approved", "corrections.0.decided_by": NIP_KABID,
+        "corrections.0.decided_at": stale, "corrections.0.note": "ok"}})
+    assert result_of(db, NIP_STAFF, day)["status"] == "absent"
+
+    settings = {**attendance.config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
+                "ATTENDANCE_CLOSE_INTERVAL_SECONDS": 3600}  # ticks once, at start
+    container = ServiceContainer(AttendanceService, settings)
+    container.start()
+    try:
+        wait_until(lambda: db.revisions_due.count_documents({}) == 1, timeout=30,
+                   message="the stale notes finished")
+    finally:
+        container.stop()
+    doc = db.days.find_one({"_id": f"{NIP_STAFF}:{day.isoformat()}"})
+    assert doc["correction"]["id"] == asked["id"]
+    assert doc["result"]["status"] == "present" and doc["result"]["revision"] == 1
+    assert result_of(db, NIP_STAFF2, day)["status"] == "absent"
+    assert result_of(db, NIP_STAFF2, day).get("revision", 0) == 0
+    assert [n["_id"] for n in db.revisions_due.find()] == [
+        f"{NIP_KABID}:{other}:{other}:leave"]
+    revised = wait_until(lambda: recorder.of("attendance.day_revised"), timeout=15)
+    assert [(e["data"]["nip"], e["data"]["after"]) for e in revised] == [
+        (NIP_STAFF, "present")]
 
 
 def test_a_correction_of_a_day_not_closed_is_used_by_the_close(attendance):
@@ -175,7 +226,7 @@ def test_only_the_supervisor_or_the_plt_decides(attendance, config):
     wait_until(lambda: db.acting.find_one({"_id": "act-1"}), timeout=15)
     plt = token(client, NIP_STAFF2, roles=("pegawai",))
     pending = client.request("GET", f"{API}/corrections/pending", token=plt).json()
-    assert [c["id"] for c in pending["items"]] == [asked["id"]]
+    assert [c["id"] for c in pending["items"]] == [asked["id"]] and not pending["next_cursor"]
     # two decisions at once: one wins
     responses = race([("approved", None), ("rejected", "tidak sesuai")],
                      lambda d: decide(client, NIP_STAFF, asked["id"], plt, *d))

@@ -254,7 +254,17 @@ def test_the_acting_official_decides_on_the_dates_of_the_acting(attendance, conf
         NIP_STAFF2, today(), today() + timedelta(days=5), acting_id="act-now"))
     wait_until(lambda: db.acting.find_one({"_id": "act-now"}), timeout=15)
     pending = client.request("GET", f"{API}/leave/pending", token=token(client, NIP_STAFF2))
-    assert {i["id"] for i in pending.json()["items"]} == {first["id"], second["id"]}
+    assert [i["id"] for i in pending.json()["items"]] == [first["id"], second["id"]]
+    assert pending.json()["next_cursor"] is None
+    # paged, oldest request first: one a page, the cursor leads to the next
+    page1 = client.request("GET", f"{API}/leave/pending?limit=1",
+                           token=token(client, NIP_STAFF2)).json()
+    assert [i["id"] for i in page1["items"]] == [first["id"]] and page1["next_cursor"]
+    page2 = client.request("GET", f"{API}/leave/pending?limit=1&cursor={page1['next_cursor']}",
+                           token=token(client, NIP_STAFF2)).json()
+    assert [i["id"] for i in page2["items"]] == [second["id"]] and page2["next_cursor"] is None
+    assert client.request("GET", f"{API}/leave/pending?cursor=bogus",
+                          token=token(client, NIP_STAFF2)).status_code == 400
     seen = client.request("GET", f"{API}/leave/{NIP_STAFF}", token=token(client, NIP_STAFF2))
     assert seen.status_code == 200 and len(seen.json()["items"]) == 2
     r = decide(client, first["id"], t=token(client, NIP_STAFF2))
