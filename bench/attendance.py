@@ -488,7 +488,9 @@ def section(result):
         "`apply_full`) checks in once with their own JWT, an `Idempotency-Key` and a reading "
         "near their office (validation, geofence, day document write with its event in the "
         "outbox, the relay publishing alongside); then every check-in is verified stored "
-        "exactly once under its key and its event relayed. (c) the same peak after today's "
+        "exactly once under its key and its event received by a subscriber's queue (bound "
+        "to `attendance.events`, as the dashboard or an outside system is; without one each "
+        "event would be returned and parked as unroutable). (c) the same peak after today's "
         "documents are removed and P past day documents (two records and a result each) are "
         "inserted. The recap rows time the monthly recap of N x 22 closed days through the "
         "API and raw.",

@@ -5,9 +5,15 @@ The launcher calls ``before_start(config)`` before it starts the attendance serv
 day close (which catches up missed days on start) always finds the month's records already
 there; a seed written after the start would race it and find yesterday closed as absent. The
 directory replica may still be empty then, so the employees, units and offices come from
-``services.directory.demo``'s generator (deterministic) rather than from the replica. On a
-first run the seed also starts each demo unit's close cursor the day before the month, so the
-service closes the whole month (not only yesterday, the first-install default).
+``services.directory.demo``'s generator (deterministic) rather than from the replica.
+
+The month is closed by the service's own timer, and only once the replica holds every demo
+employee: a close computes the employees its unit has *then*, so a tick while the directory's
+events are still arriving would close a unit's days without the people on their way. On a
+first run ``before_start`` puts each demo unit's close cursor on yesterday (nothing to close)
+with the month's start beside it; ``seed`` (called by the launcher once the modules answer)
+waits for the replica to hold the demo employees, then moves those cursors back to the day
+before the month, and the next tick (``ATTENDANCE_CLOSE_INTERVAL_SECONDS``) closes the month.
 
 Past days cannot go through the API (the server's clock decides a check-in, and an offline
 upload is refused after 72 hours), so the seed writes what the service itself writes: day
@@ -22,10 +28,12 @@ and a leave or an assignment already there (by its id) is not added again.
 """
 
 import random
+import time as clock
 from datetime import UTC, datetime, time, timedelta
 
 import pymongo.errors
 
+from pamong.replica import EMPLOYEES
 from pamong.storage import client_for, database_name
 from services.attendance import domain
 from services.attendance.store import CURSORS, DAYS, PEOPLE, Calendar, by_ids, day_id
@@ -72,19 +80,51 @@ def load(db, today=None):
     missing = [d for d in docs if d["_id"] not in present]
     for start in range(0, len(missing), 500):
         db[DAYS].insert_many(missing[start:start + 500], ordered=True)
-    start_close_cursors(db, set(pemda.unit_of.values()), first - timedelta(days=1))
+    start_close_cursors(db, set(pemda.unit_of.values()), last, first - timedelta(days=1))
     return {"first": first, "last": last, "days_written": len(missing),
             "days_present": len(present), "people_changed": people_changed}
 
 
-def start_close_cursors(db, units, before_first):
-    """A unit never closed gets its cursor on ``before_first``, so the close timer closes the
-    demo month from its first day; a cursor already there is the service's and stays."""
+def start_close_cursors(db, units, yesterday, before_first):
+    """A unit never closed gets its cursor on ``yesterday`` and ``demo_from`` on
+    ``before_first`` (``release_month`` moves it there); a cursor already there is the
+    service's and stays."""
     for unit in sorted(units):
         try:
-            db[CURSORS].insert_one({"_id": unit, "last_closed": before_first.isoformat()})
+            db[CURSORS].insert_one({"_id": unit, "last_closed": yesterday.isoformat(),
+                                    "demo_from": before_first.isoformat()})
         except pymongo.errors.DuplicateKeyError:
             pass
+
+
+def release_month(db):
+    """Move each cursor ``start_close_cursors`` wrote back to ``demo_from`` (the next close
+    tick closes the month), unless the service has moved it since. Returns how many moved."""
+    moved = 0
+    for cursor in list(db[CURSORS].find({"demo_from": {"$exists": True}})):
+        moved += db[CURSORS].update_one(
+            {"_id": cursor["_id"], "last_closed": cursor["last_closed"]},
+            {"$set": {"last_closed": cursor["demo_from"]}, "$unset": {"demo_from": ""}},
+        ).modified_count
+    return moved
+
+
+def seed(base_url, config, timeout=120.0):
+    """After the start (the launcher): once the directory replica holds every demo employee,
+    let the close timer close the demo month (see the module docstring)."""
+    db = client_for(config["MONGO_URI"])[database_name(config, "attendance")]
+    active = DemoPemda().active
+    deadline = clock.monotonic() + timeout
+    while len(by_ids(db[EMPLOYEES], active, {"_id": 1})) < len(active):
+        if clock.monotonic() > deadline:
+            print(f"attendance demo: the directory replica still lacks demo employees after "
+                  f"{timeout:.0f} s; the month is not closed (check the directory module)")
+            return 0
+        clock.sleep(0.5)
+    moved = release_month(db)
+    if moved:
+        print(f"attendance demo: the month closes at the next close tick ({moved} units)")
+    return moved
 
 
 class DemoPemda:

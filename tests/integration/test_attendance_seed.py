@@ -4,9 +4,10 @@ need is there and true to the rules, and a second run changes nothing."""
 from collections import Counter
 from datetime import date, timedelta
 
+from pamong.launcher import prepare_demo
 from pamong.storage import client_for, database_name
 from services.attendance import domain
-from services.attendance.seed import TIMEZONE, DemoPemda, before_start
+from services.attendance.seed import TIMEZONE, DemoPemda, before_start, seed
 from services.attendance.store import Calendar
 
 
@@ -75,11 +76,12 @@ def test_demo_month_is_realistic_and_idempotent(config):
     assert all(p["version"] >= 1 and p["unit"] == pemda.unit_of[p["_id"]]
                for p in people.values())
 
-    # the close starts at the month's first day in every demo unit; a cursor the service
-    # moved is the service's
-    cursors = {c["_id"]: c["last_closed"] for c in db.close_cursor.find({})}
+    # every demo unit's close waits on yesterday until `seed` releases the month; a cursor
+    # the service moved is the service's
+    cursors = {c["_id"]: c for c in db.close_cursor.find({})}
     assert set(cursors) == set(pemda.unit_of.values())
-    assert set(cursors.values()) == {(report["first"] - timedelta(days=1)).isoformat()}
+    assert {(c["last_closed"], c["demo_from"]) for c in cursors.values()} == {
+        (report["last"].isoformat(), (report["first"] - timedelta(days=1)).isoformat())}
     moved = sorted(cursors)[0]
     db.close_cursor.update_one({"_id": moved},
                                {"$set": {"last_closed": report["first"].isoformat()}})
@@ -89,3 +91,30 @@ def test_demo_month_is_realistic_and_idempotent(config):
     again = before_start(config)
     assert again["days_written"] == 0 and again["people_changed"] == 0
     assert snapshot(db) == before
+
+
+def test_the_launcher_writes_the_month_first_and_it_closes_once_the_replica_is_full(config):
+    """``pamong run --demo``: ``prepare_demo`` writes the month before the modules start;
+    ``seed`` releases it to the close timer only once the directory replica holds every demo
+    employee (a close while the replica fills would leave the late ones' days unclosed)."""
+    db = client_for(config["MONGO_URI"])[database_name(config, "attendance")]
+    prepare_demo(["directory", "attendance"], config)
+    pemda = DemoPemda()
+    units = set(pemda.unit_of.values())
+    assert db.days.count_documents({}) > 20 * len(pemda.active) * 0.5
+    waiting = {c["_id"]: c for c in db.close_cursor.find({})}
+    assert set(waiting) == units and all("demo_from" in c for c in waiting.values())
+
+    # the replica is still filling: nothing released
+    db.employees.insert_many([{"_id": nip} for nip in pemda.active[:-1]])
+    assert seed(None, config, timeout=1.5) == 0
+    assert {c["_id"]: c for c in db.close_cursor.find({})} == waiting
+
+    # every demo employee is in: each unit's close starts the day before the month
+    db.employees.insert_one({"_id": pemda.active[-1]})
+    assert seed(None, config, timeout=5) == len(units)
+    released = {c["_id"]: c for c in db.close_cursor.find({})}
+    assert {c["last_closed"] for c in released.values()} == {
+        c["demo_from"] for c in waiting.values()}
+    assert not any("demo_from" in c for c in released.values())
+    assert seed(None, config, timeout=5) == 0  # once
