@@ -440,10 +440,14 @@ class Closing:
                 continue
             log.warning("finishing the %s revision of %s..%s left by a stopped process",
                         note["reason"], note["start"], note["end"])
-            if note.get("correction"):
-                self.apply_approved_correction(employee, note["correction"], note)
-            else:
-                self.revise_noted(employee, note)
+            try:
+                if note.get("correction"):
+                    self.apply_approved_correction(employee, note["correction"], note)
+                else:
+                    self.revise_noted(employee, note)
+            except Exception:  # noqa: BLE001 - one note that fails must not hold up the rest
+                log.exception("the %s revision of %s..%s failed; the next tick tries again",
+                              note["reason"], note["start"], note["end"])
         return len(notes)
 
     def revise_closed_day(self, employee, day, reason):
