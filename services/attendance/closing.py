@@ -409,7 +409,7 @@ class Closing:
         will see the change). A correction's note names it: finishing it applies the approved
         correction to its day first (the day document may not have it yet)."""
         nip = employee["_id"]
-        if start >= domain.local_date(now(), self.calendar.timezone(employee["unit"])):
+        if start >= self.calendar.today(employee["unit"]):
             return None
         note = {"_id": f"{nip}:{start.isoformat()}:{end.isoformat()}:{reason}", "nip": nip,
                 "start": start.isoformat(), "end": end.isoformat(), "reason": reason,
@@ -423,7 +423,7 @@ class Closing:
         replaced it. Nothing for no note."""
         if note is None:
             return
-        today = domain.local_date(now(), self.calendar.timezone(employee["unit"]))
+        today = self.calendar.today(employee["unit"])
         day, last = date.fromisoformat(note["start"]), date.fromisoformat(note["end"])
         while day <= min(last, today - timedelta(days=1)):
             self.revise_closed_day(employee, day, note["reason"])

@@ -305,9 +305,6 @@ class ConfigEndpoints:
         employee = self.db[EMPLOYEES].find_one({"_id": principal.nip}, {"unit": 1})
         return (employee or {}).get("unit")
 
-    def _today(self, unit):
-        return domain.local_date(now(), self.calendar.timezone(unit))
-
     # -- settings and configuration --------------------------------------------------------
 
     @route("GET", f"{API}/units/<unit>/settings", roles=("pegawai", *STAFF_READERS),
@@ -315,7 +312,7 @@ class ConfigEndpoints:
            summary="The settings in force for a unit on a date, and where each comes from")
     def get_settings(self, request, principal, query, unit):
         self._unit_doc(principal, unit, own_unit=True)
-        day = query["date"] or self._today(unit)
+        day = query["date"] or self.calendar.today(unit)
         # read fresh (not the check-in cache): an admin checks what they just wrote
         settings, sources = domain.resolve_settings(config_entries(self.db, unit), unit, day)
         return {"unit": unit, "date": day.isoformat(), "settings": SETTINGS.dump(settings),
@@ -386,7 +383,7 @@ class ConfigEndpoints:
     def delete_config(self, request, principal, unit, effective_from):
         self._unit_doc(principal, unit, write=True)
         start = _date_arg(effective_from, "effective_from")
-        if start <= self._today(unit):
+        if start <= self.calendar.today(unit):
             raise conflict(f"The entry from {start.isoformat()} is already in force: add a "
                            "new entry from a later date instead (a started entry has judged "
                            "records).")
@@ -413,7 +410,7 @@ class ConfigEndpoints:
         from today on (a check-in looks its shift up by code). Rotas are few and the change
         rare: a scan of ``people`` is fine here."""
         mine = [entry_from_doc(unit, e) for e in entries]
-        today = self._today(unit)
+        today = self.calendar.today(unit)
         broken = []
         for person in self.db[PEOPLE].find({**subtree_filter("unit", unit),
                                             "rota": {"$exists": True}}, {"rota": 1, "unit": 1}):
@@ -429,7 +426,7 @@ class ConfigEndpoints:
     def _check_start(self, unit, start):
         """A change applies from today (unit time) at the earliest and after every closed
         day of the unit's subtree."""
-        today = self._today(unit)
+        today = self.calendar.today(unit)
         if start < today:
             raise unprocessable({"effective_from": [
                 f"in the past: a change applies from today ({today.isoformat()}) at the "
@@ -618,7 +615,7 @@ class ConfigEndpoints:
         """Every shift code must be one of the unit's ``shifts`` (see ``rota_gaps``)."""
         errors = {}
         for where, missing, day, known in rota_gaps(rota, unit, config_entries(self.db, unit),
-                                                    self._today(unit)):
+                                                    self.calendar.today(unit)):
             errors.setdefault(where, []).append(
                 f"unknown shift {', '.join(sorted(missing))} on {day.isoformat()}: unit {unit} "
                 f"has {', '.join(sorted(known)) or 'no shifts'} (set them in its "
@@ -656,7 +653,7 @@ class ConfigEndpoints:
     def get_outages(self, request, principal, query):
         unit = query["unit"]
         self._unit_doc(principal, unit)
-        today = self._today(unit)
+        today = self.calendar.today(unit)
         first = query["from_"] or today - timedelta(days=31)
         last = query["to"] or today + timedelta(days=31)
         if last < first or last - first > MAX_LIST_RANGE:

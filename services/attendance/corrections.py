@@ -21,7 +21,6 @@ from datetime import datetime, time, timedelta
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from pamong.contracts.attendance import CorrectionDecided
-from pamong.replica import EMPLOYEES
 from pamong.web import PageQuery, bad_request, conflict, forbidden, not_found, route, unprocessable
 from services.attendance import domain
 from services.attendance.access import (
@@ -29,11 +28,15 @@ from services.attendance.access import (
     DecidedFields,
     DecisionBody,
     active_self,
-    may_see_employee,
     own_nip,
 )
 from services.attendance.checkin import IDEMPOTENCY_KEY
-from services.attendance.leave import change_person, may_decide, pending_requests
+from services.attendance.leave import (
+    change_person,
+    may_decide,
+    pending_requests,
+    requester_or_404,
+)
 from services.attendance.records import person_of, rota_of
 from services.attendance.store import DAYS, PEOPLE, day_id, now
 
@@ -107,16 +110,8 @@ class CorrectionEndpoints:
     """Mixed into the attendance service (needs ``db``, ``outbox``, ``config``, ``calendar``,
     ``note_revision`` and ``revise_noted`` from the closing mixin)."""
 
-    def _correction_today(self, unit):
-        return domain.local_date(now(), self.calendar.timezone(unit))
-
     def _correction_employee(self, principal, nip):
-        """The employee, when the caller may see their corrections (else 404)."""
-        employee = self.db[EMPLOYEES].find_one({"_id": nip})
-        if employee is None or not (may_see_employee(principal, employee) or may_decide(
-                self.db, principal.nip, employee, self._correction_today(employee["unit"]))):
-            raise not_found()
-        return employee
+        return requester_or_404(self.db, self.calendar, principal, nip)
 
     def _instants(self, employee, person, day, check_in, check_out):
         """The corrected times as UTC datetimes of ``day`` in the unit's zone; on a night
@@ -149,7 +144,7 @@ class CorrectionEndpoints:
         employee = active_self(self.db, principal)
         nip, unit = employee["_id"], employee["unit"]
         day = body["date"]
-        today = self._correction_today(unit)
+        today = self.calendar.today(unit)
         limit = int(self.config.get("ATTENDANCE_CORRECTION_MAX_DAYS", 30))
         if day > today:
             raise unprocessable({"date": ["today or a past day"]})
@@ -195,7 +190,7 @@ class CorrectionEndpoints:
     def decide_correction(self, request, principal, body, nip, correction_id):
         employee = self._correction_employee(principal, nip)
         if not may_decide(self.db, principal.nip, employee,
-                          self._correction_today(employee["unit"])):
+                          self.calendar.today(employee["unit"])):
             raise forbidden("Only the employee's supervisor, or the official acting in the "
                             "supervisor's position today, decides their corrections.")
         decision = body["decision"]

@@ -188,6 +188,16 @@ def may_decide(db, nip, employee, day):
     return bool(position) and acts_for(db, nip, position, day)
 
 
+def requester_or_404(db, calendar, principal, nip):
+    """The employee, when the caller may see their requests (leave, corrections) or decides
+    them today (else 404: never reveal another OPD's people)."""
+    employee = db[EMPLOYEES].find_one({"_id": nip})
+    if employee is None or not (may_see_employee(principal, employee) or may_decide(
+            db, principal.nip, employee, calendar.today(employee["unit"]))):
+        raise not_found()
+    return employee
+
+
 def pending_requests(db, calendar, me, field, out, query):
     """One page of the ``people.<field>`` entries still ``requested`` that ``me`` decides
     today (as supervisor, or acting in the supervisor's position), oldest request first.
@@ -207,7 +217,7 @@ def pending_requests(db, calendar, me, field, out, query):
         if supervisor == me:
             return True
         position = ((bosses.get(supervisor) or {}).get("position") or {}).get("id")
-        today = domain.local_date(now(), calendar.timezone(employee["unit"]))
+        today = calendar.today(employee["unit"])
         return any(a["position"] == position and covers(a, today) for a in acting)
 
     def order(item):
@@ -259,9 +269,6 @@ class LeaveEndpoints:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _today(self, unit):
-        return domain.local_date(now(), self.calendar.timezone(unit))
-
     def _working_days(self, unit, rota, start, end):
         entries = self.calendar.entries(unit)
         holidays = {}
@@ -276,12 +283,7 @@ class LeaveEndpoints:
         return int(start) if start else None
 
     def _leave_employee(self, principal, nip):
-        """The employee, when the caller may see their leave (else 404)."""
-        employee = self.db[EMPLOYEES].find_one({"_id": nip})
-        if employee is None or not (may_see_employee(principal, employee) or may_decide(
-                self.db, principal.nip, employee, self._today(employee["unit"]))):
-            raise not_found()
-        return employee
+        return requester_or_404(self.db, self.calendar, principal, nip)
 
     # -- request -----------------------------------------------------------------------------
 
@@ -298,7 +300,7 @@ class LeaveEndpoints:
         nip, unit = employee["_id"], employee["unit"]
         leave_id = (uuid.uuid5(KEY_IDS, f"{nip}:{key}").hex if key else uuid.uuid4().hex)
         start, end = body["start"], body["end"]
-        today = self._today(unit)
+        today = self.calendar.today(unit)
         backdate = int(self.config.get("ATTENDANCE_LEAVE_BACKDATE_DAYS", 30))
         problems = []
         if start < today - timedelta(days=backdate):
@@ -356,7 +358,7 @@ class LeaveEndpoints:
                    "supervisor's position on the day)")
     def decide_leave(self, request, principal, body, nip, leave_id):
         employee = self._leave_employee(principal, nip)
-        today = self._today(employee["unit"])
+        today = self.calendar.today(employee["unit"])
         if not may_decide(self.db, principal.nip, employee, today):
             raise forbidden("Only the employee's supervisor, or the official acting in the "
                             "supervisor's position today, decides their leave.")
@@ -403,7 +405,7 @@ class LeaveEndpoints:
             self._leave_employee(principal, nip)  # 404 for who may not see it
             raise forbidden("Only the employee cancels their own leave.")
         employee = self._leave_employee(principal, nip)
-        today = self._today(employee["unit"])
+        today = self.calendar.today(employee["unit"])
 
         def change(person):
             index, entry = find_leave(person, leave_id)
@@ -455,7 +457,7 @@ class LeaveEndpoints:
                    "18 at most")
     def leave_balance(self, request, principal, query, nip):
         employee = self._leave_employee(principal, nip)
-        year = query["year"] or self._today(employee["unit"]).year
+        year = query["year"] or self.calendar.today(employee["unit"]).year
         leaves = (self.db[PEOPLE].find_one({"_id": nip}, {"leaves": 1}) or {}).get("leaves", [])
         ledger = annual_ledger(leaves, year, first=self._ledger_start())
         requested = sum((e.get("days_by_year") or {}).get(str(year), 0) for e in leaves

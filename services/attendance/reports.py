@@ -316,12 +316,9 @@ class ReportEndpoints:
                             "see it.")
         return doc
 
-    def _report_today(self, unit):
-        return domain.local_date(now(), self.calendar.timezone(unit))
-
     def _report_month(self, text, unit):
         year, month = month_of(text)
-        today = self._report_today(unit)
+        today = self.calendar.today(unit)
         if (year, month) > (today.year, today.month):
             raise unprocessable({"month": ["a month that has started"]})
         return [d for d in domain.month_dates(year, month) if d <= today], today
@@ -339,7 +336,7 @@ class ReportEndpoints:
     def get_today(self, request, principal, query, unit):
         self._report_unit(principal, unit)
         members = sorted(employees_of(self.db, unit, query["subunits"]), key=lambda e: e["_id"])
-        days = {e["_id"]: self._report_today(e["unit"]) for e in members}
+        days = {e["_id"]: self.calendar.today(e["unit"]) for e in members}
         docs = by_ids(self.db[DAYS], [day_id(nip, day) for nip, day in days.items()],
                       DAY_FIELDS)
         people = by_ids(self.db[PEOPLE], list(days), {"leaves": 1, "assignments": 1, "rota": 1})
@@ -357,7 +354,7 @@ class ReportEndpoints:
             "on_leave": sum(1 for line in lines if line["status"] == "leave"),
             "on_assignment": sum(1 for line in lines if line["status"] == "assignment"),
             "off_today": sum(1 for line in lines if line["status"] in ("holiday", "day_off"))}
-        return {"unit": unit, "date": self._report_today(unit).isoformat(),
+        return {"unit": unit, "date": self.calendar.today(unit).isoformat(),
                 "subunits": query["subunits"], "generated_at": now(), "counts": counts,
                 "people": lines}
 
@@ -515,7 +512,7 @@ class ReportEndpoints:
     def get_absences(self, request, principal, query):
         unit = query["unit"]
         self._report_unit(principal, unit)
-        year = query["year"] or self._report_today(unit).year
+        year = query["year"] or self.calendar.today(unit).year
         members = sorted(employees_of(self.db, unit, query["subunits"]), key=lambda e: e["_id"])
         people = by_ids(self.db[PEOPLE], [e["_id"] for e in members],
                         {"absences": 1, "rota": 1})

@@ -161,6 +161,10 @@ class Calendar:
         doc = self.unit(unit)
         return (doc or {}).get("timezone", "Asia/Jakarta")
 
+    def today(self, unit):
+        """The unit's date now, in its own time zone."""
+        return domain.local_date(now(), self.timezone(unit))
+
     def holidays(self, unit, year):
         national = self.cache.get(("national", year), lambda: national_holidays(year))
         extra = self.cache.get(("regional",), lambda: regional_days(self.db))
