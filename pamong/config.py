@@ -38,6 +38,9 @@ DEFAULTS = {
     # a process that writes events holds a lease this long; then a sweep publishes its leftovers
     "OUTBOX_WRITER_LEASE_SECONDS": 60,
     "HTTP_MAX_BODY_BYTES": 1024 * 1024,
+    # requests and events one process works on at once (nameko's ``max_workers``, whose
+    # default of 10 left a check-in peak waiting on the database round trips of only 10)
+    "MAX_WORKERS": 100,
     "LOG_LEVEL": "INFO",
 }
 
@@ -108,6 +111,7 @@ def load_config(path=None, overrides=None):
             raise ConfigError(f"{path}: the top level must be a mapping")
         config.update(interpolate(loaded))
     config.update(overrides or {})
+    config["max_workers"] = config["MAX_WORKERS"]  # the key nameko reads
     return config
 
 

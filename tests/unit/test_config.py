@@ -109,7 +109,12 @@ def test_defaults_are_not_mutated():
 def test_empty_file_gives_defaults(tmp_path):
     path = tmp_path / "empty.yaml"
     path.write_text("")
-    assert load_config(path) == DEFAULTS
+    assert load_config(path) == {**DEFAULTS, "max_workers": DEFAULTS["MAX_WORKERS"]}
+
+
+def test_max_workers_reaches_nameko_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MAX_WORKERS", "25")
+    assert load_config()["max_workers"] == 25 and DEFAULTS["MAX_WORKERS"] == 100
 
 
 def test_top_level_must_be_a_mapping(tmp_path):
