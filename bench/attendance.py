@@ -47,11 +47,11 @@ from bench.common import machine, machine_line, scenario_env, write_results
 from pamong.auth import mint_token
 from pamong.events.outbox import OUTBOX
 from pamong.replica import EMPLOYEES, UNITS, apply_full
-from pamong.storage import client_for, database_name
+from pamong.storage import by_ids, client_for, database_name
 from pamong.testing import EventRecorder, HttpClient, drop_databases, free_port, serve_process
 from services.attendance import domain
 from services.attendance.access import API
-from services.attendance.store import CURSORS, DAYS, DEVICES, by_ids, day_id
+from services.attendance.store import CURSORS, DAYS, DEVICES, day_id
 
 BARE = "tests.launcher_service:HelloService"
 TARGETS = {  # (what is compared, the bound, whether it is an upper bound)

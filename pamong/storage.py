@@ -114,6 +114,21 @@ def mongo_of(container, needed_by):
     return found[0]
 
 
+IN_BATCH = 500  # the local FerretDB looks ``_id $in`` up by key for at most 500 values
+
+
+def by_ids(collection, ids, projection=None, keep=None):
+    """``{_id: document}`` of those ``ids`` that exist, read by key in batches (indexed
+    everywhere; ``keep``, a lock's renewal, runs between them)."""
+    ids, found = sorted(set(ids)), {}
+    for start in range(0, len(ids), IN_BATCH):
+        found.update((d["_id"], d) for d in collection.find(
+            {"_id": {"$in": ids[start:start + IN_BATCH]}}, projection))
+        if keep:
+            keep()
+    return found
+
+
 class GroupInsert:
     """Insert single documents, written together (group commit).
 

@@ -42,3 +42,40 @@ class LetterSigned(Schema):
     signer = fields.String(required=True, validate=validate.Regexp(NIP))
     assignment = fields.Nested(Assignment, required=True, allow_none=True, metadata={
         "description": "set on a surat tugas that sends employees somewhere"})
+
+
+class Awaiting(Schema):
+    nip = fields.String(required=True, validate=validate.Regexp(NIP))
+    role = fields.String(required=True, validate=validate.OneOf(("verifier", "signer")))
+
+
+@contract("letter.submitted", 1)
+class LetterSubmitted(Schema):
+    """A letter reached its next reviewer: on submission, and on each paraf that passes it on
+    (``awaiting.role`` ``signer``: it waits for the signature). The subject of a Sangat
+    Rahasia or Rahasia letter is not carried."""
+
+    id = fields.String(required=True)
+    kind = fields.String(required=True)
+    unit = fields.String(required=True, validate=validate.Regexp(UNIT_CODE))
+    opd = fields.String(required=True, allow_none=True)
+    security = fields.String(required=True, validate=validate.OneOf(("SR", "R", "T", "B")))
+    urgency = fields.String(required=True)
+    subject = fields.String(required=True, allow_none=True)
+    drafter = fields.String(required=True, validate=validate.Regexp(NIP))
+    awaiting = fields.Nested(Awaiting, required=True)
+
+
+@contract("letter.returned", 1)
+class LetterReturned(Schema):
+    """A verifier or the signer sent the letter back to its drafter with a note."""
+
+    id = fields.String(required=True)
+    kind = fields.String(required=True)
+    unit = fields.String(required=True, validate=validate.Regexp(UNIT_CODE))
+    opd = fields.String(required=True, allow_none=True)
+    security = fields.String(required=True, validate=validate.OneOf(("SR", "R", "T", "B")))
+    subject = fields.String(required=True, allow_none=True)
+    drafter = fields.String(required=True, validate=validate.Regexp(NIP))
+    returned_by = fields.String(required=True, validate=validate.Regexp(NIP))
+    note = fields.String(required=True)

@@ -19,12 +19,13 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from pamong.contracts import letters  # noqa: F401 - registers letter.signed
 from pamong.events.consumer import handles
 from pamong.replica import EMPLOYEES
+from pamong.storage import by_ids
 from pamong.web import Problem, bad_request, conflict, forbidden, not_found, route, unprocessable
 from services.attendance import domain
 from services.attendance.access import API, STAFF_READERS, may_see_employee
 from services.attendance.checkin import IDEMPOTENCY_KEY
 from services.attendance.leave import change_person
-from services.attendance.store import PEOPLE, by_ids, now
+from services.attendance.store import PEOPLE, now
 
 log = logging.getLogger(__name__)
 

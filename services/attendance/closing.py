@@ -48,11 +48,12 @@ from datetime import date, timedelta
 import eventlet
 import pymongo.errors
 from marshmallow import Schema, fields
-from nameko.timer import Timer
 
 from pamong.contracts.attendance import AbsenceThresholdReached, Counts, DayClosed, DayRevised
 from pamong.events.outbox import OUTBOX
 from pamong.replica import EMPLOYEES, UNITS
+from pamong.storage import IN_BATCH, by_ids
+from pamong.timers import setting_timer
 from pamong.web import (
     PageQuery,
     Problem,
@@ -71,10 +72,8 @@ from services.attendance.store import (
     CLOSES,
     CURSORS,
     DAYS,
-    IN_BATCH,
     PEOPLE,
     REVISIONS_DUE,
-    by_ids,
     day_id,
     employees_of,
     now,
@@ -100,32 +99,6 @@ class LeaseLost(Exception):
     """Another replica took the close over (this one was too slow to renew its lease)."""
 
 
-class SettingTimer(Timer):
-    """nameko's timer with its interval read from the service's config (``setting``) when the
-    container sets up, firing at start (``eager``: a close missed while the service was down
-    is caught up at once). An interval of 0 turns it off (tests of other parts)."""
-
-    def __init__(self, setting, default, **kwargs):
-        super().__init__(default, eager=True, **kwargs)
-        self.setting = setting
-
-    def setup(self):
-        self.interval = float(self.container.config.get(self.setting, self.interval))
-
-    def start(self):
-        if self.interval > 0:
-            super().start()
-
-    def stop(self):
-        if self.gt is not None:
-            super().stop()
-
-    def kill(self):
-        if self.gt is not None:
-            super().kill()
-
-
-setting_timer = SettingTimer.decorator
 
 
 # -- schemas ---------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from marshmallow import Schema, fields, validate
 from pamong.contracts.attendance import LeaveDecided, LeaveRequested
 from pamong.events.outbox import OUTBOX
 from pamong.replica import ACTING, EMPLOYEES
+from pamong.storage import by_ids
 from pamong.web import (
     PageQuery,
     bad_request,
@@ -45,7 +46,7 @@ from services.attendance.access import (
 )
 from services.attendance.checkin import IDEMPOTENCY_KEY
 from services.attendance.records import rota_of
-from services.attendance.store import PEOPLE, by_ids, now
+from services.attendance.store import PEOPLE, now
 
 TAGS = ["leave"]
 CONTRACTS = (LeaveRequested, LeaveDecided)  # registered on import

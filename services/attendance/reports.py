@@ -29,6 +29,7 @@ from werkzeug.wrappers import Response
 
 from pamong.auth.principal import subtree_filter
 from pamong.replica import EMPLOYEES, UNITS
+from pamong.storage import by_ids
 from pamong.web import not_found, route, unprocessable
 from services.attendance import domain
 from services.attendance.access import API, STAFF_READERS, employee_or_404, may_see_unit
@@ -38,7 +39,6 @@ from services.attendance.store import (
     CURSORS,
     DAYS,
     PEOPLE,
-    by_ids,
     day_id,
     day_window_for,
     employees_of,

@@ -34,9 +34,9 @@ from datetime import UTC, datetime, time, timedelta
 import pymongo.errors
 
 from pamong.replica import EMPLOYEES
-from pamong.storage import client_for, database_name
+from pamong.storage import by_ids, client_for, database_name
 from services.attendance import domain
-from services.attendance.store import CURSORS, DAYS, PEOPLE, Calendar, by_ids, day_id
+from services.attendance.store import CURSORS, DAYS, PEOPLE, Calendar, day_id
 from services.directory import csvio
 from services.directory.demo import demo_pemda
 

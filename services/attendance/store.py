@@ -26,23 +26,21 @@ Collections (``pamong_attendance``), besides the directory replica (``units``, `
   what is in flight, or was when a process died).
 """
 
-import threading
-import time as clock
 from datetime import UTC, date, datetime, timedelta
 
 import holidays
 from nameko.extensions import DependencyProvider
 
 from pamong.auth.principal import subtree_filter
+from pamong.cache import TimedCache
 from pamong.replica import EMPLOYEES, UNITS
-from pamong.storage import Index, mongo_of
+from pamong.storage import Index, by_ids, mongo_of
 from services.attendance import domain
 from services.attendance.settings import entry_from_doc
 
 DAYS, PEOPLE, CONFIG, CALENDAR = "days", "people", "unit_config", "calendar"
 OUTAGES, CLOSES, CURSORS, DEVICES = "outages", "closes", "close_cursor", "devices"
 REVISIONS_DUE = "revisions_due"
-IN_BATCH = 500  # FerretDB pushes `_id: {$in}` down to SQL up to this many values
 
 # secondary indexes for the rare scans (lists for a supervisor); MongoDB uses them, the local
 # database ignores them (see the README's "What still differs from MongoDB")
@@ -63,15 +61,6 @@ def now():
     return to_ms(datetime.now(UTC))
 
 
-def by_ids(collection, ids, projection=None):
-    """``{_id: document}`` for ``ids``, read in ``_id $in`` batches (indexed everywhere)."""
-    ids, found = list(dict.fromkeys(ids)), {}
-    for start in range(0, len(ids), IN_BATCH):
-        for doc in collection.find({"_id": {"$in": ids[start:start + IN_BATCH]}}, projection):
-            found[doc["_id"]] = doc
-    return found
-
-
 def employees_of(db, unit, with_subunits=False):
     """The replica's active employees of a unit (or its subtree): a scan of ``employees``,
     which grows with the Pemda's staff, not with attendance records."""
@@ -80,37 +69,6 @@ def employees_of(db, unit, with_subunits=False):
 
 
 # -- configuration, read through a short per-process cache -----------------------------------
-
-class TimedCache:
-    """Values kept ``seconds`` per key: configuration read on every check-in changes rarely,
-    and a change applies from a date (``effective_from``), so a replica seeing it a few
-    seconds late changes nothing already judged. One load per key at a time: the 200 requests
-    that find a value expired at 07:30 wait for one read instead of making 200."""
-
-    def __init__(self, seconds):
-        self.seconds = seconds
-        self.values = {}
-        self.loading = {}
-
-    def _fresh(self, key):
-        hit = self.values.get(key)
-        return hit if hit is not None and hit[0] > clock.monotonic() else None
-
-    def get(self, key, load):
-        if (hit := self._fresh(key)) is not None:
-            return hit[1]
-        with self.loading.setdefault(key, threading.Lock()):  # green under eventlet
-            if (hit := self._fresh(key)) is not None:
-                return hit[1]
-            value = load()
-            if len(self.values) > 10_000:
-                self.values.clear()
-            self.values[key] = (clock.monotonic() + self.seconds, value)
-            return value
-
-    def clear(self):
-        self.values.clear()
-
 
 def config_entries(db, unit):
     """The configuration entries of ``unit`` and its ancestors (domain form)."""

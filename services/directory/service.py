@@ -19,7 +19,7 @@ from pamong.events.outbox import OUTBOX, Outbox
 from pamong.health import HealthEndpoints
 from pamong.privacy import mask_nik
 from pamong.replica import request_snapshot
-from pamong.storage import Mongo
+from pamong.storage import Mongo, by_ids
 from pamong.web import (
     conflict,
     current_correlation_id,
@@ -46,7 +46,6 @@ from services.directory.store import (
     INDEXES,
     WITHOUT_HISTORY,
     ChangeWriter,
-    by_ids,
     load_employees,
     load_holders,
     record_of,

@@ -33,7 +33,7 @@ import eventlet
 
 from pamong.events.outbox import OUTBOX
 from pamong.privacy import mask_nik
-from pamong.storage import Index
+from pamong.storage import Index, by_ids
 from pamong.web import Problem, conflict
 from services.directory.domain import (
     ACTIVE,
@@ -129,21 +129,6 @@ def structure(db, epoch):
         state.head_position(None)  # build the heads index once, for every change to share
         cached = _structures[db.name] = Structure(epoch, state, slot_chains(state))
     return cached
-
-
-IN_BATCH = 500  # the local FerretDB looks ``_id $in`` up by key for at most 500 values
-
-
-def by_ids(collection, ids, projection=None, keep=None):
-    """``{_id: document}`` of those ``ids`` that exist, read by key in batches (``keep``, a
-    lock's, runs between them)."""
-    ids, found = sorted(set(ids)), {}
-    for start in range(0, len(ids), IN_BATCH):
-        found.update((d["_id"], d) for d in collection.find(
-            {"_id": {"$in": ids[start:start + IN_BATCH]}}, projection))
-        if keep:
-            keep()
-    return found
 
 
 def load_employees(db, nips):

@@ -80,14 +80,14 @@ def publish_directory(config, event_type, data):
     return event
 
 
-def attendance_db(config):
+def attendance_db(config, service="attendance"):
     return pymongo.MongoClient(config["MONGO_URI"], tz_aware=True)[
-        database_name(config, "attendance")]
+        database_name(config, service)]
 
 
-def seed_directory(config, units=UNITS, employees=EMPLOYEES):
-    """Feed the replica through the broker and wait until it holds everything."""
-    db = attendance_db(config)
+def seed_directory(config, units=UNITS, employees=EMPLOYEES, service="attendance"):
+    """Feed ``service``'s replica through the broker and wait until it holds everything."""
+    db = attendance_db(config, service)
     for unit in units:
         publish_directory(config, "unit.upserted", unit_event(unit))
     for row in employees:

@@ -43,3 +43,21 @@ def attendance(request, config):
     request.addfinalizer(container.stop)
     db = seed_directory(config)
     return Attendance(HttpClient(f"http://127.0.0.1:{port}", config), db, settings)
+
+
+@pytest.fixture
+def letters(request, config):
+    """A letters service in this process with a seeded directory replica; (client, db,
+    settings)."""
+    from services.letters.service import LettersService
+    from tests.integration.attendance_support import Attendance, seed_directory
+
+    port = free_port()
+    settings = {**config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}",
+                "DIRECTORY_SNAPSHOT_ON_EMPTY": False, "LETTERS_REFERENCE_CACHE_SECONDS": 0,
+                "LETTERS_SETTLE_INTERVAL_SECONDS": 0}  # a test settles numbers itself
+    container = ServiceContainer(LettersService, settings)
+    container.start()
+    request.addfinalizer(container.stop)
+    db = seed_directory(config, service="letters")
+    return Attendance(HttpClient(f"http://127.0.0.1:{port}", config), db, settings)

@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
+from pamong.cache import TimedCache
 from pamong.testing import wait_until
-from services.attendance.store import TimedCache
 
 pytestmark = pytest.mark.unit
 

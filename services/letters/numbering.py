@@ -1,0 +1,156 @@
+"""Letter numbers: handed out at signing, never twice, with no gap that is not on record.
+
+A number comes from a counter (``counters``, ``_id "<unit>:<kind or *>:<year>"``) by one
+atomic ``$inc`` (``find_one_and_update``, safe across replicas: the database serialises the
+writes of one document). The number is then *claimed*: an insert of ``numbers``
+``{_id: "<counter>:<n>"}`` naming the letter. The unique ``_id`` makes the claim the proof of
+who holds a number; then the letter is written signed with it.
+
+What a crash or a race leaves, and who settles it (``settle``, on a timer in every replica;
+each action is a unique insert or a compare-and-set, so two replicas settling at once agree):
+- a number handed out but never claimed (the process died between the ``$inc`` and the
+  insert): once the counter has been quiet for the grace period, the number is claimed as
+  ``cancelled`` with the reason. Should the slow signer arrive after all, its insert meets
+  the claim and it takes the next number;
+- a claim whose letter was never signed with it (died before the letter write, or the letter
+  changed meanwhile): after the grace period the claim becomes ``cancelled`` with the reason.
+  A signer that loses the race on the letter cancels its own claim at once.
+``checked`` on the counter marks how far every number is accounted for, so a settle round
+reads only the numbers handed out since the last one: its cost follows the signing, not the
+archive. The register of a counter (``register``) therefore shows every number from 1 on:
+used by a letter, or cancelled with a reason.
+"""
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pymongo
+
+from pamong.storage import by_ids
+from services.letters import domain
+from services.letters.store import COUNTERS, LETTERS, NUMBERING, NUMBERS, claim_id
+
+log = logging.getLogger(__name__)
+
+SETTLE_BATCH = 2000  # numbers looked at per counter and round
+
+
+def configs_for(db, cache, unit):
+    """``{unit code: numbering config}`` of ``unit`` and its ancestors (cached briefly)."""
+    chain = unit_chain(unit)
+    return cache.get(("numbering", unit), lambda: by_ids(db[NUMBERING], chain))
+
+
+def unit_chain(unit):
+    """``3510.03.01`` -> ``[3510.03.01, 3510.03, 3510]``."""
+    parts = unit.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
+
+
+def allocate(db, counter, letter_id, render, by, at):
+    """The next number of ``counter``, claimed for ``letter_id``: ``(n, printed number)``.
+    ``render(n)`` prints it."""
+    while True:
+        doc = db[COUNTERS].find_one_and_update(
+            {"_id": counter}, {"$inc": {"next": 1}, "$set": {"at": at}}, upsert=True,
+            return_document=pymongo.ReturnDocument.AFTER)
+        n = doc["next"]
+        number = render(n)
+        try:
+            db[NUMBERS].insert_one({"_id": claim_id(counter, n), "counter": counter, "n": n,
+                                    "status": "used", "number": number, "letter": letter_id,
+                                    "at": at, "by": by})
+            return n, number
+        except pymongo.errors.DuplicateKeyError:
+            # a settle round took this process for dead and cancelled n: take the next one
+            log.warning("number %s of %s was cancelled before its claim; taking the next",
+                        n, counter)
+
+
+def cancel(db, counter, n, reason, by="system"):
+    """Turn the claim of ``n`` into ``cancelled`` (kept on record with the reason)."""
+    db[NUMBERS].update_one({"_id": claim_id(counter, n), "status": "used"},
+                           {"$set": {"status": "cancelled", "reason": reason,
+                                     "cancelled_at": datetime.now(UTC), "cancelled_by": by}})
+
+
+def settle(db, grace_seconds, now=None):
+    """Account for every number handed out: cancel (with the reason) what a dead process or
+    a lost race left unclaimed or unused, once older than ``grace_seconds``; advance each
+    counter's ``checked``. Returns the numbers cancelled."""
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(seconds=grace_seconds)
+    cancelled = 0
+    # counters are few (units x kinds x years): reading them all is cheap
+    for counter in db[COUNTERS].find({}, {"next": 1, "checked": 1, "at": 1}):
+        checked = counter.get("checked", 0)
+        if counter["next"] <= checked:
+            continue
+        done, count = _settle_counter(db, counter, checked, cutoff)
+        cancelled += count
+        if done > checked:
+            db[COUNTERS].update_one({"_id": counter["_id"], "checked": counter.get("checked")},
+                                    {"$set": {"checked": done}})
+    return cancelled
+
+
+def _settle_counter(db, counter, checked, cutoff):
+    """``(highest n up to which every number is accounted for, numbers cancelled)``."""
+    key = counter["_id"]
+    last = min(counter["next"], checked + SETTLE_BATCH)
+    claims = by_ids(db[NUMBERS], [claim_id(key, n) for n in range(checked + 1, last + 1)])
+    letters = by_ids(db[LETTERS], {c["letter"] for c in claims.values() if c.get("letter")},
+                     {"number_claim": 1})
+    quiet = _aware(counter.get("at")) <= cutoff
+    done, cancelled = checked, 0
+    for n in range(checked + 1, last + 1):
+        claim = claims.get(claim_id(key, n))
+        if claim is None:
+            if not quiet:
+                break  # its signer may be between the $inc and the claim
+            try:
+                db[NUMBERS].insert_one({
+                    "_id": claim_id(key, n), "counter": key, "n": n, "status": "cancelled",
+                    "number": None, "letter": None, "at": cutoff,
+                    "reason": "handed out but never claimed: the signing process stopped",
+                    "cancelled_at": datetime.now(UTC), "cancelled_by": "system"})
+                cancelled += 1
+            except pymongo.errors.DuplicateKeyError:
+                break  # claimed just now: look again next round
+        elif claim["status"] == "used" and (
+                letters.get(claim["letter"], {}).get("number_claim") != claim["_id"]):
+            if _aware(claim["at"]) > cutoff:
+                break  # its letter is being written
+            cancel(db, key, n, "claimed, but the letter was not signed with it (the signing "
+                               "process stopped or the letter changed meanwhile)")
+            cancelled += 1
+        done = n
+    return done, cancelled
+
+
+def _aware(at):
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+
+
+def register(db, counter, first, limit):
+    """The claims of ``counter`` from number ``first`` on, in order (at most ``limit``)."""
+    doc = db[COUNTERS].find_one({"_id": counter}, {"next": 1, "checked": 1})
+    if doc is None:
+        return None, []
+    last = min(doc["next"], first + limit - 1)
+    claims = by_ids(db[NUMBERS], [claim_id(counter, n) for n in range(first, last + 1)])
+    return doc, [claims.get(claim_id(counter, n)) or {"n": n, "status": "pending"}
+                 for n in range(first, last + 1)]
+
+
+def check_config(body):
+    """Problems of a numbering configuration (field -> messages)."""
+    errors = {}
+    for field, template in [("template", body["template"]),
+                            *((f"kinds.{k}", t) for k, t in (body.get("kinds") or {}).items())]:
+        if problems := domain.check_template(template):
+            errors[field] = problems
+    for kind in body.get("kinds") or {}:
+        if kind not in domain.KINDS and not kind.islower():
+            errors.setdefault(f"kinds.{kind}", []).append("not a kind code")
+    return errors
