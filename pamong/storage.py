@@ -8,6 +8,7 @@ string ``_id``.
 """
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import eventlet
 import eventlet.event
@@ -112,6 +113,17 @@ def mongo_of(container, needed_by):
     if len(found) != 1:
         raise RuntimeError(f"{needed_by} needs exactly one Mongo dependency on the service")
     return found[0]
+
+
+def to_ms(at):
+    """A time as the database keeps it (BSON: milliseconds), so what an answer shows is what
+    a repeat of the request shows."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+def db_now():
+    """Now (UTC) as the database will keep it."""
+    return to_ms(datetime.now(UTC))
 
 
 IN_BATCH = 500  # the local FerretDB looks ``_id $in`` up by key for at most 500 values

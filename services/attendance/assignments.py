@@ -19,13 +19,13 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from pamong.contracts import letters  # noqa: F401 - registers letter.signed
 from pamong.events.consumer import handles
 from pamong.replica import EMPLOYEES
-from pamong.storage import by_ids
-from pamong.web import Problem, bad_request, conflict, forbidden, not_found, route, unprocessable
+from pamong.storage import by_ids, db_now
+from pamong.web import Problem, conflict, forbidden, not_found, route, unprocessable
+from pamong.web.idempotency import idempotency_key
 from services.attendance import domain
 from services.attendance.access import API, STAFF_READERS, may_see_employee
-from services.attendance.checkin import IDEMPOTENCY_KEY
 from services.attendance.leave import change_person
-from services.attendance.store import PEOPLE, now
+from services.attendance.store import PEOPLE
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +164,7 @@ class AssignmentEndpoints:
            summary="Send employees on an assignment (dinas luar): a place and dates where "
                    "check-in is valid (optional Idempotency-Key)")
     def create_assignment(self, request, principal, body):
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not IDEMPOTENCY_KEY.match(key):
-            raise bad_request("An Idempotency-Key is 8-128 of [A-Za-z0-9_.:-].",
-                              errors={"Idempotency-Key": ["8-128 of [A-Za-z0-9_.:-]"]})
+        key = idempotency_key(request)
         nips = list(dict.fromkeys(body["employees"]))
         found = by_ids(self.db[EMPLOYEES], nips)
         unseen = [n for n in nips if n not in found or not (
@@ -189,7 +186,7 @@ class AssignmentEndpoints:
                  "end": body["end"].isoformat(), "place": body["place"],
                  "purpose": body["purpose"], "source": "manual", "letter": None,
                  "status": "active", "created_by": principal.nip or principal.sub,
-                 "created_at": now()}
+                 "created_at": db_now()}
         created, existing, items = [], [], []
         for nip in nips:
             stored, written = self._assign(found[nip], entry)
@@ -231,7 +228,7 @@ class AssignmentEndpoints:
                                "be cancelled.")
             cancelled = {**entry, "status": "cancelled",
                          "cancelled_by": principal.nip or principal.sub,
-                         "cancelled_at": now(), "cancel_note": body["note"]}
+                         "cancelled_at": db_now(), "cancel_note": body["note"]}
             sets = {f"assignments.{index}.{k}": cancelled[k]
                     for k in ("status", "cancelled_by", "cancelled_at", "cancel_note")}
             return {"$set": sets}, [], cancelled
@@ -266,7 +263,7 @@ class AssignmentEndpoints:
                  "end": assignment["end"].isoformat(), "place": assignment["place"],
                  "purpose": assignment.get("purpose"), "source": "letter",
                  "letter": letter["id"], "status": "active", "created_by": letter["signer"],
-                 "created_at": now()}
+                 "created_at": db_now()}
         employees = by_ids(self.db[EMPLOYEES], assignment["employees"])
         for nip in dict.fromkeys(assignment["employees"]):
             employee = employees.get(nip)

@@ -1,19 +1,19 @@
 """Check-in, check-out, offline batches and one employee's day (``pegawai`` and readers)."""
 
-import re
 from datetime import UTC, date, timedelta
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from pamong.events.outbox import OUTBOX
-from pamong.web import Problem, bad_request, route, unprocessable
+from pamong.storage import db_now, to_ms
+from pamong.web import Problem, route, unprocessable
+from pamong.web.idempotency import IDEMPOTENCY_KEY, idempotency_key
 from services.attendance import records as rec
 from services.attendance.access import API, STAFF_READERS, active_self, employee_or_404
 from services.attendance.domain import zone
-from services.attendance.store import DAYS, day_id, now, to_ms
+from services.attendance.store import DAYS, day_id
 
 TAGS = ["records"]
-IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 
 
 class AwareDateTime(fields.AwareDateTime):
@@ -95,15 +95,6 @@ class DayOut(Schema):
     correction = fields.Dict(allow_none=True)
 
 
-def idempotency_key(request):
-    key = request.headers.get("Idempotency-Key")
-    if not key or not IDEMPOTENCY_KEY.match(key):
-        raise bad_request("Send an Idempotency-Key header (8-128 letters, digits, _ . : -), "
-                          "new for each check-in and the same on every retry of it.",
-                          errors={"Idempotency-Key": ["required, 8-128 of [A-Za-z0-9_.:-]"]})
-    return key
-
-
 REFUSALS = {
     "outside": "You are outside the area where you may record: {distance:.0f} m from {place}, "
                "which accepts {radius} m.",
@@ -175,9 +166,9 @@ class CheckInEndpoints:
     # -- the two paths -----------------------------------------------------------------------
 
     def _record_now(self, request, principal, body, kind):
-        key = idempotency_key(request)
+        key = idempotency_key(request, required=True)
         employee = active_self(self.db, principal)
-        received = now()
+        received = db_now()
         unit, nip = employee["unit"], employee["_id"]
         person = rec.person_of(self.db, nip)
         day = rec.day_for(self.calendar, unit, rec.rota_of(person), received)
@@ -196,7 +187,7 @@ class CheckInEndpoints:
         return 201, record_out(stored, day), headers
 
     def _record_offline(self, employee, body):
-        received = now()
+        received = db_now()
         at = to_ms(body["device_time"].astimezone(UTC))
         max_age = timedelta(hours=float(self.config.get("ATTENDANCE_OFFLINE_MAX_AGE_HOURS",
                                                         72)))

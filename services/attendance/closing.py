@@ -52,7 +52,7 @@ from marshmallow import Schema, fields
 from pamong.contracts.attendance import AbsenceThresholdReached, Counts, DayClosed, DayRevised
 from pamong.events.outbox import OUTBOX
 from pamong.replica import EMPLOYEES, UNITS
-from pamong.storage import IN_BATCH, by_ids
+from pamong.storage import IN_BATCH, by_ids, db_now
 from pamong.timers import setting_timer
 from pamong.web import (
     PageQuery,
@@ -76,7 +76,6 @@ from services.attendance.store import (
     REVISIONS_DUE,
     day_id,
     employees_of,
-    now,
 )
 
 log = logging.getLogger(__name__)
@@ -178,14 +177,14 @@ class Closing:
         ``wait`` seconds; then its (closing) document is returned as it is."""
         unit_doc = self.calendar.unit(unit) or {}
         closes_at = self._closes_at(unit, day)
-        if now() < closes_at:
+        if db_now() < closes_at:
             raise NotEnded(closes_at)
         close_id = f"{unit}:{day.isoformat()}"
-        deadline = now() + timedelta(seconds=wait)
+        deadline = db_now() + timedelta(seconds=wait)
         while True:
             owner = uuid.uuid4().hex
             state, doc = self._claim(close_id, unit, unit_doc.get("opd"), day, owner)
-            if state != "busy" or now() >= deadline:
+            if state != "busy" or db_now() >= deadline:
                 break
             eventlet.sleep(0.1)
         if state == "mine":
@@ -205,7 +204,7 @@ class Closing:
         owner's lease ran out, becomes ours."""
         for _ in range(CAS_ATTEMPTS):
             doc = self.db[CLOSES].find_one({"_id": close_id}, {OUTBOX: 0})
-            at = now()
+            at = db_now()
             if doc is None:
                 doc = {"_id": close_id, "unit": unit, "opd": opd, "date": day.isoformat(),
                        "state": "closing", "owner": owner, "lease_until": at + self._lease(),
@@ -232,7 +231,7 @@ class Closing:
     def _renew(self, close_id, owner):
         renewed = self.db[CLOSES].update_one({"_id": close_id, "owner": owner,
                                               "state": "closing"},
-                                             {"$set": {"lease_until": now() + self._lease()}})
+                                             {"$set": {"lease_until": db_now() + self._lease()}})
         if not renewed.matched_count:
             raise LeaseLost(close_id)
 
@@ -265,7 +264,7 @@ class Closing:
     def _run_close(self, doc, unit, day, owner, by):
         close_id, opd = doc["_id"], doc.get("opd")
         inputs = self._inputs(unit, day)
-        at = now()
+        at = db_now()
         employees = sorted(employees_of(self.db, unit), key=lambda e: e["_id"])
         names = {e["_id"]: e for e in employees}
         results = {}
@@ -386,7 +385,7 @@ class Closing:
             return None
         note = {"_id": f"{nip}:{start.isoformat()}:{end.isoformat()}:{reason}", "nip": nip,
                 "start": start.isoformat(), "end": end.isoformat(), "reason": reason,
-                "correction": correction, "at": now()}
+                "correction": correction, "at": db_now()}
         self.db[REVISIONS_DUE].replace_one({"_id": note["_id"]}, note, upsert=True)
         return note
 
@@ -405,7 +404,7 @@ class Closing:
 
     def finish_noted_revisions(self):
         """The revisions a dead process noted and never made. Returns how many notes."""
-        notes = list(self.db[REVISIONS_DUE].find({"at": {"$lt": now() - REVISION_NOTE_GRACE}}))
+        notes = list(self.db[REVISIONS_DUE].find({"at": {"$lt": db_now() - REVISION_NOTE_GRACE}}))
         for note in notes:
             employee = self.db[EMPLOYEES].find_one({"_id": note["nip"]})
             if employee is None:  # gone from the directory: nothing of theirs to revise
@@ -457,7 +456,7 @@ class Closing:
                 if pending:  # a revision written before a crash: finish it
                     self._publish_revision(close_id, employee, unit, day, pending, stored)
                 return None
-            at = now()
+            at = db_now()
             revising = {"revision": stored.get("revision", 0) + 1, "reason": reason, "at": at,
                         "before": (pending or {}).get("before", stored["status"])}
             result = {**computed, "revision": revising["revision"],
@@ -487,7 +486,7 @@ class Closing:
                 "before": revising["before"], "after": result["status"],
                 "codes": result["codes"], "reason": revising["reason"], "counts": counts,
                 "revision": revision}, opd=opd)
-            history = {"at": now(), "what": "revised", "by": revising["reason"], "nip": nip,
+            history = {"at": db_now(), "what": "revised", "by": revising["reason"], "nip": nip,
                        "revision": revision, "before": revising["before"],
                        "after": result["status"]}
             written = self.outbox.update(
@@ -530,7 +529,7 @@ class Closing:
         cursors = by_ids(self.db[CURSORS], list(units))
         due = {}
         for code, unit in units.items():
-            today = domain.local_date(now(), unit.get("timezone") or "Asia/Jakarta")
+            today = domain.local_date(db_now(), unit.get("timezone") or "Asia/Jakarta")
             cursor = cursors.get(code)
             start = (date.fromisoformat(cursor["last_closed"]) + timedelta(days=1) if cursor
                      else self._first_day(today))

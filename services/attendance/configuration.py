@@ -18,6 +18,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from pamong.auth.principal import subtree_filter
 from pamong.replica import EMPLOYEES, UNITS
+from pamong.storage import db_now, to_ms
 from pamong.web import conflict, forbidden, not_found, route, unprocessable
 from services.attendance import domain
 from services.attendance.access import API, STAFF_READERS, employee_or_404, may_see_unit
@@ -30,9 +31,7 @@ from services.attendance.store import (
     PEOPLE,
     config_entries,
     national_holidays,
-    now,
     regional_days,
-    to_ms,
 )
 
 WRITERS = ("admin", "opd_admin")
@@ -344,7 +343,7 @@ class ConfigEndpoints:
         if problems:
             raise unprocessable(_grouped(problems, "settings"))
         stored = SETTINGS.dump(settings)
-        at = now()
+        at = db_now()
         entry = {"effective_from": start.isoformat(), "settings": stored,
                  "by": principal.sub, "at": at}
         outcome = {}
@@ -388,7 +387,7 @@ class ConfigEndpoints:
                            "new entry from a later date instead (a started entry has judged "
                            "records).")
         self._check_start(unit, start)
-        at, effective_from = now(), start.isoformat()  # "2027-1-5" names "2027-01-05"
+        at, effective_from = db_now(), start.isoformat()  # "2027-1-5" names "2027-01-05"
 
         def change(doc):
             same = [e for e in doc.get("entries", ()) if e["effective_from"] == effective_from]
@@ -450,7 +449,7 @@ class ConfigEndpoints:
         unit = query["unit"]
         if unit is not None and self.db[UNITS].find_one({"_id": unit}, {"_id": 1}) is None:
             raise not_found(f"Unit {unit} is not in this Pemda's directory.")
-        year = query["year"] or domain.local_date(now(), self.calendar.timezone(
+        year = query["year"] or domain.local_date(db_now(), self.calendar.timezone(
             unit) if unit else "Asia/Jakarta").year
         regional = [d for d in regional_days(self.db) if d["date"].year == year]
         national = national_holidays(year)
@@ -482,7 +481,7 @@ class ConfigEndpoints:
                            f"({national[day]}).")
         self._refuse_closed_day(unit, day, "add")
         item = {"date": day.isoformat(), "name": body["name"], "kind": body["kind"],
-                "unit": unit, "by": principal.sub, "at": now()}
+                "unit": unit, "by": principal.sub, "at": db_now()}
         outcome = {}
 
         def change(doc):
@@ -510,7 +509,7 @@ class ConfigEndpoints:
     def delete_holiday(self, request, principal, query, day):
         unit, when = query["unit"], _date_arg(day, "date")
         self._refuse_closed_day(unit, when, "remove")
-        at = now()
+        at = db_now()
 
         def change(doc):
             same = [d for d in doc.get("days", ()) if d["date"] == when.isoformat()
@@ -557,7 +556,7 @@ class ConfigEndpoints:
         rota = {"pattern": pattern, "roster": roster}
         self._check_codes(unit, rota)
         last = max((c[1] for c in closed_in(self.db, unit)), default=None)
-        at = now()
+        at = db_now()
 
         def change(person):
             old = (person.get("rota") or {}).get("roster") or {}
@@ -637,7 +636,7 @@ class ConfigEndpoints:
         outage_id = (uuid.uuid5(ID_NAMESPACE, f"{principal.sub}:{key}") if key
                      else uuid.uuid4()).hex
         doc = {"_id": outage_id, "unit": unit, "start": start, "end": end,
-               "reason": body["reason"], "declared_by": principal.sub, "declared_at": now(),
+               "reason": body["reason"], "declared_by": principal.sub, "declared_at": db_now(),
                "cancelled": False}
         try:
             self.db[OUTAGES].insert_one(doc)
@@ -682,7 +681,7 @@ class ConfigEndpoints:
         changed = self.db[OUTAGES].update_one(
             {"_id": outage_id, "cancelled": False},
             {"$set": {"cancelled": True, "cancelled_by": principal.sub,
-                      "cancelled_at": now(), "cancel_reason": body["reason"]}})
+                      "cancelled_at": db_now(), "cancel_reason": body["reason"]}})
         self.calendar.clear()
         doc = self.db[OUTAGES].find_one({"_id": outage_id})
         if not changed.modified_count:

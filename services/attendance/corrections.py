@@ -21,7 +21,9 @@ from datetime import datetime, time, timedelta
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from pamong.contracts.attendance import CorrectionDecided
-from pamong.web import PageQuery, bad_request, conflict, forbidden, not_found, route, unprocessable
+from pamong.storage import db_now
+from pamong.web import PageQuery, conflict, forbidden, not_found, route, unprocessable
+from pamong.web.idempotency import idempotency_key
 from services.attendance import domain
 from services.attendance.access import (
     API,
@@ -30,7 +32,6 @@ from services.attendance.access import (
     active_self,
     own_nip,
 )
-from services.attendance.checkin import IDEMPOTENCY_KEY
 from services.attendance.leave import (
     change_person,
     may_decide,
@@ -38,7 +39,7 @@ from services.attendance.leave import (
     requester_or_404,
 )
 from services.attendance.records import person_of, rota_of
-from services.attendance.store import DAYS, PEOPLE, day_id, now
+from services.attendance.store import DAYS, PEOPLE, day_id
 
 TAGS = ["corrections"]
 CONTRACTS = (CorrectionDecided,)  # registered on import
@@ -137,10 +138,7 @@ class CorrectionEndpoints:
            summary="Ask your supervisor to correct one of your days (optional "
                    "Idempotency-Key: a repeat returns the first result)")
     def request_correction(self, request, principal, body):
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not IDEMPOTENCY_KEY.match(key):
-            raise bad_request("An Idempotency-Key is 8-128 of [A-Za-z0-9_.:-].",
-                              errors={"Idempotency-Key": ["8-128 of [A-Za-z0-9_.:-]"]})
+        key = idempotency_key(request)
         employee = active_self(self.db, principal)
         nip, unit = employee["_id"], employee["unit"]
         day = body["date"]
@@ -156,7 +154,7 @@ class CorrectionEndpoints:
         problems = {}
         if check_in and check_out and check_out <= check_in:
             problems["check_out"] = ["after the check-in"]
-        if any(at is not None and at > now() for at in (check_in, check_out)):
+        if any(at is not None and at > db_now() for at in (check_in, check_out)):
             problems.setdefault("check_in", []).append("a time that has passed")
         if problems:
             raise unprocessable(problems)
@@ -173,7 +171,7 @@ class CorrectionEndpoints:
             entry = {"id": correction_id, "date": day.isoformat(),
                      "check_in": fmt(body["check_in"]), "check_out": fmt(body["check_out"]),
                      "reason": body["reason"], "status": "requested",
-                     "approver": employee.get("supervisor"), "requested_at": now(),
+                     "approver": employee.get("supervisor"), "requested_at": db_now(),
                      "decided_by": None, "decided_at": None, "note": None, "key": key}
             return {"$push": {"corrections": entry}}, [], (entry, True)
 
@@ -210,7 +208,7 @@ class CorrectionEndpoints:
                 raise conflict(f"The correction is {entry['status']}: a decision is possible "
                                "only while it is requested.")
             decided = {**entry, "status": decision, "decided_by": principal.nip,
-                       "decided_at": now(), "note": body["note"]}
+                       "decided_at": db_now(), "note": body["note"]}
             event = self.outbox.event("attendance.correction_decided", {
                 "id": correction_id, "nip": nip, "unit": employee["unit"],
                 "opd": employee.get("opd"), "date": datetime.fromisoformat(entry["date"]).date(),

@@ -23,10 +23,9 @@ from marshmallow import Schema, fields, validate
 from pamong.contracts.attendance import LeaveDecided, LeaveRequested
 from pamong.events.outbox import OUTBOX
 from pamong.replica import ACTING, EMPLOYEES
-from pamong.storage import by_ids
+from pamong.storage import by_ids, db_now
 from pamong.web import (
     PageQuery,
-    bad_request,
     conflict,
     decode_cursor,
     forbidden,
@@ -35,6 +34,7 @@ from pamong.web import (
     route,
     unprocessable,
 )
+from pamong.web.idempotency import idempotency_key
 from services.attendance import domain
 from services.attendance.access import (
     API,
@@ -44,9 +44,8 @@ from services.attendance.access import (
     may_see_employee,
     own_nip,
 )
-from services.attendance.checkin import IDEMPOTENCY_KEY
 from services.attendance.records import rota_of
-from services.attendance.store import PEOPLE, now
+from services.attendance.store import PEOPLE
 
 TAGS = ["leave"]
 CONTRACTS = (LeaveRequested, LeaveDecided)  # registered on import
@@ -293,10 +292,7 @@ class LeaveEndpoints:
            summary="Request leave for yourself (optional Idempotency-Key: a repeat returns "
                    "the first result)")
     def request_leave(self, request, principal, body):
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not IDEMPOTENCY_KEY.match(key):
-            raise bad_request("An Idempotency-Key is 8-128 of [A-Za-z0-9_.:-].",
-                              errors={"Idempotency-Key": ["8-128 of [A-Za-z0-9_.:-]"]})
+        key = idempotency_key(request)
         employee = active_self(self.db, principal)
         nip, unit = employee["_id"], employee["unit"]
         leave_id = (uuid.uuid5(KEY_IDS, f"{nip}:{key}").hex if key else uuid.uuid4().hex)
@@ -336,7 +332,7 @@ class LeaveEndpoints:
                      "end": end.isoformat(), "reason": body["reason"],
                      "working_days": len(days), "days_by_year": days_by_year(days),
                      "status": "requested", "approver": employee.get("supervisor"),
-                     "requested_at": now(), "decided_by": None, "decided_at": None,
+                     "requested_at": db_now(), "decided_by": None, "decided_at": None,
                      "note": None, "key": key}
             if body["child_order"] is not None:
                 entry["child_order"] = body["child_order"]
@@ -384,7 +380,7 @@ class LeaveEndpoints:
                 if entry["working_days"] > ledger[year]["remaining"]:
                     raise conflict(f"{entry['working_days']} working days asked, "
                                    f"{ledger[year]['remaining']} left in {year}.")
-            at = now()
+            at = db_now()
             decided = {**entry, "status": decision, "decided_by": principal.nip,
                        "decided_at": at, "note": body["note"]}
             event = self.outbox.event("attendance.leave_decided", {
@@ -419,7 +415,7 @@ class LeaveEndpoints:
                                f"{' and started' if entry['status'] == 'approved' else ''}: "
                                "it can be cancelled while requested, or approved and not "
                                "yet started.")
-            at = now()
+            at = db_now()
             cancelled = {**entry, "status": "cancelled", "cancelled_by": nip,
                          "cancelled_at": at, "cancel_note": body["note"]}
             event = self.outbox.event("attendance.leave_decided", {

@@ -29,7 +29,7 @@ from werkzeug.wrappers import Response
 
 from pamong.auth.principal import subtree_filter
 from pamong.replica import EMPLOYEES, UNITS
-from pamong.storage import by_ids
+from pamong.storage import by_ids, db_now
 from pamong.web import not_found, route, unprocessable
 from services.attendance import domain
 from services.attendance.access import API, STAFF_READERS, employee_or_404, may_see_unit
@@ -42,7 +42,6 @@ from services.attendance.store import (
     day_id,
     day_window_for,
     employees_of,
-    now,
 )
 
 TAGS = ["reports"]
@@ -355,7 +354,7 @@ class ReportEndpoints:
             "on_assignment": sum(1 for line in lines if line["status"] == "assignment"),
             "off_today": sum(1 for line in lines if line["status"] in ("holiday", "day_off"))}
         return {"unit": unit, "date": self.calendar.today(unit).isoformat(),
-                "subunits": query["subunits"], "generated_at": now(), "counts": counts,
+                "subunits": query["subunits"], "generated_at": db_now(), "counts": counts,
                 "people": lines}
 
     def _presence(self, employee, day, doc, person):

@@ -26,7 +26,7 @@ Collections (``pamong_attendance``), besides the directory replica (``units``, `
   what is in flight, or was when a process died).
 """
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import holidays
 from nameko.extensions import DependencyProvider
@@ -34,7 +34,7 @@ from nameko.extensions import DependencyProvider
 from pamong.auth.principal import subtree_filter
 from pamong.cache import TimedCache
 from pamong.replica import EMPLOYEES, UNITS
-from pamong.storage import Index, by_ids, mongo_of
+from pamong.storage import Index, by_ids, db_now, mongo_of
 from services.attendance import domain
 from services.attendance.settings import entry_from_doc
 
@@ -49,16 +49,6 @@ INDEXES = [Index(PEOPLE, [("unit", 1)])]  # a rota check of a unit subtree (conf
 
 def day_id(nip, day):
     return f"{nip}:{day.isoformat()}"
-
-
-def to_ms(at):
-    """A time as the database keeps it (BSON: milliseconds), so what an answer shows is what
-    a repeat of the request shows."""
-    return at.replace(microsecond=at.microsecond // 1000 * 1000)
-
-
-def now():
-    return to_ms(datetime.now(UTC))
 
 
 def employees_of(db, unit, with_subunits=False):
@@ -121,7 +111,7 @@ class Calendar:
 
     def today(self, unit):
         """The unit's date now, in its own time zone."""
-        return domain.local_date(now(), self.timezone(unit))
+        return domain.local_date(db_now(), self.timezone(unit))
 
     def holidays(self, unit, year):
         national = self.cache.get(("national", year), lambda: national_holidays(year))

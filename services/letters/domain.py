@@ -39,7 +39,7 @@ KINDS = {  # code -> (name, group, printed heading)
     "telaahan_staf": ("Telaahan Staf", "khusus", "TELAAHAN STAF"),
 }
 KIND_GROUPS = ("arahan", "korespondensi", "khusus", "lainnya")
-KIND_CODE = r"^[a-z][a-z0-9_]{1,39}$"
+KIND_CODE = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 
 SECURITY = {"SR": "Sangat Rahasia", "R": "Rahasia", "T": "Terbatas", "B": "Biasa"}
 CONFIDENTIAL = ("SR", "R", "T")  # visible only to the named people and their leadership

@@ -14,13 +14,16 @@ import uuid
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+import pymongo
+
 from pamong.contracts import letters as contracts  # noqa: F401 - registers the contracts
 from pamong.events.envelope import new_event
 from pamong.events.outbox import OUTBOX
 from pamong.replica import ACTING, EMPLOYEES, UNITS
-from pamong.storage import by_ids
-from pamong.web import Problem, bad_request, conflict, forbidden, not_found, route, unprocessable
+from pamong.storage import by_ids, db_now
+from pamong.web import Problem, conflict, forbidden, not_found, route, unprocessable
 from pamong.web.context import current_correlation_id
+from pamong.web.idempotency import idempotency_key
 from services.letters import domain, numbering
 from services.letters.access import API, DRAFTERS, may_see
 from services.letters.schemas import DraftBody, DraftUpdate, LetterOut, StepBody
@@ -28,12 +31,6 @@ from services.letters.store import CLASSIFICATIONS, KINDS, LETTERS
 
 TAGS = ["letters"]
 KEY_IDS = uuid.UUID("5f0b6a7e-2c1d-4e8f-9a3b-7d6c5e4f3a21")  # letter ids from a key
-IDEMPOTENCY_KEY_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-")
-
-
-def now():
-    at = datetime.now(UTC)
-    return at.replace(microsecond=at.microsecond // 1000 * 1000)  # as BSON keeps it
 
 
 def person(employee):
@@ -145,14 +142,12 @@ class FlowEndpoints:
            summary="Write a draft (Idempotency-Key header optional: a repeat returns it)")
     def create_letter(self, request, principal, body):
         drafter = self._drafter(principal)
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not (8 <= len(key) <= 128 and set(key) <= IDEMPOTENCY_KEY_CHARS):
-            raise bad_request("An Idempotency-Key is 8-128 letters, digits, _ . : -")
+        key = idempotency_key(request)
         letter_id = (uuid.uuid5(KEY_IDS, f"{principal.sub}:{key}") if key
                      else uuid.uuid4()).hex
         if key and (first := self.db[LETTERS].find_one({"_id": letter_id}, {OUTBOX: 0})):
             return 200, letter_out(first, principal.nip)
-        at = now()
+        at = db_now()
         letter = {
             "_id": letter_id, "state": domain.DRAFT, "version": 1, "step": 0,
             "unit": drafter["unit"], "opd": drafter.get("opd"), "drafter": person(drafter),
@@ -164,11 +159,8 @@ class FlowEndpoints:
         }
         try:
             self.db[LETTERS].insert_one(letter)
-        except Exception as exc:  # a concurrent repeat with the same key inserted it first
-            first = self.db[LETTERS].find_one({"_id": letter_id}, {OUTBOX: 0})
-            if first is None:
-                raise exc
-            return 200, letter_out(first, principal.nip)
+        except pymongo.errors.DuplicateKeyError:  # a concurrent repeat with the same key
+            return 200, letter_out(self._letter(principal, letter_id), principal.nip)
         return letter_out(letter, principal.nip)
 
     @route("GET", f"{API}/letters/<letter_id>", roles=DRAFTERS + ("admin", "service"),
@@ -186,7 +178,7 @@ class FlowEndpoints:
         if letter["state"] not in domain.EDITABLE:
             raise _illegal("edit", letter["state"])
         drafter = self._drafter(principal)
-        at = now()
+        at = db_now()
         changes = {**self._draft_fields(body, drafter), "updated_at": at}
         written = self.db[LETTERS].update_one(
             {"_id": letter_id, "version": body["version"], "state": letter["state"]},
@@ -245,7 +237,7 @@ class FlowEndpoints:
         signing = self._signing(letter, actor) if step == "sign" else None
         if signing is None:
             self._may_take(letter, step, principal.nip)
-        at = now()
+        at = db_now()
         changes = {**domain.step_changes(letter, step, principal.nip, body.get("note"), at),
                    "state": to, "updated_at": at}
         events = self._events(letter, step, to, principal.nip, body.get("note"))

@@ -151,6 +151,6 @@ def check_config(body):
         if problems := domain.check_template(template):
             errors[field] = problems
     for kind in body.get("kinds") or {}:
-        if kind not in domain.KINDS and not kind.islower():
+        if not domain.KIND_CODE.match(kind):
             errors.setdefault(f"kinds.{kind}", []).append("not a kind code")
     return errors

@@ -123,7 +123,7 @@ class ReferenceEndpoints:
     @route("PUT", f"{API}/kinds/<code>", roles=("admin",), body=KindBody(), response=KindOut(),
            tags=TAGS, summary="Add or change a document kind")
     def put_kind(self, request, principal, body, code):
-        if not domain.re.match(domain.KIND_CODE, code):
+        if not domain.KIND_CODE.match(code):
             raise unprocessable({"code": ["lower-case letters, digits and _ (2-40)"]})
         self.db[KINDS].update_one({"_id": code}, {"$set": body}, upsert=True)
         self.cache.clear()
@@ -134,7 +134,7 @@ class ReferenceEndpoints:
            summary="Classification codes: the top level, or the children of `under`")
     def list_classifications(self, request, principal, query):
         docs = self.db[CLASSIFICATIONS].find({"parent": query["under"]}).sort("_id")
-        return {"items": [classification_out(self.db, d) for d in docs], "next_cursor": None}
+        return {"items": [classification_out(self.db, d) for d in docs]}
 
     @route("GET", f"{API}/classifications/<code>", roles=READERS,
            response=ClassificationOut(), tags=TAGS, summary="One classification code")

@@ -47,7 +47,6 @@ class ClassificationOut(ClassificationBody):
 
 class ClassificationList(Schema):
     items = fields.List(fields.Nested(ClassificationOut), required=True)
-    next_cursor = fields.String(allow_none=True)
 
 
 class ClassificationQuery(Schema):
@@ -145,7 +144,7 @@ class AssignmentSchema(Schema):
 
 
 class DraftBody(Schema):
-    kind = fields.String(required=True, validate=validate.Regexp(domain.KIND_CODE))
+    kind = fields.String(required=True, validate=validate.Regexp(domain.KIND_CODE.pattern))
     classification = fields.String(required=True,
                                    validate=validate.Regexp(domain.CLASSIFICATION_CODE))
     security = fields.String(load_default="B", validate=validate.OneOf(domain.SECURITY))

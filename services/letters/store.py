@@ -15,16 +15,14 @@ Collections (``pamong_letters``), besides the directory replica (``units``, ``em
 - ``counters``: ``_id "<unit>:<kind or *>:<year>"``; ``next`` (the last number handed out)
   and ``checked`` (every number up to it is accounted for). A few hundred a year.
 - ``numbers``: ``_id "<counter id>:<n>"``; the claim of each number handed out: ``used``
-  (its letter), ``reserved`` (a block for an outage, until its use is recorded) or
-  ``cancelled`` (with the reason). Exactly one per number, so the register of a year has no
-  gaps and a claim can never be taken twice (a unique ``_id``). One per letter.
-- ``blocks``: ``_id`` block id; numbers reserved for an outage and what each was used for.
+  (its letter) or ``cancelled`` (with the reason). Exactly one per number, so the register of
+  a year has no gaps and a claim can never be taken twice (a unique ``_id``). One per letter.
 """
 
 from pamong.storage import Index
 
 LETTERS, KINDS, CLASSIFICATIONS = "letters", "kinds", "classifications"
-NUMBERING, COUNTERS, NUMBERS, BLOCKS = "numbering", "counters", "numbers", "blocks"
+NUMBERING, COUNTERS, NUMBERS = "numbering", "counters", "numbers"
 
 # for the rare scans (lists); MongoDB uses them, the local database ignores them
 INDEXES = [Index(CLASSIFICATIONS, [("parent", 1)])]

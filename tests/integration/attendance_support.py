@@ -118,7 +118,9 @@ def checkin(client, nip, key=None, kind="in", opd="3510.03.01", **reading_args):
 
 
 @dataclass
-class Attendance:
+class Running:
+    """A service under test: its HTTP client, its database, its settings."""
+
     client: object
     db: object
     config: dict

@@ -30,7 +30,7 @@ def recorder(config):
 def attendance(request, config):
     """An attendance service in this process with a seeded directory replica."""
     from services.attendance.service import AttendanceService
-    from tests.integration.attendance_support import Attendance, seed_directory
+    from tests.integration.attendance_support import Running, seed_directory
 
     port = free_port()
     settings = {**config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}",
@@ -42,7 +42,7 @@ def attendance(request, config):
     container.start()
     request.addfinalizer(container.stop)
     db = seed_directory(config)
-    return Attendance(HttpClient(f"http://127.0.0.1:{port}", config), db, settings)
+    return Running(HttpClient(f"http://127.0.0.1:{port}", config), db, settings)
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def letters(request, config):
     """A letters service in this process with a seeded directory replica; (client, db,
     settings)."""
     from services.letters.service import LettersService
-    from tests.integration.attendance_support import Attendance, seed_directory
+    from tests.integration.attendance_support import Running, seed_directory
 
     port = free_port()
     settings = {**config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}",
@@ -60,4 +60,4 @@ def letters(request, config):
     container.start()
     request.addfinalizer(container.stop)
     db = seed_directory(config, service="letters")
-    return Attendance(HttpClient(f"http://127.0.0.1:{port}", config), db, settings)
+    return Running(HttpClient(f"http://127.0.0.1:{port}", config), db, settings)

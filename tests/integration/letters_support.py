@@ -1,8 +1,7 @@
 """What the letters integration tests share: the attendance tests' small Pemda (fed to the
 letters replica by real directory events), tokens, and letter bodies."""
 
-import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from tests.integration.attendance_support import (
     NIP_HEAD,
@@ -67,4 +66,4 @@ def act_as_head(config, nip=ACTING_NIP, start=None, end=None, kind="plt", versio
         publish_directory(config, "acting.assigned", data)
 
 
-__all__ = ["NIP_HEAD", "NIP_KABID", "NIP_OTHER", "NIP_STAFF", "NIP_STAFF2", "date", "uuid"]
+__all__ = ["NIP_HEAD", "NIP_KABID", "NIP_OTHER", "NIP_STAFF", "NIP_STAFF2"]  # re-exported

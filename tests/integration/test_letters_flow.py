@@ -3,6 +3,7 @@ sign with a number, the timeline and events, illegal steps, access, the Plt sign
 
 from datetime import UTC, datetime, timedelta
 
+import eventlet
 import pytest
 
 from pamong.testing import EventRecorder, wait_until
@@ -156,8 +157,8 @@ def test_the_plt_signs_on_the_day_and_not_after_the_acting_ended(letters, config
     signed = step(client, letter["id"], "sign", ACTING_NIP).json()
     assert signed["state"] == "signed" and signed["signed_by"]["acting"] == "plt"
 
-    # the head may sign a letter naming the Plt while the head is back? No: the head holds
-    # the position itself, so it signs a letter addressed to its position
+    # once the acting has ended the Plt may not sign; the head, holding the position the
+    # letter names, signs instead
     second = create(client, body=draft(signer=ACTING_NIP, verifiers=()))
     step(client, second["id"], "submit", NIP_STAFF)
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
@@ -169,3 +170,34 @@ def test_the_plt_signs_on_the_day_and_not_after_the_acting_ended(letters, config
     by_head = step(client, second["id"], "sign", NIP_HEAD, roles=HEAD).json()
     assert by_head["state"] == "signed" and by_head["signed_by"]["nip"] == NIP_HEAD
     assert by_head["number"].split("/")[1] == "2"
+
+
+def test_one_step_taken_twice_at_once_lands_once(letters):
+    client = letters.client
+    letter = create(client)
+    step(client, letter["id"], "submit", NIP_STAFF)
+    answers = list(eventlet.GreenPool(2).imap(
+        lambda _: step(client, letter["id"], "approve", NIP_KABID), range(2)))
+    assert sorted(a.status_code for a in answers) == [200, 409]
+    stored = letters.db.letters.find_one({"_id": letter["id"]})
+    assert [e["step"] for e in stored["timeline"]].count("approve") == 1
+    assert stored["state"] == "awaiting_signature" and stored["version"] == 3
+
+
+def test_a_double_sign_gives_one_number_and_cancels_the_other_on_record(letters):
+    client = letters.client
+    configure_numbering(client)
+    letter = create(client, body=draft(verifiers=()))
+    step(client, letter["id"], "submit", NIP_STAFF)
+    answers = list(eventlet.GreenPool(2).imap(
+        lambda _: step(client, letter["id"], "sign", NIP_HEAD, roles=HEAD), range(2)))
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].json()["number"] == answers[1].json()["number"]
+    claims = list(letters.db.numbers.find({}, {"status": 1, "letter": 1, "reason": 1}))
+    used = [c for c in claims if c["status"] == "used"]
+    assert len(used) == 1 and used[0]["_id"] == letters.db.letters.find_one(
+        {"_id": letter["id"]})["number_claim"]
+    # both signs may have taken a number before either wrote the letter: the loser's is
+    # cancelled with its reason, never left as a gap
+    assert all("changed while it was being signed" in c["reason"]
+               for c in claims if c["status"] == "cancelled")
