@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 # every role a route may name (DESIGN §6); a typo in a route's roles fails at import
 ROLES = frozenset({"admin", "opd_admin", "pimpinan", "verifikator", "pegawai", "petugas",
-                   "pemohon", "service"})
+                   "sekretariat", "pemohon", "service"})  # sekretariat: an OPD's mail clerk
 PEMDA_WIDE_ROLES = frozenset({"admin", "service"})
 # the Pemda's own people and machines: every role but the citizen applicant
 STAFF_ROLES = ROLES - {"pemohon"}

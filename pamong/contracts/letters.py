@@ -79,3 +79,114 @@ class LetterReturned(Schema):
     drafter = fields.String(required=True, validate=validate.Regexp(NIP))
     returned_by = fields.String(required=True, validate=validate.Regexp(NIP))
     note = fields.String(required=True)
+
+
+_SECURITY = validate.OneOf(("SR", "R", "T", "B"))
+
+
+@contract("letter.sent", 1)
+class LetterSent(Schema):
+    """A signed letter was sealed (its PDF stored) and sent: internal addressees and copy
+    holders receive it in their units' inboxes (one ``letter.received`` each); external ones
+    are recorded as sent by a channel afterwards."""
+
+    id = fields.String(required=True)
+    number = fields.String(required=True)
+    kind = fields.String(required=True)
+    unit = fields.String(required=True, validate=validate.Regexp(UNIT_CODE))
+    opd = fields.String(required=True, allow_none=True)
+    security = fields.String(required=True, validate=_SECURITY)
+    urgency = fields.String(required=True)
+    subject = fields.String(required=True, allow_none=True)
+    signed_at = fields.DateTime(required=True)
+    internal = fields.List(fields.String(validate=validate.Regexp(UNIT_CODE)), required=True,
+                           metadata={"description": "units that receive it in their inbox"})
+    external = fields.List(fields.String(), required=True,
+                           metadata={"description": "names of the parties outside the Pemda"})
+    sha256 = fields.String(required=True, metadata={"description": "of the sealed PDF"})
+
+
+@contract("letter.received", 1)
+class LetterReceived(Schema):
+    """A letter reached a unit's inbox: an internal letter delivered on sending, or an incoming
+    letter from outside registered by a mail clerk (``source`` external)."""
+
+    id = fields.String(required=True, metadata={"description": "the receipt: <letter>:<unit>"})
+    letter = fields.String(required=True)
+    unit = fields.String(required=True, validate=validate.Regexp(UNIT_CODE))
+    opd = fields.String(required=True, allow_none=True)
+    source = fields.String(required=True, validate=validate.OneOf(("internal", "external")))
+    number = fields.String(required=True, allow_none=True)
+    sender = fields.String(required=True)
+    security = fields.String(required=True, validate=_SECURITY)
+    urgency = fields.String(required=True)
+    subject = fields.String(required=True, allow_none=True)
+    received_at = fields.DateTime(required=True)
+
+
+class _Disposition(Schema):
+    id = fields.String(required=True)
+    letter = fields.String(required=True)
+    receipt = fields.String(required=True)
+    unit = fields.String(required=True, validate=validate.Regexp(UNIT_CODE))
+    opd = fields.String(required=True, allow_none=True)
+    by = fields.String(required=True, validate=validate.Regexp(NIP),
+                       metadata={"description": "who disposed it"})
+    to = fields.String(required=True, validate=validate.Regexp(NIP),
+                       metadata={"description": "who it is disposed to"})
+
+
+@contract("disposition.assigned", 1)
+class DispositionAssigned(_Disposition):
+    """A head disposed a received letter to a subordinate (or a subordinate passed it on)."""
+
+    parent = fields.String(required=True, allow_none=True)
+    instruction = fields.String(required=True)
+    due = fields.Date(required=True, allow_none=True)
+    urgency = fields.String(required=True)
+    subject = fields.String(required=True, allow_none=True)
+
+
+@contract("disposition.completed", 1)
+class DispositionCompleted(_Disposition):
+    """The person a disposition went to finished it, with a follow-up note."""
+
+    completed_at = fields.DateTime(required=True)
+    note = fields.String(required=True)
+
+
+@contract("disposition.overdue", 1)
+class DispositionOverdue(_Disposition):
+    """A disposition passed its due date unfinished (published once per disposition)."""
+
+    due = fields.Date(required=True)
+
+
+@contract("letter.archived", 1)
+class LetterArchived(Schema):
+    """A finished letter was filed under its classification, with its retention dates."""
+
+    id = fields.String(required=True)
+    number = fields.String(required=True, allow_none=True)
+    unit = fields.String(required=True, validate=validate.Regexp(UNIT_CODE))
+    opd = fields.String(required=True, allow_none=True)
+    classification = fields.String(required=True)
+    archived_at = fields.DateTime(required=True)
+    inactive_from = fields.Date(required=True)
+    disposition_due = fields.Date(required=True)
+    final_disposition = fields.String(required=True,
+                                      validate=validate.OneOf(("destroy", "review",
+                                                               "permanent")))
+
+
+@contract("letter.revoked", 1)
+class LetterRevoked(Schema):
+    """A signed letter was revoked: verification answers ``revoked`` from now on."""
+
+    id = fields.String(required=True)
+    number = fields.String(required=True)
+    unit = fields.String(required=True, validate=validate.Regexp(UNIT_CODE))
+    opd = fields.String(required=True, allow_none=True)
+    revoked_at = fields.DateTime(required=True)
+    by = fields.String(required=True, validate=validate.Regexp(NIP))
+    reason = fields.String(required=True)

@@ -66,7 +66,10 @@ def classification_chain(code):
 
 DRAFT, IN_REVIEW, RETURNED = "draft", "in_review", "returned"
 AWAITING_SIGNATURE, SIGNED, WITHDRAWN = "awaiting_signature", "signed", "withdrawn"
-STATES = (DRAFT, IN_REVIEW, RETURNED, AWAITING_SIGNATURE, SIGNED, WITHDRAWN)
+SENT, ARCHIVED = "sent", "archived"  # sealed and delivered; filed under its classification
+RECEIVED = "received"  # an incoming letter from outside, registered by a mail clerk
+STATES = (DRAFT, IN_REVIEW, RETURNED, AWAITING_SIGNATURE, SIGNED, WITHDRAWN, SENT, ARCHIVED,
+          RECEIVED)
 EDITABLE = (DRAFT, RETURNED)
 
 # step -> (states it may be taken from, who may take it)

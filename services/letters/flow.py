@@ -10,6 +10,7 @@ the race on the letter cancels its number on record, and a crash in between is s
 ``numbering.settle``.
 """
 
+import secrets
 import uuid
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
@@ -249,7 +250,10 @@ class FlowEndpoints:
             claim = (counter, n)
             changes |= {"number": number, "number_counter": counter,
                         "number_claim": f"{counter}:{n}", "signed_at": at,
-                        "signed_by": signed_by}
+                        "signed_by": signed_by,
+                        # the public verification code the QR carries: unguessable, so the
+                        # verification API cannot be walked letter by letter
+                        "verify_code": secrets.token_urlsafe(12)}
             events = [self._signed_event(letter, number, at, principal.nip)]
         update = {"$set": changes, "$inc": {"version": 1},
                   "$push": {"timeline": {"at": at, **_who(actor), "step": step,

@@ -13,8 +13,14 @@ from pamong.replica import REPLICA_INDEXES, DirectoryReplica
 from pamong.storage import Mongo
 from pamong.timers import setting_timer
 from services.letters import numbering
+from services.letters.archive import ArchiveEndpoints
+from services.letters.dispositions import DispositionEndpoints
 from services.letters.flow import FlowEndpoints
+from services.letters.lists import ListEndpoints
+from services.letters.mail import MailEndpoints
 from services.letters.reference import ReferenceEndpoints, ReferenceSeed
+from services.letters.reserved import ReservationEndpoints
+from services.letters.signed import DocumentEndpoints
 from services.letters.store import INDEXES
 
 log = logging.getLogger(__name__)
@@ -31,7 +37,9 @@ class CacheProvider(DependencyProvider):
         return self.cache
 
 
-class LettersService(FlowEndpoints, ReferenceEndpoints, DirectoryReplica, HealthEndpoints):
+class LettersService(FlowEndpoints, ReservationEndpoints, DocumentEndpoints, MailEndpoints,
+                     DispositionEndpoints, ListEndpoints, ArchiveEndpoints, ReferenceEndpoints,
+                     DirectoryReplica, HealthEndpoints):
     name = "letters"
     db = Mongo(indexes=REPLICA_INDEXES + INDEXES)
     outbox = Outbox()

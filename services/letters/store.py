@@ -23,6 +23,11 @@ from pamong.storage import Index
 
 LETTERS, KINDS, CLASSIFICATIONS = "letters", "kinds", "classifications"
 NUMBERING, COUNTERS, NUMBERS = "numbering", "counters", "numbers"
+RESERVATIONS = "reservations"  # reserved blocks of numbers (reserved.py)
+DOCUMENTS, CODES, HASHES = "documents", "codes", "hashes"  # sealed PDFs (signed.py)
+RECEIPTS, FILES = "receipts", "files"  # inboxes, attachments (mail.py, attachments.py)
+DISPOSITIONS = "dispositions"  # (dispositions.py)
+LISTS, ARCHIVE = "lists", "archive"  # lists and search (lists.py), archive (archive.py)
 
 # for the rare scans (lists); MongoDB uses them, the local database ignores them
 INDEXES = [Index(CLASSIFICATIONS, [("parent", 1)])]

@@ -1,0 +1,5 @@
+"""(being written)"""
+
+
+class ArchiveEndpoints:
+    """Mixed into the letters service."""

@@ -1,0 +1,5 @@
+"""(being written)"""
+
+
+class DispositionEndpoints:
+    """Mixed into the letters service."""

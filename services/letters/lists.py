@@ -1,0 +1,5 @@
+"""(being written)"""
+
+
+class ListEndpoints:
+    """Mixed into the letters service."""

@@ -1,0 +1,5 @@
+"""(being written)"""
+
+
+class MailEndpoints:
+    """Mixed into the letters service."""

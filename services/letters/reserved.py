@@ -1,0 +1,5 @@
+"""(being written)"""
+
+
+class ReservationEndpoints:
+    """Mixed into the letters service."""

@@ -1,0 +1,5 @@
+"""(being written)"""
+
+
+class DocumentEndpoints:
+    """Mixed into the letters service."""
