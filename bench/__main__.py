@@ -1,9 +1,10 @@
 """``python -m bench [--events N] [--rounds R] [--employees N] [--edits E] [--clients C]
-[--ops N] [--checkins N] [--peak-clients C] [--past P] [--only SCENARIO] [--profile]
-[--no-write]``.
+[--ops N] [--checkins N] [--peak-clients C] [--past P] [--letters N] [--archive N] [--only SCENARIO]
+[--profile] [--no-write]``.
 
 Scenarios: event_pipeline (--events, --rounds, --profile), directory (--employees, --edits,
---clients), database (--ops), sweep, attendance (--checkins, --peak-clients, --past).
+--clients), database (--ops), sweep, attendance (--checkins, --peak-clients, --past),
+letters (--letters, --archive).
 """
 # eventlet must patch the standard library before nameko, kombu or pymongo are imported
 import warnings
@@ -18,7 +19,7 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
-SCENARIOS = ("event_pipeline", "directory", "database", "sweep", "attendance")
+SCENARIOS = ("event_pipeline", "directory", "database", "sweep", "attendance", "letters")
 
 
 def main(argv=None):
@@ -48,6 +49,12 @@ def main(argv=None):
                         default=int(os.environ.get("BENCH_ATTENDANCE_PAST", 1_000_000)),
                         help="past day records stored before the attendance scenario's loaded "
                              "peak (default 1000000, or $BENCH_ATTENDANCE_PAST)")
+    parser.add_argument("--letters", type=int, default=1000,
+                        help="letters signed by 50 concurrent signers in the letters "
+                             "scenario (default 1000)")
+    parser.add_argument("--archive", type=int, default=100_000,
+                        help="letters stored for the letters scenario's large inbox and search "
+                             "rows (default 100000; the small rows have 1000)")
     parser.add_argument("--only", choices=SCENARIOS, action="append",
                         help="run only this scenario (repeatable)")
     parser.add_argument("--profile", action="store_true",
@@ -82,6 +89,10 @@ def main(argv=None):
 
             ok = attendance.run(args.checkins, clients=args.peak_clients, past=args.past,
                                 write=not args.no_write) and ok
+        elif name == "letters":
+            from bench import letters
+
+            ok = letters.run(args.letters, archive=args.archive, write=not args.no_write) and ok
     return 0 if ok else 1
 
 

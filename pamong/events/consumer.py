@@ -261,12 +261,25 @@ class PamongQueueConsumer(QueueConsumer):
         consumers = super().get_consumers(consumer_cls, channel)
         for provider, consumer in self._consumers.items():
             consumer.on_decode_error = partial(self._decode_error, provider)
+            # every consumer sets its own: a qos applies to all consumers started after it
+            prefetch = getattr(provider, "concurrency", None) or self.prefetch_count
+            consumer.consume = partial(_consume_with_prefetch, consumer, consumer.consume,
+                                       prefetch)
         return consumers
 
     def _decode_error(self, provider, message, exc):
         self.container.spawn_managed_thread(
             partial(provider.reject_undecodable, message, exc), identifier="decode-error"
         )
+
+
+def _consume_with_prefetch(consumer, consume, prefetch, *args, **kwargs):
+    """Start consuming with a prefetch of this consumer's own: RabbitMQ applies a
+    ``basic.qos`` (not global) to the consumers started after it on the channel, so each
+    consumer's qos right before its ``basic.consume`` bounds its own unacknowledged
+    messages, hence the workers its handler holds at once."""
+    consumer.qos(prefetch_count=prefetch)
+    return consume(*args, **kwargs)
 
 
 class Unroutable(Exception):
@@ -276,10 +289,11 @@ class Unroutable(Exception):
 class EventConsumer(Consumer):
     queue_consumer = PamongQueueConsumer()
 
-    def __init__(self, source, event_type, version=1, **kwargs):
+    def __init__(self, source, event_type, version=1, concurrency=None, **kwargs):
         self.source = source
         self.event_type = event_type
         self.version = version
+        self.concurrency = concurrency
         super().__init__(queue=None, **kwargs)
 
     def event_binding(self, service_name, method_name):
@@ -479,7 +493,11 @@ class EventConsumer(Consumer):
 
 
 def handles(source, event_type, version=1, **kwargs):
-    """Decorate a service method ``(self, event)`` to consume ``source``'s ``event_type``."""
+    """Decorate a service method ``(self, event)`` to consume ``source``'s ``event_type``.
+
+    ``concurrency=N`` runs at most N of its events at once in a process (its own prefetch):
+    a slow or CPU-bound handler then holds at most N of the container's ``max_workers``, so
+    a backlog of its events cannot starve the HTTP entrypoints and the other handlers."""
     register = EventConsumer.decorator(source, event_type, version, **kwargs)
 
     def decorate(method):

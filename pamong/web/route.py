@@ -246,7 +246,8 @@ def _correlation_id(request):
 
 
 def _too_large(limit):
-    return Problem(413, f"The request body is larger than {limit} bytes.")
+    return Problem(413, f"The request body is larger than {limit} bytes.",
+                   extensions={"limit": limit})
 
 
 def _query_data(args, schema):
@@ -260,10 +261,11 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
-def _read_json(request, limit):
-    mimetype = request.mimetype
-    if mimetype != "application/json" and not mimetype.endswith("+json"):
-        raise Problem(415, "The request body must be application/json.")
+def read_body(request, limit):
+    """The raw request body, at most ``limit`` bytes (413 above it, by the declared length
+    before reading a byte, or by counting a chunked one)."""
+    if (request.content_length or 0) > limit:
+        raise _too_large(limit)
     if request.headers.get("Transfer-Encoding", "").lower() == "chunked":
         # eventlet ends a chunked body itself but does not say so; without this flag werkzeug
         # reads such a body as empty
@@ -278,6 +280,14 @@ def _read_json(request, limit):
         raise bad_request("The request body ended early.") from None
     if len(raw) > limit:
         raise _too_large(limit)
+    return raw
+
+
+def _read_json(request, limit):
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise Problem(415, "The request body must be application/json.")
+    raw = read_body(request, limit)
     try:
         return json.loads(raw, parse_constant=_reject_constant)
     except ValueError:  # includes bad UTF-8

@@ -50,9 +50,10 @@ def render_letter(letter, verify_url):
     """The letter as PDF bytes. ``letter``: ``letterhead`` {government, name, address, contact,
     city}, ``kind_title``, ``number``, ``signed_at`` (aware; dated in ``zone``, an IANA name),
     ``security`` (SR/R/T/B), ``urgency``, ``subject``, ``body`` (paragraphs apart by a blank
-    line), ``attachments`` (a count), ``addressees``, ``copies``, ``signer`` {name, title, nip,
-    acting} and, for a surat tugas, ``assignment`` {employees [{name, nip, title}], start, end,
-    place {name}, purpose}. ``verify_url`` goes into the QR code and the footer."""
+    line), ``attachments`` (a count), ``addressees``, ``copies``, ``signer`` {name, title (as
+    printed: an acting official's says "Plt." or "Plh."), nip} and, for a surat tugas,
+    ``assignment`` {employees [{name, nip, title}], start, end, place {name}, purpose}.
+    ``verify_url`` goes into the QR code and the footer."""
     head = letter["letterhead"]
     signed_on = letter["signed_at"].astimezone(ZoneInfo(letter["zone"])).date()
     place_date = f"{head['city']}, {indonesian_date(signed_on)}"
@@ -155,7 +156,8 @@ def _winansi_char(ch):
 
 def _letterhead(pdf, head):
     pdf.set_font(style="B", size=14)
-    pdf.text_block(head["government"].upper(), h=6.5, align="C")
+    if head["government"] != head["name"]:  # a letter of the Pemda itself: one name
+        pdf.text_block(head["government"].upper(), h=6.5, align="C")
     pdf.set_font(size=16)
     pdf.text_block(head["name"].upper(), h=7.5, align="C")
     pdf.set_font(style="", size=10)
@@ -225,7 +227,7 @@ def _assignment(pdf, assignment):
 
 
 def _signature(pdf, signer, verify_url, place_date):
-    title = f"Plt. {signer['title']}" if signer["acting"] else signer["title"]
+    title = signer["title"]
     width = pdf.w - pdf.r_margin - SIGNATURE_X
     title_lines = len(pdf.multi_cell(width, LINE, title, dry_run=True, output="LINES"))
     height = LINE * (title_lines + 2 + bool(place_date)) + QR_SIZE + 4

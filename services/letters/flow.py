@@ -26,7 +26,7 @@ from pamong.web import Problem, conflict, forbidden, not_found, route, unprocess
 from pamong.web.context import current_correlation_id
 from pamong.web.idempotency import idempotency_key
 from services.letters import domain, numbering
-from services.letters.access import API, DRAFTERS, may_see
+from services.letters.access import API, DRAFTERS
 from services.letters.schemas import DraftBody, DraftUpdate, LetterOut, StepBody
 from services.letters.store import CLASSIFICATIONS, KINDS, LETTERS
 
@@ -71,7 +71,13 @@ class FlowEndpoints:
         return found
 
     def _capacity(self, employee, day):
-        """How ``employee`` may sign on ``day`` (None: not at all)."""
+        """How ``employee`` may sign on ``day`` (None: not at all); kept for the reference
+        cache's seconds, as the directory changes a position or an acting rarely and a
+        signing peak asks the same question for every letter."""
+        key = ("capacity", employee["_id"], employee.get("version"), day)
+        return self.cache.get(key, lambda: self._read_capacity(employee, day))
+
+    def _read_capacity(self, employee, day):
         actings = list(self.db[ACTING].find({"nip": employee["_id"]}))
         capacity = domain.signing_capacity(employee, actings, day)
         if capacity and capacity["title"] is None:  # acting in a position: its holder's title
@@ -81,9 +87,15 @@ class FlowEndpoints:
                 or f"Kepala {unit.get('name', capacity['unit'])}"
         return capacity
 
+    def _employee(self, nip):
+        """An employee of the replica (cached like ``_capacity``), or None."""
+        return self.cache.get(("employee", nip),
+                              lambda: self.db[EMPLOYEES].find_one({"_id": nip}))
+
     def _today(self, unit):
-        doc = self.db[UNITS].find_one({"_id": unit}, {"timezone": 1}) or {}
-        return datetime.now(UTC).astimezone(ZoneInfo(doc.get("timezone") or "Asia/Jakarta")).date()
+        zone = self.cache.get(("zone", unit), lambda: (self.db[UNITS].find_one(
+            {"_id": unit}, {"timezone": 1}) or {}).get("timezone") or "Asia/Jakarta")
+        return datetime.now(UTC).astimezone(ZoneInfo(zone)).date()
 
     def _check_reference(self, body):
         kind = self.cache.get(("kind", body["kind"]),
@@ -131,8 +143,9 @@ class FlowEndpoints:
         return employee
 
     def _letter(self, principal, letter_id):
+        """The letter, when ``principal`` may see it (``MailEndpoints._sees``); else 404."""
         letter = self.db[LETTERS].find_one({"_id": letter_id}, {OUTBOX: 0})
-        if letter is None or not may_see(principal, letter):
+        if letter is None or not self._sees(principal, letter):
             raise not_found()
         return letter
 
@@ -225,7 +238,7 @@ class FlowEndpoints:
         if not principal.nip:
             raise forbidden("Your token carries no NIP.")
         letter = self._letter(principal, letter_id)
-        if step == "sign" and letter["state"] == domain.SIGNED \
+        if step == "sign" and letter["state"] in domain.SIGNED_ON \
                 and (letter["signed_by"] or {}).get("nip") == principal.nip:
             return letter_out(letter, principal.nip)  # a retried sign that landed
         if body.get("version") is not None and body["version"] != letter["version"]:
@@ -233,8 +246,7 @@ class FlowEndpoints:
         if step in domain.NOTE_REQUIRED and not (body.get("note") or "").strip():
             raise unprocessable({"note": [f"a {step} says what to change"]})
         to = _next_state(letter, step)
-        actor = self.db[EMPLOYEES].find_one({"_id": principal.nip}) or {"_id": principal.nip,
-                                                                          "name": principal.name}
+        actor = self._employee(principal.nip) or {"_id": principal.nip, "name": principal.name}
         signing = self._signing(letter, actor) if step == "sign" else None
         if signing is None:
             self._may_take(letter, step, principal.nip)
@@ -267,12 +279,11 @@ class FlowEndpoints:
                                                    "signed; it was not signed with this number",
                                  by=principal.nip)
             again = self.db[LETTERS].find_one({"_id": letter_id}, {OUTBOX: 0})
-            if step == "sign" and again and again["state"] == domain.SIGNED \
+            if step == "sign" and again and again["state"] in domain.SIGNED_ON \
                     and again["signed_by"]["nip"] == principal.nip:
                 return letter_out(again, principal.nip)
             raise _stale(again)
-        return letter_out(self.db[LETTERS].find_one({"_id": letter_id}, {OUTBOX: 0}),
-                          principal.nip)
+        return letter_out(domain.after_write(letter, update), principal.nip)
 
     def _may_take(self, letter, step, nip):
         who = domain.TRANSITIONS[step][1]

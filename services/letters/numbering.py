@@ -15,6 +15,11 @@ each action is a unique insert or a compare-and-set, so two replicas settling at
 - a claim whose letter was never signed with it (died before the letter write, or the letter
   changed meanwhile): after the grace period the claim becomes ``cancelled`` with the reason.
   A signer that loses the race on the letter cancels its own claim at once.
+**Reserved blocks** (``reserve``): for an outage, an ``opd_admin`` takes a block of numbers to
+use on paper. The block is written into the counter itself (``blocks``) by the same
+compare-and-set that moves ``next`` past it, so it can never be lost half-way: each number of
+the block gets a ``reserved`` claim (by the request, or by ``settle`` should the request die
+before), and later a ``paper`` claim saying what it was used for, or ``cancelled`` with why.
 ``checked`` on the counter marks how far every number is accounted for, so a settle round
 reads only the numbers handed out since the last one: its cost follows the signing, not the
 archive. The register of a counter (``register``) therefore shows every number from 1 on:
@@ -33,6 +38,7 @@ from services.letters.store import COUNTERS, LETTERS, NUMBERING, NUMBERS, claim_
 log = logging.getLogger(__name__)
 
 SETTLE_BATCH = 2000  # numbers looked at per counter and round
+RESERVE_TRIES = 200  # compare-and-set attempts against signers taking numbers meanwhile
 
 
 def configs_for(db, cache, unit):
@@ -67,6 +73,62 @@ def allocate(db, counter, letter_id, render, by, at):
                         n, counter)
 
 
+def reserve(db, counter, count, block, at):
+    """Take ``count`` numbers of ``counter`` in one block: ``block`` (id, who, why, the
+    scheme) is stored in the counter with ``first``/``last`` by the write that moves ``next``
+    past them; then each number is claimed ``reserved``. Returns the block. A block with the
+    same ``id`` already there (a repeated request) is returned as it is."""
+    for _ in range(RESERVE_TRIES):
+        doc = db[COUNTERS].find_one_and_update(
+            {"_id": counter}, {"$setOnInsert": {"next": 0}}, upsert=True,
+            return_document=pymongo.ReturnDocument.AFTER)
+        if found := block_of(doc, block["id"]):
+            break
+        first = doc["next"] + 1
+        found = {**block, "first": first, "last": first + count - 1, "at": at}
+        if db[COUNTERS].update_one({"_id": counter, "next": doc["next"]},
+                                   {"$set": {"next": found["last"], "at": at},
+                                    "$push": {"blocks": found}}).matched_count:
+            break
+    else:
+        raise RuntimeError(f"counter {counter} too busy to reserve a block; try again")
+    claim_reserved(db, counter, found)
+    return found
+
+
+def block_of(counter_doc, block_id):
+    return next((b for b in (counter_doc or {}).get("blocks", []) if b["id"] == block_id),
+                None)
+
+
+def claim_reserved(db, counter, block, numbers=None):
+    """Claim the numbers of ``block`` (or those of ``numbers`` in it) as ``reserved``; a
+    number claimed already keeps its claim."""
+    claims = [{"_id": claim_id(counter, n), "counter": counter, "n": n, "status": "reserved",
+               "number": None, "letter": None, "block": block["id"], "at": block["at"],
+               "by": block["by"]}
+              for n in numbers or range(block["first"], block["last"] + 1)]
+    try:
+        db[NUMBERS].insert_many(claims, ordered=False)
+    except pymongo.errors.BulkWriteError as exc:
+        if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
+            raise
+
+
+def record_paper_use(db, counter, n, use, by, at):
+    """Turn the ``reserved`` claim of ``n`` into ``paper`` (what it was used for) or
+    ``cancelled`` (``use`` has a ``reason``); None when it is not reserved (any more)."""
+    if use.get("reason"):
+        changes = {"status": "cancelled", "reason": use["reason"], "cancelled_at": at,
+                   "cancelled_by": by}
+    else:
+        changes = {"status": "paper", "number": use["number"], "paper": use["paper"],
+                   "recorded_at": at, "recorded_by": by}
+    return db[NUMBERS].find_one_and_update(
+        {"_id": claim_id(counter, n), "status": "reserved"}, {"$set": changes},
+        return_document=pymongo.ReturnDocument.AFTER)
+
+
 def cancel(db, counter, n, reason, by="system"):
     """Turn the claim of ``n`` into ``cancelled`` (kept on record with the reason)."""
     db[NUMBERS].update_one({"_id": claim_id(counter, n), "status": "used"},
@@ -82,7 +144,7 @@ def settle(db, grace_seconds, now=None):
     cutoff = now - timedelta(seconds=grace_seconds)
     cancelled = 0
     # counters are few (units x kinds x years): reading them all is cheap
-    for counter in db[COUNTERS].find({}, {"next": 1, "checked": 1, "at": 1}):
+    for counter in db[COUNTERS].find({}, {"next": 1, "checked": 1, "at": 1, "blocks": 1}):
         checked = counter.get("checked", 0)
         if counter["next"] <= checked:
             continue
@@ -105,7 +167,11 @@ def _settle_counter(db, counter, checked, cutoff):
     done, cancelled = checked, 0
     for n in range(checked + 1, last + 1):
         claim = claims.get(claim_id(key, n))
-        if claim is None:
+        block = next((b for b in counter.get("blocks", []) if b["first"] <= n <= b["last"]),
+                     None)
+        if claim is None and block:  # the reserving request stopped before its claims
+            claim_reserved(db, key, block, [n])
+        elif claim is None:
             if not quiet:
                 break  # its signer may be between the $inc and the claim
             try:

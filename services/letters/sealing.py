@@ -23,7 +23,6 @@ import io
 import os
 import re
 import tempfile
-import threading
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -113,14 +112,19 @@ class DevelopmentSealer(Pkcs12Sealer):
         ensure_development_ca(self.directory)
 
     def seal(self, pdf, *, signer_name, signer_nip, reason, location):
+        self.key_file(signer_name, signer_nip)
+        return super().seal(pdf, signer_name=signer_name, signer_nip=signer_nip, reason=reason,
+                            location=location)
+
+    def key_file(self, signer_name, signer_nip):
+        """The signer's PKCS#12 file, issued by the development CA on the first call."""
         _require_nip(signer_nip)
         path = self.directory / f"{signer_nip}.p12"
         if not path.exists():
             with _exclusive(self.directory):
                 if not path.exists():
                     _write_atomically(path, _issue(self.directory, signer_name, signer_nip))
-        return super().seal(pdf, signer_name=signer_name, signer_nip=signer_nip, reason=reason,
-                            location=location)
+        return path
 
 
 def ensure_development_ca(directory):
@@ -154,9 +158,20 @@ def ensure_development_ca(directory):
 
 def development_trust_root(directory):
     """The development CA's certificate as pyHanko's validation wants it (asn1crypto)."""
-    pem = ensure_development_ca(directory).read_bytes()
-    der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
-    return asn1_x509.Certificate.load(der)
+    return load_trust_roots(ensure_development_ca(directory))[0]
+
+
+def load_trust_roots(path):
+    """The certificates of a PEM file (a bundle: the roots a verification trusts, e.g. the
+    national CA's), as pyHanko's validation wants them."""
+    return [asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+            for cert in x509.load_pem_x509_certificates(Path(path).read_bytes())]
+
+
+def sealed_by(pdf):
+    """The subject of the certificate that made the PDF's (first) signature, as text."""
+    signature = PdfFileReader(io.BytesIO(pdf), strict=False).embedded_regular_signatures[0]
+    return signature.signer_cert.subject.human_friendly
 
 
 def check_signature(pdf, trust_roots):
@@ -245,13 +260,12 @@ def _key_usage(**chosen):
     return x509.KeyUsage(**{usage: chosen.get(usage, False) for usage in usages})
 
 
-_in_process = threading.Lock()
-
-
 @contextmanager
 def _exclusive(directory):
-    """One creator at a time: other threads here (the lock) and other processes (flock)."""
-    with _in_process, open(directory / ".lock", "a") as handle:
+    """One creator at a time, in other processes and in other threads of this one: each call
+    opens the lock file anew and flock locks belong to the open file. No threading.Lock: the
+    service seals in eventlet's OS threads (tpool), where a green lock cannot wait."""
+    with open(directory / ".lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 

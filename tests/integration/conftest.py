@@ -46,7 +46,7 @@ def attendance(request, config):
 
 
 @pytest.fixture
-def letters(request, config):
+def letters(request, config, tmp_path_factory):
     """A letters service in this process with a seeded directory replica; (client, db,
     settings)."""
     from services.letters.service import LettersService
@@ -55,7 +55,9 @@ def letters(request, config):
     port = free_port()
     settings = {**config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}",
                 "DIRECTORY_SNAPSHOT_ON_EMPTY": False, "LETTERS_REFERENCE_CACHE_SECONDS": 0,
-                "LETTERS_SETTLE_INTERVAL_SECONDS": 0}  # a test settles numbers itself
+                "LETTERS_SETTLE_INTERVAL_SECONDS": 0,  # a test settles numbers itself
+                # the development CA of the test run, not the one of `make run` in .run/
+                "LETTERS_KEYS_DIR": str(tmp_path_factory.getbasetemp() / "letters-ca")}
     container = ServiceContainer(LettersService, settings)
     container.start()
     request.addfinalizer(container.stop)

@@ -67,3 +67,63 @@ def act_as_head(config, nip=ACTING_NIP, start=None, end=None, kind="plt", versio
 
 
 __all__ = ["NIP_HEAD", "NIP_KABID", "NIP_OTHER", "NIP_STAFF", "NIP_STAFF2"]  # re-exported
+
+
+# -- mail: delivery, incoming letters, files, dispositions (helper MAIL) ---------------------
+
+CLERK = "199305052020122006"  # a sekretariat clerk of Dinas Kesehatan (not in the directory)
+PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(17)
+EXE = b"MZ\x90\x00\x03\x00\x00\x00" + bytes(120)
+
+
+def clerk(client, method, path, opd="3510.03", **kwargs):
+    return call(client, method, path, CLERK, roles=("sekretariat",), opd=opd, **kwargs)
+
+
+def incoming(unit="3510.03", **changes):
+    return {"unit": unit, "sender": {"name": "Kepala Dinas Kesehatan Provinsi",
+                                     "organisation": "Dinas Kesehatan Provinsi Jawa Timur"},
+            "sender_number": "440/1234/101.5/2025", "sender_date": "2025-01-06",
+            "classification": "000.8.3.3", "subject": "Permintaan data imunisasi",
+            "summary": "Mohon dikirim data imunisasi triwulan IV.", **changes}
+
+
+def register(client, body=None, key=None, opd="3510.03"):
+    headers = {"Idempotency-Key": key} if key else None
+    r = clerk(client, "POST", "/incoming", opd=opd, headers=headers, json=body or incoming())
+    assert r.status_code in (200, 201), r.text
+    return r.json()
+
+
+def upload(client, letter_id, data, name="scan.pdf", nip=CLERK, roles=("sekretariat",),
+           opd="3510.03", content_type="application/pdf"):
+    return call(client, "POST", f"/letters/{letter_id}/attachments", nip, roles=roles, opd=opd,
+                params={"name": name}, data=data, headers={"Content-Type": content_type})
+
+
+def dispose(client, path, nip, to, roles=("pimpinan",), opd="3510.03", key=None, **body):
+    """``path``: ``/receipts/<id>`` or ``/dispositions/<id>``."""
+    headers = {"Idempotency-Key": key} if key else None
+    return call(client, "POST", f"{path}/dispositions", nip, roles=roles, opd=opd,
+                headers=headers, json={"to": list(to), "instruction": "Tindak lanjuti",
+                                       **body})
+
+
+def publish_sent(config, letter, internal, external=(), event=None):
+    """``letter.sent`` for a signed letter, as the sealing step publishes it (or ``event``,
+    an envelope published before, again)."""
+    from pamong.events.contracts import dump_data
+    from pamong.events.envelope import new_event
+    from pamong.testing import publish_raw
+
+    if event is None:
+        data = {"id": letter["id"], "number": letter["number"], "kind": letter["kind"],
+                "unit": letter["unit"], "opd": letter["opd"], "security": letter["security"],
+                "urgency": letter["urgency"], "subject": letter["subject"],
+                "signed_at": datetime.fromisoformat(letter["signed_at"]),
+                "internal": list(internal), "external": list(external), "sha256": "0" * 64}
+        event = new_event("letters", "letter.sent", dump_data("letter.sent", 1, data),
+                          opd=letter["opd"])
+    publish_raw(config, "letters", "letter.sent", event)
+    return event

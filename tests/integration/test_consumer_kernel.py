@@ -343,3 +343,41 @@ def test_a_retention_shorter_than_the_retries_is_refused(config):
     with pytest.raises(ValueError, match="INBOX_DONE_RETENTION_HOURS"):
         with running(config, Consumer):
             pass
+
+
+# -- a handler's own concurrency ---------------------------------------------------------------
+
+
+class NarrowSink:
+    """Two handlers of one event: one bounded to 2 at once, one with the container's workers."""
+
+    name = "narrowsink"
+    db = Mongo()
+    running = {"narrow": 0, "wide": 0}
+    peak = {"narrow": 0, "wide": 0}
+
+    def _hold(self, which, event):
+        self.running[which] += 1
+        self.peak[which] = max(self.peak[which], self.running[which])
+        eventlet.sleep(0.3)  # a slow handler: its events pile up meanwhile
+        self.running[which] -= 1
+        self.db.totals.update_one({"_id": which}, {"$inc": {"times": 1}}, upsert=True)
+
+    @handles("probe", "probe.recorded", concurrency=2)
+    def on_recorded(self, event):
+        self._hold("narrow", event)
+
+    @handles("probe", "probe.recorded")
+    def on_recorded_wide(self, event):
+        self._hold("wide", event)
+
+
+def test_a_handler_with_a_concurrency_runs_at_most_that_many_events_at_once(config):
+    events = [envelope(f"n{i}") for i in range(8)]
+    with running(config, NarrowSink):
+        for event in events:
+            publish_raw(config, "probe", "probe.recorded", event)
+        wait_until(lambda: {k: v["times"] for k, v in totals(config, "narrowsink").items()}
+                   == {"narrow": 8, "wide": 8}, timeout=30, message="every event handled")
+    assert NarrowSink.peak["narrow"] == 2  # bounded, and it did use both
+    assert NarrowSink.peak["wide"] > 2  # the other handler of the same service was not

@@ -21,6 +21,7 @@ from tests.integration.letters_support import (
 
 pytestmark = pytest.mark.integration
 SIGNS = 200
+BLOCKS, BLOCK = 4, 5  # reserved blocks taken while the signers sign
 
 
 def awaiting_signature(client, count):
@@ -45,27 +46,38 @@ def test_concurrent_signs_on_two_replicas_give_distinct_numbers_without_gaps(con
     ids = awaiting_signature(clients[0], SIGNS)
 
     def sign(i):  # every other request to the other replica, all at once
+        if i >= SIGNS:  # an opd_admin reserving a block meanwhile
+            return call(clients[i % 2], "POST", "/numbering/reservations",
+                        roles=("opd_admin",), opd="3510.03",
+                        json={"unit": "3510.03.01", "count": BLOCK, "reason": "outage drill"})
         return step(clients[i % 2], ids[i], "sign", NIP_HEAD, roles=("pimpinan",))
 
-    answers = list(eventlet.GreenPool(SIGNS).imap(sign, range(SIGNS)))
-    assert [a.status_code for a in answers] == [200] * SIGNS
+    order = list(range(SIGNS + BLOCKS))
+    answers = list(eventlet.GreenPool(SIGNS + BLOCKS).imap(
+        sign, order[:SIGNS // 2] + order[SIGNS:] + order[SIGNS // 2:SIGNS]))
+    blocks = [a.json() for a in answers if a.status_code == 201]
+    answers = [a for a in answers if a.status_code != 201]
+    assert [a.status_code for a in answers] == [200] * SIGNS and len(blocks) == BLOCKS
     numbers = [a.json()["number"] for a in answers]
+    reserved = [n for b in blocks for n in range(b["first"], b["last"] + 1)]
+    total = SIGNS + BLOCKS * BLOCK
     year = datetime.now(UTC).year
-    assert sorted(int(n.split("/")[1]) for n in numbers) == list(range(1, SIGNS + 1))
+    assert sorted([int(n.split("/")[1]) for n in numbers] + reserved) == \
+        list(range(1, total + 1))
     assert len(set(numbers)) == SIGNS
     stored = {d["_id"]: d["number"] for d in db.letters.find({}, {"number": 1})}
     assert sorted(stored.values()) == sorted(numbers)
     counter = f"3510.03:*:{year}"
-    assert db.counters.find_one({"_id": counter})["next"] == SIGNS
+    assert db.counters.find_one({"_id": counter})["next"] == total
     r = call(clients[1], "GET", "/numbering/register", roles=("admin",), opd="3510",
              params={"counter": counter, "limit": 500})
     assert r.status_code == 200
     register = r.json()
-    assert [c["n"] for c in register["items"]] == list(range(1, SIGNS + 1))
-    assert {c["status"] for c in register["items"]} == {"used"}
-    assert {c["letter"] for c in register["items"]} == set(ids)
-    print(f"\n{SIGNS} concurrent signs over 2 replicas: numbers 1..{SIGNS}, "
-          f"{len(set(numbers))} distinct, 0 gaps")
+    assert [c["n"] for c in register["items"]] == list(range(1, total + 1))
+    assert {c["n"] for c in register["items"] if c["status"] == "reserved"} == set(reserved)
+    assert {c["letter"] for c in register["items"] if c["status"] == "used"} == set(ids)
+    print(f"\n{SIGNS} concurrent signs and {BLOCKS} reserved blocks of {BLOCK} over 2 "
+          f"replicas: numbers 1..{total}, {len(set(numbers))} distinct, 0 gaps, 0 overlaps")
 
 
 def test_numbers_a_stopped_process_left_are_cancelled_on_record(letters):

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.unit
 VERIFY_URL = "https://pamong.contohkab.go.id/verifikasi/7Q2XK9"
 NIP = "198001012006041001"
 SIGNER = {"name": "Dr. Budi Santoso, S.Kom., M.T.",
-          "title": "KEPALA DINAS KOMUNIKASI DAN INFORMATIKA", "nip": NIP, "acting": False}
+          "title": "KEPALA DINAS KOMUNIKASI DAN INFORMATIKA", "nip": NIP}
 
 
 def a_letter(**changes):
@@ -94,7 +94,8 @@ def test_the_letter_shows_its_number_date_sifat_signer_and_footer():
 
 
 def test_an_acting_signer_is_plt_and_no_copies_means_no_tembusan():
-    letter = a_letter(signer=SIGNER | {"acting": True}, copies=[], attachments=0)
+    letter = a_letter(signer=SIGNER | {"title": "Plt. KEPALA DINAS KOMUNIKASI DAN INFORMATIKA"},
+                      copies=[], attachments=0)
     [page] = shown_text(render_letter(letter, VERIFY_URL))
     assert "Plt. KEPALA DINAS" in page
     assert "Tembusan:" not in page

@@ -1,0 +1,363 @@
+"""Scenario ``letters`` (issue 13, "Performance"): numbers handed out at signing under
+contention against a raw ``$inc`` loop, the sealing of the signed PDFs, and the cost of the
+first inbox page and of a two-word search with 1,000 and with 100,000 letters stored.
+
+Rows, one after the other in the same process run, against the same broker and database:
+
+(a) raw $inc     C green threads (one pymongo client, as a service has) take N numbers from
+                 one counter document with ``find_one_and_update`` ``$inc`` (upsert, return
+                 the document after): the floor of what any numbering costs;
+(b) sign         a ``pamong serve letters`` process with a generated Pemda in its directory
+                 replica (``apply_full``) and a numbering template; N letters are drafted and
+                 submitted through the API beforehand (not timed), then signed by C concurrent
+                 signers (``POST /letters/<id>/sign``, the head's JWT): each sign reads the
+                 letter, checks the signer on the day, ``$inc``-s the unit's counter, claims
+                 the number and writes the letter with its ``letter.signed`` in the outbox.
+                 Afterwards: N distinct numbers, 1..N, and the register shows every one used;
+(c) sealing      from the end of (b) until every letter is ``sent``: the letter's own
+                 ``letter.signed`` handler renders the PDF (fpdf2, segno), seals it (pyHanko,
+                 PAdES over the development CA) and stores it; reported per letter;
+(d) lists        the first inbox page (``GET /inbox``) and a two-word search (``GET
+                 /search?q=``) with 1,000 letters stored, then with 100,000 (written with
+                 ``lists.bulk_index``, the handlers' own entry builders): p50/p99 over R
+                 requests by 10 clients each.
+
+Targets (issue 13): numbers/s of (b) >= 0.25 x numbers/s of (a), zero duplicates, zero gaps;
+p50 and p99 of the 100,000 rows <= 2 x those of the 1,000 rows. (c) is reported.
+"""
+
+import random
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+
+import eventlet
+import pymongo
+
+from bench.attendance import (
+    PEMDA,
+    TZ,
+    figures,
+    fill_replica,
+    fire,
+    pemda_employees,
+    pemda_units,
+    stop,
+)
+from bench.common import (
+    cpu_seconds,
+    local_servers,
+    machine,
+    machine_line,
+    scenario_env,
+    write_results,
+)
+from pamong.auth import mint_token
+from pamong.events.outbox import OUTBOX
+from pamong.storage import client_for, database_name
+from pamong.testing import drop_databases, free_port, serve_process
+from services.letters import lists
+from services.letters.access import API
+
+TARGETS = {  # (what is compared, the bound, whether it is an upper bound)
+    "sign_over_raw": ("numbers/s signing / numbers/s raw $inc: (b)/(a)", 0.25, False),
+    "inbox_p50": ("first inbox page p50, 100,000 stored / 1,000 stored", 2.0, True),
+    "inbox_p99": ("first inbox page p99, 100,000 stored / 1,000 stored", 2.0, True),
+    "search_p50": ("two-word search p50, 100,000 stored / 1,000 stored", 2.0, True),
+    "search_p99": ("two-word search p99, 100,000 stored / 1,000 stored", 2.0, True),
+}
+# archives of each size: (sending OPD, receiving OPD, letters); separate OPDs, so each size
+# has its own inbox and OPD search streams while both share one database
+ARCHIVES = {"small": (f"{PEMDA}.05", f"{PEMDA}.06", 1_000),
+            "large": (f"{PEMDA}.07", f"{PEMDA}.08", 100_000)}
+WORDS = ("rapat koordinasi anggaran pelayanan kesehatan pendidikan laporan kegiatan "
+         "permohonan data undangan sosialisasi evaluasi program pembangunan jalan desa "
+         "perjalanan dinas pengadaan barang jasa monitoring bantuan sosial").split()
+QUERY = "rapat koordinasi"
+LIST_REQUESTS, LIST_CLIENTS = 300, 10
+UNIT = f"{PEMDA}.01"  # the OPD whose head signs every letter: one counter, full contention
+HEAD_NIP = "196505051990031001"
+
+
+def head_of(unit):
+    return {"nip": HEAD_NIP, "kind": "pns", "name": "Kepala OPD 01", "display_name":
+            "Dr. Kepala OPD 01", "gender": "L", "unit": unit, "opd": unit,
+            "position": {"id": f"HEAD.{unit}", "title": "Kepala OPD 01", "kind": "struktural",
+                         "heads_unit": True, "may_sign": True},
+            "supervisor": None, "phone": None, "email": None, "status": "active",
+            "nik_masked": None, "version": 1}
+
+
+def raw_inc(db, n, clients):
+    """N numbers from one counter by C green threads: ``figures`` of the ``$inc`` calls."""
+    counter = db["raw_counter"]
+    shares = [n // clients + (1 if c < n % clients else 0) for c in range(clients)]
+    latencies, got = [], []
+
+    def worker(count):
+        for _ in range(count):
+            sent = time.perf_counter()
+            doc = counter.find_one_and_update({"_id": "raw"}, {"$inc": {"next": 1}},
+                                              upsert=True,
+                                              return_document=pymongo.ReturnDocument.AFTER)
+            latencies.append(time.perf_counter() - sent)
+            got.append(doc["next"])
+
+    pool = eventlet.GreenPool(clients)
+    started = time.perf_counter()
+    for share in shares:
+        pool.spawn(worker, share)
+    pool.waitall()
+    row = figures(latencies, time.perf_counter() - started, [])
+    row["distinct"] = len(set(got))
+    return row
+
+
+def draft_calls(token, n):
+    return [("POST", f"{API}/letters", {"token": token, "json": {
+        "kind": "nota_dinas", "classification": "000.8.3.3", "security": "B",
+        "urgency": "biasa", "subject": f"Undangan rapat koordinasi anggaran nomor {i}",
+        "body": "Dengan hormat, kami mengundang Bapak/Ibu.",
+        "addressees": [{"type": "internal", "unit": f"{PEMDA}.02", "name": "Kepala OPD 02"}],
+        "copies": [], "verifiers": [], "signer": HEAD_NIP}}) for i in range(n)]
+
+
+def check_numbers(db, letters, answers):
+    """Distinct, 1..N, every claim used by its letter."""
+    numbers = [a["number"] for a in answers if a]
+    ns = sorted(int(number.split("/")[1]) for number in numbers)
+    counter = f"{PEMDA}:*:{datetime.now(UTC).year}"  # the template is the Pemda's
+    claims = list(db["numbers"].find({"counter": counter}, {"status": 1, "letter": 1}))
+    return {"signed": len(numbers), "distinct": len(set(numbers)),
+            "gapless": ns == list(range(1, len(letters) + 1)),
+            "claims_used": sum(1 for c in claims if c["status"] == "used"),
+            "claims_other": sum(1 for c in claims if c["status"] != "used")}
+
+
+def wait_sealed(db, ids, stall=60):
+    """Until every letter is sent, or none was for ``stall`` seconds."""
+    started = progress_at = time.perf_counter()
+    sent = 0
+    while time.perf_counter() - progress_at < stall:
+        now = db["letters"].count_documents({"_id": {"$in": ids}, "state": "sent"})
+        if now > sent:
+            sent, progress_at = now, time.perf_counter()
+        if sent == len(ids):
+            break
+        eventlet.sleep(0.5)
+    seconds = time.perf_counter() - started
+    return {"letters": len(ids), "sealed": sent, "seconds": round(seconds, 1),
+            "ms_per_letter": round(seconds * 1000 / max(1, sent), 1)}
+
+
+def archive_letters(template, sender, receiver, count, now):
+    """``count`` letters sent by ``sender``'s OPD to ``receiver``'s over the past year, shaped
+    as the letter the bench signed (``template``): subjects from a small vocabulary, so a
+    two-word search matches the same share at every size."""
+    rng = random.Random(f"{sender}:{count}")
+    for i in range(count):
+        words = rng.sample(WORDS, 5)
+        if i % 10 == 0:
+            words[:2] = QUERY.split()
+        at = now - timedelta(seconds=rng.randrange(365 * 86400))
+        yield {**template, "_id": f"bench-{sender}-{i:06d}", "unit": sender, "opd": sender,
+               "subject": " ".join(words).capitalize(), "words": sorted(set(words)),
+               "number": f"000.8.3.3/{i + 1}/ARSIP/{at.year}", "signed_at": at,
+               "sent_at": at, "created_at": at, "updated_at": at, "state": "sent",
+               "receivers": [receiver], "timeline": template["timeline"][-1:],
+               "addressees": [{"type": "internal", "unit": receiver, "name": "Kepala OPD"}],
+               "copies": []}
+
+
+def store_archive(db, template, sender, receiver, count):
+    """The archive's letters and, with ``lists.bulk_index`` (for an empty database), their
+    list and search documents: seconds taken."""
+    started = time.perf_counter()
+    letters = list(archive_letters(template, sender, receiver, count, datetime.now(UTC)))
+    for start in range(0, len(letters), 5000):
+        db["letters"].insert_many(letters[start:start + 5000], ordered=False)
+    lists.bulk_index(db, letters)
+    return round(time.perf_counter() - started, 1)
+
+
+def list_rows(config, employees, template, large):
+    """First inbox page and a two-word search against each archive size, each in a database
+    of its own (``bulk_index`` seeds an empty one) served by its own letters process."""
+    rows = {}
+    for size, (sender, receiver, count) in ARCHIVES.items():
+        count = large if size == "large" else count
+        sized = {**config, "MONGO_DB_PREFIX": f"{config['MONGO_DB_PREFIX']}{size}_"}
+        db = client_for(sized["MONGO_URI"])[database_name(sized, "letters")]
+        fill_replica(db, pemda_units(), employees)
+        rows[f"{size}_seed_s"] = store_archive(db, template, sender, receiver, count)
+        rows[f"{size}_count"] = count
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        processes = [serve_process(sized, "letters", port, DIRECTORY_SNAPSHOT_ON_EMPTY="false")]
+        try:
+            token = mint_token(config, f"u-admin-{receiver}", ["opd_admin"], opd=receiver)
+            for name, path, params in (("inbox", "/inbox", {"unit": receiver}),
+                                       ("search", "/search", {"q": QUERY})):
+                calls = [("GET", f"{API}{path}", {"token": token, "params": params})] \
+                    * LIST_REQUESTS
+                fire(url, config, calls[:30], LIST_CLIENTS, 200)  # warm up
+                row, answers = fire(url, config, calls, LIST_CLIENTS, 200)
+                row["items"] = len((answers[0] or {}).get("items", []))
+                rows[f"{name}_{size}"] = row
+                print(f"  {f'(d) {name} {count}':<16} {row}", flush=True)
+        finally:
+            stop(processes)
+            drop_databases(sized)
+    return rows
+
+
+def run_rows(config, n, clients, keys_dir, large):
+    db = client_for(config["MONGO_URI"])[database_name(config, "letters")]
+    employees = pemda_employees(200) + [head_of(UNIT)]
+    fill_replica(db, pemda_units(), employees)
+    db["numbering"].insert_one({"_id": PEMDA, "unit_code": "BENCH",
+                                "template": "{klasifikasi}/{urut}/{unit}/{tahun}",
+                                "per_kind": False, "kinds": {}})
+    rows = {"raw": raw_inc(db, n, clients)}
+    print(f"  {'(a) raw $inc':<16} {rows['raw']}", flush=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    processes = [serve_process(config, "letters", port, DIRECTORY_SNAPSHOT_ON_EMPTY="false",
+                               LETTERS_KEYS_DIR=keys_dir)]
+    try:
+        token = mint_token(config, f"u-{HEAD_NIP}", ["pimpinan"], opd=UNIT, nip=HEAD_NIP)
+        fire(url, config, draft_calls(token, 50), clients, 201)  # warm up
+        _, drafts = fire(url, config, draft_calls(token, n), clients, 201)
+        ids = [d["id"] for d in drafts if d]
+        submits = [("POST", f"{API}/letters/{i}/submit", {"token": token, "json": {}})
+                   for i in ids]
+        fire(url, config, submits, clients, 200)
+        signs = [("POST", f"{API}/letters/{i}/sign", {"token": token, "json": {}})
+                 for i in ids]
+        pids = {processes[0].pid: "letters", **local_servers()}
+        before = cpu_seconds(pids)
+        rows["sign"], answers = fire(url, config, signs, clients, 200)
+        after = cpu_seconds(pids)
+        cpu = {}
+        for pid, who in pids.items():
+            cpu[who] = cpu.get(who, 0) + after.get(pid, 0) - before.get(pid, 0)
+        rows["sign"]["cpu_ms_per_sign"] = {who: round(v * 1000 / n, 2) for who, v in cpu.items()}
+        rows["sign"]["check"] = check_numbers(db, ids, answers)
+        print(f"  {'(b) sign':<16} {rows['sign']}", flush=True)
+        rows["sealing"] = wait_sealed(db, ids)
+        print(f"  {'(c) sealing':<16} {rows['sealing']}", flush=True)
+        template = db["letters"].find_one({"_id": ids[0]}, {OUTBOX: 0})
+    finally:
+        stop(processes)
+    rows["lists"] = list_rows(config, employees, template, large)
+    return rows
+
+
+def verdicts(rows):
+    sign, raw = rows["sign"], rows["raw"]
+    ratio = sign["per_s"] / raw["per_s"] if raw["per_s"] else 0.0
+    check = sign["check"]
+    exact = (check["distinct"] == check["signed"] == check["claims_used"]
+             and check["gapless"] and not check["claims_other"] and not sign["errors"])
+    what, bound, _ = TARGETS["sign_over_raw"]
+    out = {"sign_over_raw": {"what": what, "target": bound, "value": round(ratio, 3),
+                             "verdict": "PASS" if ratio >= bound and exact else "FAIL",
+                             "exact": exact}}
+    found = rows["lists"]
+    for name in ("inbox", "search"):
+        small, large = found[f"{name}_small"], found[f"{name}_large"]
+        for p in ("p50", "p99"):
+            what, bound, _ = TARGETS[f"{name}_{p}"]
+            what = what.replace("100,000", f"{found['large_count']:,}")
+            value = large[f"{p}_ms"] / small[f"{p}_ms"] if small[f"{p}_ms"] else 0.0
+            ok = value <= bound and not small["errors"] and not large["errors"] \
+                and small["items"] > 0 and large["items"] > 0
+            out[f"{name}_{p}"] = {"what": what, "target": bound, "value": round(value, 2),
+                                  "verdict": "PASS" if ok else "FAIL"}
+    return out
+
+
+def table(rows):
+    lines = ["| row | numbers | per s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|"]
+    for key, label in (("raw", "(a) raw `$inc`"), ("sign", "(b) sign over HTTP")):
+        r = rows[key]
+        lines.append(f"| {label} | {r['requests']} | {r['per_s']} | {r['p50_ms']} | "
+                     f"{r['p99_ms']} | {r['errors']} |")
+    lines += ["", "| list | letters stored | requests | per s | p50 ms | p99 ms | items on "
+                  "the page | errors |", "|---|---|---|---|---|---|---|---|"]
+    for name, label in (("inbox", "(d) first inbox page"), ("search", f"(d) search `{QUERY}`")):
+        for size in ARCHIVES:
+            r, count = rows["lists"][f"{name}_{size}"], rows["lists"][f"{size}_count"]
+            lines.append(f"| {label} | {count:,} | {r['requests']} | {r['per_s']} | "
+                         f"{r['p50_ms']} | {r['p99_ms']} | {r['items']} | {r['errors']} |")
+    return lines
+
+
+def verdict_lines(out):
+    return [f"- {v['what']}: {v['value']} (target {'<=' if TARGETS[k][2] else '>='} "
+            f"{v['target']}) **{v['verdict']}**" for k, v in out.items()]
+
+
+def section(result):
+    rows = result["rows"]
+    check, sealing = rows["sign"]["check"], rows["sealing"]
+    return [
+        "Numbers at signing under contention: (a) C green threads taking N numbers from one "
+        "counter with a raw pymongo `find_one_and_update` `$inc`; (b) the same N numbers "
+        "through `POST /letters/<id>/sign` of a `pamong serve letters` process by C "
+        "concurrent signers (letter read, signer rule on the day, counter `$inc`, the "
+        "number's claim, the letter written with its event in the outbox). (c) the sealing "
+        "that follows each sign (PDF render, PAdES seal, storage), by the service's own "
+        "`letter.signed` handler.",
+        "",
+        f"Latest run: {result['timestamp']}, N = {result['letters']}, C = "
+        f"{result['clients']}, total wall {result['wall_s']:.0f} s.  ",
+        machine_line(result["machine"]),
+        "",
+        *table(rows),
+        "",
+        f"Signed: {check['signed']}, distinct numbers {check['distinct']}, 1..N without a gap: "
+        f"{check['gapless']}, register claims used {check['claims_used']}, other "
+        f"{check['claims_other']}. Sealing: {sealing['sealed']} of {sealing['letters']} "
+        f"letters sent {sealing['seconds']} s after the last sign answered, "
+        f"{sealing['ms_per_letter']} ms per letter.",
+        "",
+        "(d) lists: letters shaped as the signed ones, sent by one OPD to another over the "
+        "past year, written with `lists.bulk_index` (the handlers' entry builders): 1,000 "
+        f"between two OPDs, {rows['lists']['large_count']:,} between two others, in one "
+        "database; one in ten subjects "
+        f"holds `{QUERY}`. The receiving OPD's `opd_admin` asks for its first inbox page and "
+        f"searches `{QUERY}`, {LIST_REQUESTS} requests each by {LIST_CLIENTS} clients. Seeding "
+        f"took {rows['lists']['small_seed_s']} s and {rows['lists']['large_seed_s']} s.",
+        "",
+        "Targets:",
+        "",
+        *verdict_lines(result["verdicts"]),
+    ]
+
+
+def run(n=1000, clients=50, archive=100_000, write=True):
+    overrides = {"JWT_SECRET": "bench-secret-of-at-least-32-bytes-long!",
+                 "DIRECTORY_SNAPSHOT_ON_EMPTY": False}
+    with scenario_env(**overrides) as (vhost, config), \
+            tempfile.TemporaryDirectory(prefix="pamong-bench-keys-") as keys_dir:
+        started = time.monotonic()
+        print(f"letters: N = {n}, C = {clients}, vhost {vhost}, databases "
+              f"{config['MONGO_DB_PREFIX']}*, zone {TZ}", flush=True)
+        env = machine(config)
+        try:
+            rows = run_rows(config, n, clients, keys_dir, archive)
+        finally:
+            drop_databases(config)
+    wall = time.monotonic() - started
+    out = verdicts(rows)
+    print()
+    print("\n".join(table(rows)))
+    print("\n".join(verdict_lines(out)).replace("**", ""))
+    print(f"\nwall time {wall:.0f} s")
+    result = {"scenario": "letters", "letters": n, "clients": clients,
+              "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+              "wall_s": round(wall, 1), "machine": env, "rows": rows, "verdicts": out}
+    if write:
+        write_results("letters", result, section(result))
+    return all(v["verdict"] == "PASS" for v in out.values())

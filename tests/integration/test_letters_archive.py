@@ -1,0 +1,123 @@
+"""The archive against the real broker and database: filing once, its guards, retention
+inherited from a parent code, the due report, the disposal decision recorded once."""
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from pamong.testing import EventRecorder, race, wait_until
+from tests.integration.letters_support import (
+    CLERK,
+    NIP_STAFF,
+    call,
+    clerk,
+    create,
+    incoming,
+    register,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def events(config):
+    recorder = EventRecorder(config, "letters")
+    yield recorder
+    recorder.close()
+
+
+def year():
+    return datetime.now(ZoneInfo("Asia/Jakarta")).year
+
+
+def filed(client, classification, subject="Permintaan data imunisasi"):
+    letter = register(client, incoming(classification=classification, subject=subject))
+    r = clerk(client, "POST", f"/letters/{letter['id']}/archive", json={})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_filing_once_with_inherited_retention_and_guards(letters, events):
+    client, db = letters.client, letters.db
+    letter = register(client, incoming(classification="000.1"))  # 000.1 has no retention
+    path = f"/letters/{letter['id']}/archive"
+    assert call(client, "POST", path, NIP_STAFF, json={}).status_code == 403  # a pegawai
+    r = call(client, "POST", path, roles=("opd_admin",), opd="3510.04", json={})
+    assert r.status_code == 404  # another OPD's archivist
+
+    first = clerk(client, "POST", path, json={"note": "Selesai ditindaklanjuti"})
+    assert first.status_code == 201, first.text
+    record = first.json()
+    y = year()
+    assert record["retention"] == {"active_years": 2, "inactive_years": 3,
+                                   "disposition": "destroy", "source": "000"}
+    assert (record["finished"], record["inactive_from"], record["disposition_due"]) == (
+        datetime.now(ZoneInfo("Asia/Jakarta")).date().isoformat(), f"{y + 3}-01-01",
+        f"{y + 6}-01-01")
+    again = clerk(client, "POST", path, json={})
+    assert again.status_code == 200 and again.json()["archived_at"] == record["archived_at"]
+
+    stored = db.letters.find_one({"_id": letter["id"]})
+    assert stored["state"] == "archived"
+    assert [e["step"] for e in stored["timeline"]].count("archive") == 1
+    wait_until(lambda: db.archive.find_one({"_id": letter["id"]}), timeout=15,
+               message="the record filed")
+    wait_until(lambda: events.of("letter.archived"), timeout=15, message="the event")
+    assert len(events.of("letter.archived")) == 1
+    assert db.archive.find_one({"_id": f"due:3510.03:{y + 6}-01"})["ids"] == [letter["id"]]
+
+    # only a sent or received letter is filed
+    draft_letter = create(client)
+    r = clerk(client, "POST", f"/letters/{draft_letter['id']}/archive", json={})
+    assert r.status_code == 409 and r.json()["state"] == "draft"
+
+
+def test_due_report_and_a_decision_recorded_once(letters):
+    client = letters.client
+    short = filed(client, "000.1.1")  # 1 + 1 years, destroy
+    permanent = filed(client, "000.5.3", subject="Penyusutan arsip")  # 5 + 5, permanent
+    y = year()
+
+    def due(until, **params):
+        r = clerk(client, "GET", "/archive/due", params={"until": until, **params})
+        assert r.status_code == 200, r.text
+        return [i["id"] for i in r.json()["items"]]
+
+    wait_until(lambda: due(f"{y + 20}-12-31") == [short["id"], permanent["id"]], timeout=15,
+               message="both in the report")
+    assert due(f"{y + 2}-12-31") == []
+    assert due(f"{y + 3}-01-01") == [short["id"]]
+    assert due(f"{y + 11}-01-01", limit=1) == [short["id"]]
+    r = clerk(client, "GET", "/archive/due", params={"until": f"{y + 11}-01-01", "limit": 1})
+    cursor = r.json()["next_cursor"]
+    assert due(f"{y + 11}-01-01", limit=1, cursor=cursor) == [permanent["id"]]
+    r = call(client, "GET", "/archive/due", roles=("opd_admin",), opd="3510.04",
+             params={"until": f"{y + 20}-01-01", "opd": "3510.03"})
+    assert r.status_code == 404
+
+    path = f"/archive/{permanent['id']}/decision"
+    r = clerk(client, "POST", path, json={"decision": "destroyed"})
+    assert r.status_code == 422  # a permanent record is never destroyed
+    r = clerk(client, "POST", f"/archive/{short['id']}/decision",
+              json={"decision": "destroyed", "reference": "BA-12/2030"})
+    assert r.status_code == 200, r.text
+    assert r.json()["decision"]["decision"] == "destroyed"
+    assert r.json()["decision"]["by"]["nip"] == CLERK
+    r = clerk(client, "POST", f"/archive/{short['id']}/decision",
+              json={"decision": "reviewed_extended"})
+    assert r.status_code == 409 and r.json()["decision"] == "destroyed"
+    assert due(f"{y + 20}-12-31") == [permanent["id"]]  # decided: off the report
+
+
+def test_concurrent_decisions_one_lands(letters):
+    client = letters.client
+    record = filed(client, "000.1.1")
+    choices = ["destroyed", "reviewed_extended"] * 3
+    results = race(choices, lambda choice: clerk(
+        client, "POST", f"/archive/{record['id']}/decision", json={"decision": choice}))
+    assert sorted(r.status_code for r in results) == [200] + [409] * 5
+    landed = next(r for r in results if r.status_code == 200).json()["decision"]["decision"]
+    stored = letters.db.archive.find_one({"_id": record["id"]})
+    assert stored["decision"]["decision"] == landed
+    assert isinstance(date.fromisoformat(stored["disposition_due"]), date)
