@@ -28,7 +28,6 @@ import uuid
 from datetime import date, timedelta
 
 from pamong.auth.principal import in_subtree
-from pamong.contracts import letters as contracts  # noqa: F401 - registers the contracts
 from pamong.events.outbox import OUTBOX
 from pamong.replica import EMPLOYEES, UNITS
 from pamong.storage import by_ids, db_now

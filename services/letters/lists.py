@@ -39,7 +39,6 @@ from zoneinfo import ZoneInfo
 
 import pymongo.errors
 
-from pamong.contracts import letters as contracts  # noqa: F401 - registers the contracts
 from pamong.events.consumer import handles
 from pamong.events.outbox import OUTBOX
 from pamong.replica import EMPLOYEES, UNITS

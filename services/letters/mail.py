@@ -19,7 +19,6 @@ from datetime import date
 
 import pymongo
 
-from pamong.contracts import letters as contracts  # noqa: F401 - registers the contracts
 from pamong.events.consumer import handles
 from pamong.events.outbox import OUTBOX
 from pamong.replica import ACTING, EMPLOYEES, UNITS

@@ -142,3 +142,17 @@ def test_classification_codes_are_hierarchical():
 def test_search_words():
     assert domain.words("Undangan Rapat Koordinasi: SPBE 2026", "di") == [
         "2026", "koordinasi", "rapat", "spbe", "undangan"]
+
+
+def test_after_write_applies_dotted_sets_incs_and_pushes_without_touching_the_input():
+    letter = {"state": "in_review", "version": 3, "step": 0,
+              "verifiers": [{"nip": "a", "status": "pending"}, {"nip": "b", "status": "pending"}],
+              "timeline": [{"step": "submit"}]}
+    update = {"$set": {"verifiers.0.status": "approved", "step": 1, "state": "in_review"},
+              "$inc": {"version": 1}, "$push": {"timeline": {"step": "approve"}}}
+    after = domain.after_write(letter, update)
+    assert after["verifiers"][0]["status"] == "approved" and after["step"] == 1
+    assert after["version"] == 4 and [e["step"] for e in after["timeline"]] == ["submit",
+                                                                                "approve"]
+    assert letter["verifiers"][0]["status"] == "pending" and letter["version"] == 3
+    assert len(letter["timeline"]) == 1
