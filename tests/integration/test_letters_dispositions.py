@@ -5,9 +5,9 @@ disposition by two service processes' timers."""
 
 from datetime import UTC, datetime, timedelta
 
-import eventlet
 import pytest
 
+from pamong.events.outbox import OUTBOX
 from pamong.testing import EventRecorder, free_port, race, serve_process, wait_until
 from tests.integration.letters_support import (
     ACTING_NIP,
@@ -160,9 +160,12 @@ def test_two_concurrent_cancels_or_completions_land_once(letters, events):
         client, "POST", f"/dispositions/{second['id']}/complete", NIP_STAFF, **STAFF,
         json={"note": f"Selesai {i}"}))
     assert sorted(r.status_code for r in completions) == [200, 409]
-    wait_until(lambda: events.of("disposition.completed"), timeout=15, message="completed")
-    eventlet.sleep(0.5)  # what a second, wrongly landed completion would have published
-    assert len(events.of("disposition.completed")) == 1
+    # the event travels in the completing write itself: once the disposition's outbox is
+    # drained, every completion that landed has been published
+    wait_until(lambda: not letters.db.dispositions.find_one({"_id": second["id"]}).get(OUTBOX),
+               timeout=15, message="the disposition's outbox drained")
+    assert len(wait_until(lambda: events.of("disposition.completed"), timeout=15,
+                          message="completed")) == 1
     # a cancel racing the recipient's reading: one of them wins, never both
     third = one(dispose(client, receipt, NIP_HEAD, [NIP_STAFF2]))
     cancel, read = race(["cancel", "read"], lambda what: call(
@@ -192,11 +195,20 @@ def test_overdue_reported_once_by_two_replicas(letters, config, events, request)
                                 LETTERS_OVERDUE_INTERVAL_SECONDS="0.05")
         request.addfinalizer(process.wait)
         request.addfinalizer(process.terminate)
-    overdue = wait_until(lambda: events.of("disposition.overdue"), timeout=30,
-                         message="disposition.overdue")
-    eventlet.sleep(1)  # some 20 more rounds of each timer: a second report would show
+    wait_until(lambda: events.of("disposition.overdue"), timeout=30,
+               message="disposition.overdue")
+    # every round reads the buckets from the watermark (two days back) to today, so a later
+    # late disposition reported means later rounds went over the first one again
+    later = one(dispose(client, receipt, NIP_HEAD, [NIP_KABID], due=yesterday))
+    wait_until(lambda: any(e["data"]["id"] == later["id"]
+                           for e in events.of("disposition.overdue")), timeout=30,
+               message="the later disposition reported")
+    for d in (late, later):
+        wait_until(lambda d=d: not letters.db.dispositions.find_one({"_id": d["id"]})
+                   .get(OUTBOX), timeout=15, message="its report published")
     overdue = events.of("disposition.overdue")
-    assert [(e["data"]["id"], e["data"]["due"]) for e in overdue] == [(late["id"], yesterday)]
+    assert sorted((e["data"]["id"], e["data"]["due"]) for e in overdue) == sorted(
+        [(late["id"], yesterday), (later["id"], yesterday)])
     r = call(client, "GET", f"/dispositions/{late['id']}", NIP_HEAD, roles=("pimpinan",),
              opd="3510.03")
     assert r.json()["overdue"] is True and r.json()["state"] == "unread"
