@@ -17,6 +17,7 @@ import pymongo.errors
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from pamong.auth.principal import subtree_filter
+from pamong.calendar import national_holidays
 from pamong.replica import EMPLOYEES, UNITS
 from pamong.storage import db_now, to_ms
 from pamong.web import conflict, forbidden, not_found, route, unprocessable
@@ -30,7 +31,6 @@ from services.attendance.store import (
     OUTAGES,
     PEOPLE,
     config_entries,
-    national_holidays,
     regional_days,
 )
 

@@ -28,11 +28,11 @@ Collections (``pamong_attendance``), besides the directory replica (``units``, `
 
 from datetime import date, datetime, timedelta
 
-import holidays
 from nameko.extensions import DependencyProvider
 
 from pamong.auth.principal import subtree_filter
 from pamong.cache import TimedCache
+from pamong.calendar import national_holidays
 from pamong.replica import EMPLOYEES, UNITS
 from pamong.storage import Index, by_ids, db_now, mongo_of
 from services.attendance import domain
@@ -71,10 +71,6 @@ def regional_days(db):
     """Regional holidays and cuti bersama, ``[{date, name, kind, unit}]`` with dates."""
     doc = db[CALENDAR].find_one({"_id": "regional"}) or {}
     return [{**item, "date": date.fromisoformat(item["date"])} for item in doc.get("days", ())]
-
-
-def national_holidays(year):
-    return dict(holidays.Indonesia(years=year, language="id"))
 
 
 class Calendar:

@@ -9,7 +9,12 @@ handler of ``letter.archived`` files the record in ``archive`` (``_id`` the lett
 in the bucket of its due month, ``due:<opd>:<yyyy-mm>``, listed by ``due:<opd>`` (insert-or-
 keep and ``$addToSet``: a redelivery changes nothing). The report reads the buckets up to a
 date, so it costs what is due, not what is stored; a decision (compare-and-set on
-``decision: null``, with who and when) takes its record out of its bucket.
+``decision: null`` and the due date read, with who and when) takes its record out of its
+bucket. ``reviewed_extended`` is the one decision that is not final: the record is kept
+``extend_years`` longer, the review goes into its ``reviews`` and the record moves to the
+bucket of its new due month (added there before the write, taken out of the old one after
+it; the report skips an id whose record is due in another month), where the archivist meets
+it again.
 """
 
 from datetime import date, datetime
@@ -53,7 +58,9 @@ def archive_record(letter):
 
 def archive_out(record):
     return {**record, "id": record["_id"],
-            **{k: date.fromisoformat(record[k]) for k in DATES}}
+            **{k: date.fromisoformat(record[k]) for k in DATES},
+            "reviews": [{**r, "previous_due": date.fromisoformat(r["previous_due"])}
+                        for r in record.get("reviews", ())]}
 
 
 def who(principal, employee=None):
@@ -144,11 +151,7 @@ class ArchiveEndpoints:
         except pymongo.errors.DuplicateKeyError:
             record = self.db[ARCHIVE].find_one({"_id": letter["_id"]})
         if record["decision"] is None:
-            month = record["disposition_due"][:7]
-            self.db[ARCHIVE].update_one({"_id": f"due:{record['opd']}"},
-                                        {"$addToSet": {"months": month}}, upsert=True)
-            self.db[ARCHIVE].update_one({"_id": f"due:{record['opd']}:{month}"},
-                                        {"$addToSet": {"ids": record["_id"]}}, upsert=True)
+            self._list_record_due(record["_id"], record["opd"], record["disposition_due"])
         return record
 
     @handles("letters", "letter.archived")
@@ -184,6 +187,7 @@ class ArchiveEndpoints:
             found = by_ids(self.db[ARCHIVE], [i for _, i in chunk])
             items += [(k, found[k[1]]) for k in chunk if k[1] in found
                       and found[k[1]]["decision"] is None
+                      and found[k[1]]["disposition_due"][:7] == k[0]  # moved: listed there
                       and found[k[1]]["disposition_due"] <= until]
             if len(items) > limit:
                 break
@@ -209,17 +213,44 @@ class ArchiveEndpoints:
                 f"a record scheduled {record['final_disposition']} may only be: "
                 + ", ".join(domain.allowed_decisions(record["final_disposition"]))]})
         decision = {**body, "at": db_now(), "by": who(principal)}
-        written = self.db[ARCHIVE].update_one({"_id": letter_id, "decision": None},
-                                              {"$set": {"decision": decision}})
+        due = record["disposition_due"]
+        if body["decision"] == "reviewed_extended":
+            new_due = domain.extended(date.fromisoformat(due), body["extend_years"]).isoformat()
+            self._list_record_due(letter_id, record["opd"], new_due)
+            changes = {"$set": {"disposition_due": new_due},
+                       "$push": {"reviews": {**decision, "previous_due": due}}}
+        else:
+            new_due, changes = None, {"$set": {"decision": decision}}
+        written = self.db[ARCHIVE].update_one(
+            {"_id": letter_id, "decision": None, "disposition_due": due}, changes)
         if not written.matched_count:
-            first = self.db[ARCHIVE].find_one({"_id": letter_id})["decision"]
-            raise Problem(409, f"The decision was recorded already: {first['decision']} by "
-                               f"{first['by']['name']} at {_iso(first['at'])}.",
-                          extensions={"decision": first["decision"]})
-        self.db[ARCHIVE].update_one({"_id": f"due:{record['opd']}:"
-                                            f"{record['disposition_due'][:7]}"},
-                                    {"$pull": {"ids": letter_id}})
-        return archive_out({**record, "decision": decision})
+            raise _decided(self.db[ARCHIVE].find_one({"_id": letter_id}))
+        if new_due is None or new_due[:7] != due[:7]:
+            self.db[ARCHIVE].update_one({"_id": f"due:{record['opd']}:{due[:7]}"},
+                                        {"$pull": {"ids": letter_id}})
+        return archive_out(self.db[ARCHIVE].find_one({"_id": letter_id}))
+
+    def _list_record_due(self, record_id, opd, due):
+        """The record's id in the bucket of its due month (idempotent)."""
+        month = due[:7]
+        self.db[ARCHIVE].update_one({"_id": f"due:{opd}"},
+                                    {"$addToSet": {"months": month}}, upsert=True)
+        self.db[ARCHIVE].update_one({"_id": f"due:{opd}:{month}"},
+                                    {"$addToSet": {"ids": record_id}}, upsert=True)
+
+
+def _decided(record):
+    """The 409 of a decision that lost: another was recorded, or a review moved the record."""
+    first = record["decision"]
+    if first is None:
+        review = record["reviews"][-1]
+        return Problem(409, f"The record was reviewed and kept until {record['disposition_due']}"
+                            f" by {review['by']['name']} at {_iso(review['at'])}: read it "
+                            "again.", extensions={"decision": "reviewed_extended",
+                                                  "disposition_due": record["disposition_due"]})
+    return Problem(409, f"The decision was recorded already: {first['decision']} by "
+                        f"{first['by']['name']} at {_iso(first['at'])}.",
+                   extensions={"decision": first["decision"]})
 
 
 def _iso(at):

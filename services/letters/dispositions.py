@@ -37,7 +37,7 @@ from pamong.web.idempotency import idempotency_key
 from services.letters import domain
 from services.letters.access import API, DRAFTERS
 from services.letters.flow import person, secret_subject
-from services.letters.mail import disposition_out, tree_out
+from services.letters.mail import disposition_out, receipt_id, tree_out
 from services.letters.schemas import (
     CancelBody,
     CompleteBody,
@@ -73,7 +73,14 @@ class DispositionEndpoints:
         d = self.db[DISPOSITIONS].find_one({"_id": disposition_id}, {OUTBOX: 0})
         if d is None or "receipt" not in d:  # a due bucket is not a disposition
             raise not_found()
-        receipt, letter = self._visible_receipt(principal, d["receipt"])
+        try:
+            receipt, letter = self._visible_receipt(principal, d["receipt"])
+        except Problem:
+            if d["cancelled"] and d["to"]["nip"] == principal.nip:
+                # its recipient was told of it: they learn it was cancelled, not the letter
+                raise Problem(409, "The disposition was cancelled: the letter is no longer "
+                                   "yours to see.", extensions={"state": "cancelled"}) from None
+            raise
         return d, receipt, letter
 
     def _read(self, d, nip):
@@ -214,7 +221,29 @@ class DispositionEndpoints:
         d = self.db[DISPOSITIONS].find_one({"_id": d["_id"]}, {OUTBOX: 0})
         if not written.modified_count:
             raise _state_conflict(d, "cancelled")
+        self._unchain(d["letter"], d["to"]["nip"])
         return self._with_children(d, receipt)
+
+    def _in_live_disposition(self, letter_id, nip):
+        letter = self.db[LETTERS].find_one({"_id": letter_id}, {"receivers": 1})
+        receipts = by_ids(self.db[RECEIPTS], [receipt_id(letter_id, unit) for unit in
+                                              (letter or {}).get("receivers", ())],
+                          {"dispositions": 1})
+        ids = [i for r in receipts.values() for i in r.get("dispositions", ())]
+        return any(d.get("cancelled") is None and nip in (d["by"]["nip"], d["to"]["nip"])
+                   for d in by_ids(self.db[DISPOSITIONS], ids, {"by": 1, "to": 1,
+                                                                "cancelled": 1}).values())
+
+    def _unchain(self, letter_id, nip):
+        """The recipient of a cancelled disposition leaves the letter's access list, unless
+        another live disposition of the letter names them. Checked again after the pull: a
+        disposition to them written meanwhile (chain first, then the document) puts them
+        back."""
+        if self._in_live_disposition(letter_id, nip):
+            return
+        self.db[LETTERS].update_one({"_id": letter_id}, {"$pull": {"chain": nip}})
+        if self._in_live_disposition(letter_id, nip):
+            self.db[LETTERS].update_one({"_id": letter_id}, {"$addToSet": {"chain": nip}})
 
     @route("POST", f"{API}/dispositions/<disposition_id>/complete", roles=DRAFTERS,
            body=CompleteBody(), response=DispositionOut(), tags=TAGS,

@@ -444,6 +444,14 @@ def normal_number(number):
 DECISIONS = ("destroyed", "kept_permanent", "reviewed_extended")
 
 
+def extended(due, years):
+    """The new due date of a record kept ``years`` longer on review (29 February: the 28th)."""
+    try:
+        return due.replace(year=due.year + years)
+    except ValueError:
+        return due.replace(year=due.year + years, day=28)
+
+
 def allowed_decisions(final_disposition):
     if final_disposition == "permanent":
         return ("kept_permanent",)

@@ -278,6 +278,12 @@ def _todo_id(nip):
     return f"todo:{nip}"
 
 
+def _position_key(position):
+    """The to-do of a signing position (``todo:pos:<id>``): what awaits the signature of its
+    holder, read by the Plt/Plh acting in it."""
+    return f"pos:{position}"
+
+
 class ListEndpoints:
     """Mixed into the letters service (needs ``db`` and MailEndpoints' ``_led``)."""
 
@@ -325,6 +331,11 @@ class ListEndpoints:
         data, at = event.data, to_ms(event.occurred_at)
         self._todo(data["awaiting"]["nip"], data["id"], kind=data["awaiting"]["role"],
                    letter=data["id"], at=at)
+        if data["awaiting"]["role"] == "signer":  # also for whoever acts in that position
+            position = self._letter_for_lists(data["id"])["signer"].get("position")
+            if position:
+                self._todo(_position_key(position), data["id"], kind="signer",
+                           letter=data["id"], at=at)
         self._untodo(data["drafter"], data["id"], before=at)
 
     @handles("letters", "letter.returned", concurrency=HANDLERS_AT_ONCE)
@@ -454,22 +465,46 @@ class ListEndpoints:
         items = self._my_todo(principal)
         flow = {i: it for i, it in items.items() if it.get("kind") in
                 ("verifier", "signer", "drafter")}
-        letters = self._letters([it["letter"] for it in flow.values()])
-        valid, stale = [], []
+        acting = self._acting_position(principal)
+        held = {}
+        if acting:  # the letters awaiting the signature of the position the caller acts in
+            held = (self.db[LISTS].find_one({"_id": _todo_id(_position_key(
+                acting["position"]))}) or {}).get("items", {})
+        letters = self._letters([it["letter"] for it in (*flow.values(), *held.values())])
+        valid, stale, stale_held = [], [], []
         for item_id, item in flow.items():
             letter = letters.get(item["letter"])
             if letter and item["kind"] in domain.roles_in(letter, principal.nip) and (
                     item["kind"] != "drafter" or letter["state"] == domain.RETURNED):
-                valid.append((item, letter))
+                valid.append((item, letter, None))
             else:
                 stale.append(item_id)
+        for item_id, item in held.items():
+            letter = letters.get(item["letter"])
+            if letter and letter["state"] == domain.AWAITING_SIGNATURE \
+                    and letter["signer"].get("position") == acting["position"]:
+                if item_id not in flow:  # named signer and acting too: listed once
+                    valid.append((item, letter, acting["acting"]))
+            else:
+                stale_held.append(item_id)
         self._drop_stale(principal.nip, items, stale)
+        if acting:
+            self._drop_stale(_position_key(acting["position"]), held, stale_held)
         rows = sorted(({**letter, "id": letter["_id"], "role": item["kind"],
                         "since": item["at"], "note": item.get("note"),
-                        "returned_by": item.get("by")}
-                       for item, letter in valid if query["role"] in (None, item["kind"])),
+                        "returned_by": item.get("by"), "acting": how}
+                       for item, letter, how in valid if query["role"] in (None, item["kind"])),
                       key=lambda r: (r["since"], r["id"]), reverse=True)
         return self._list_page(rows, query, lambda r: (r["since"], r["id"]))
+
+    def _acting_position(self, principal):
+        """``{"position", "acting"}`` when the caller acts (Plt/Plh) in a signing position
+        today, else None (the flow's signer rule, ``_capacity``)."""
+        employee = self._employee(principal.nip)
+        if not employee:
+            return None
+        capacity = self._capacity(employee, self._today(employee["unit"]))
+        return capacity if capacity and capacity["acting"] else None
 
     def _list_page(self, rows, query, key):
         """A page of a small list already read whole (a to-do), after the cursor's key."""

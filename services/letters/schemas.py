@@ -538,6 +538,8 @@ class AwaitingOut(Schema):
     drafter = fields.Nested(PersonOut, required=True)
     note = fields.String(allow_none=True, metadata={"description": "why it was returned"})
     returned_by = fields.String(allow_none=True)
+    acting = fields.String(allow_none=True, metadata={
+        "description": "plt | plh: it awaits the signature of the position you act in today"})
     version = fields.Integer(required=True)
 
 
@@ -584,6 +586,16 @@ class RetentionOut(RetentionSchema):
 
 class DecisionBody(Schema):
     decision = fields.String(required=True, validate=validate.OneOf(domain.DECISIONS))
+    extend_years = fields.Integer(load_default=None, allow_none=True,
+                                  validate=validate.Range(min=1, max=50), metadata={
+        "description": "reviewed_extended only (required there): years the record is kept "
+                       "longer; it comes back to the report on its new due date"})
+
+    @validates_schema
+    def _years_with_review(self, data, **kwargs):
+        if (data["decision"] == "reviewed_extended") != (data.get("extend_years") is not None):
+            raise ValidationError("required with reviewed_extended, and only with it",
+                                  "extend_years")
     note = fields.String(load_default=None, allow_none=True,
                          validate=validate.Length(max=2000))
     reference = fields.String(load_default=None, allow_none=True,
@@ -597,6 +609,11 @@ class DecisionOut(Schema):
     reference = fields.String(allow_none=True)
     at = fields.DateTime(required=True)
     by = fields.Nested(PersonOut, required=True)
+    extend_years = fields.Integer(allow_none=True)
+
+
+class ReviewOut(DecisionOut):
+    previous_due = fields.Date(required=True)
 
 
 class ArchiveOut(Schema):
@@ -615,6 +632,8 @@ class ArchiveOut(Schema):
     archived_at = fields.DateTime(required=True)
     archived_by = fields.Nested(PersonOut, required=True)
     decision = fields.Nested(DecisionOut, allow_none=True)
+    reviews = fields.List(fields.Nested(ReviewOut), load_default=list, metadata={
+        "description": "earlier reviews that kept the record longer, oldest first"})
 
 
 class DueQuery(PageQuery):

@@ -14,9 +14,9 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
+from pamong.calendar import national_holidays
 from pamong.testing import race, wait_until
 from services.attendance import domain
-from services.attendance.store import national_holidays
 from tests.integration.attendance_support import (
     API,
     EMPLOYEES,

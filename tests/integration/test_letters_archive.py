@@ -105,19 +105,53 @@ def test_due_report_and_a_decision_recorded_once(letters):
     assert r.json()["decision"]["decision"] == "destroyed"
     assert r.json()["decision"]["by"]["nip"] == CLERK
     r = clerk(client, "POST", f"/archive/{short['id']}/decision",
-              json={"decision": "reviewed_extended"})
+              json={"decision": "reviewed_extended", "extend_years": 2})
     assert r.status_code == 409 and r.json()["decision"] == "destroyed"
     assert due(f"{y + 20}-12-31") == [permanent["id"]]  # decided: off the report
+
+
+def test_a_review_keeps_the_record_longer_and_it_comes_back_on_the_new_date(letters):
+    client = letters.client
+    record = filed(client, "000.1.1")  # 1 + 1 years, destroy: due in January, year + 3
+    y = year()
+    path = f"/archive/{record['id']}/decision"
+    r = clerk(client, "POST", path, json={"decision": "reviewed_extended"})
+    assert r.status_code == 422 and "extend_years" in r.json()["errors"]
+    r = clerk(client, "POST", path, json={"decision": "destroyed", "extend_years": 2})
+    assert r.status_code == 422  # years only with a review
+    r = clerk(client, "POST", path, json={"decision": "reviewed_extended", "extend_years": 2,
+                                          "note": "Masih dipakai untuk audit BPK"})
+    assert r.status_code == 200, r.text
+    kept = r.json()
+    assert kept["decision"] is None and kept["disposition_due"].startswith(f"{y + 5}-")
+    assert kept["reviews"][0]["previous_due"].startswith(f"{y + 3}-")
+    assert kept["reviews"][0]["note"] == "Masih dipakai untuk audit BPK"
+
+    def due(until):
+        r = clerk(client, "GET", "/archive/due", params={"until": until})
+        assert r.status_code == 200, r.text
+        return [i["id"] for i in r.json()["items"]]
+
+    assert due(f"{y + 4}-12-31") == []  # not before its new date
+    assert due(f"{y + 5}-12-31") == [record["id"]]
+    r = clerk(client, "POST", path, json={"decision": "destroyed", "reference": "BA-3"})
+    assert r.status_code == 200 and r.json()["decision"]["decision"] == "destroyed"
+    assert len(r.json()["reviews"]) == 1
+    assert due(f"{y + 30}-12-31") == []
 
 
 def test_concurrent_decisions_one_lands(letters):
     client = letters.client
     record = filed(client, "000.1.1")
-    choices = ["destroyed", "reviewed_extended"] * 3
+    choices = [{"decision": "destroyed"},
+               {"decision": "reviewed_extended", "extend_years": 3}] * 3
     results = race(choices, lambda choice: clerk(
-        client, "POST", f"/archive/{record['id']}/decision", json={"decision": choice}))
+        client, "POST", f"/archive/{record['id']}/decision", json=choice))
     assert sorted(r.status_code for r in results) == [200] + [409] * 5
-    landed = next(r for r in results if r.status_code == 200).json()["decision"]["decision"]
+    landed = next(r for r in results if r.status_code == 200).json()
     stored = letters.db.archive.find_one({"_id": record["id"]})
-    assert stored["decision"]["decision"] == landed
+    if landed["decision"]:  # destroyed won; no review landed
+        assert stored["decision"]["decision"] == "destroyed" and not stored.get("reviews")
+    else:  # one review won: kept once longer, nothing decided
+        assert stored["decision"] is None and len(stored["reviews"]) == 1
     assert isinstance(date.fromisoformat(stored["disposition_due"]), date)

@@ -122,6 +122,11 @@ def test_cancel_only_while_unread(letters):
     assert call(client, "POST", f"{path}/complete", NIP_STAFF, **STAFF,
                 json={"note": "Selesai"}).status_code == 409
     assert dispose(client, path, NIP_STAFF, [NIP_STAFF2], **STAFF).status_code == 409
+    # the cancelled recipient left the letter's access list (no other disposition names
+    # them), the kabid whose disposition stands is still in it
+    letter_id = to_staff["letter"]
+    assert call(client, "GET", f"/letters/{letter_id}", NIP_STAFF, **STAFF).status_code == 404
+    assert call(client, "GET", f"/letters/{letter_id}", NIP_KABID, **KABID).status_code == 200
 
     path = f"/dispositions/{to_kabid['id']}"
     assert call(client, "POST", f"{path}/read", NIP_KABID, **KABID).json()["state"] == "read"

@@ -14,10 +14,12 @@ from pamong.storage import database_name
 from pamong.testing import wait_until
 from services.letters import lists
 from tests.integration.letters_support import (
+    ACTING_NIP,
     NIP_HEAD,
     NIP_KABID,
     NIP_OTHER,
     NIP_STAFF,
+    act_as_head,
     call,
     configure_numbering,
     create,
@@ -98,6 +100,34 @@ def test_todo_follows_submit_approve_return_resubmit_sign_and_withdraw(letters):
     until_listed(client, NIP_STAFF, "drafter", other["id"])
     step(client, other["id"], "withdraw", NIP_STAFF)  # no event: gone at the next read
     assert other["id"] not in awaiting(client, NIP_STAFF, "drafter")
+
+
+def test_the_plt_of_the_signer_sees_what_awaits_the_signature_and_signs_it(letters, config):
+    """The head is away: whoever acts in the head's position today lists the letters waiting
+    for that position's signature (marked ``acting: plt``), and after the Plt signed, the
+    letter leaves both lists."""
+    client = letters.client
+    configure_numbering(client)
+    act_as_head(config)
+    wait_until(lambda: letters.db.acting.count_documents({}) == 1, timeout=15,
+               message="the acting assignment replicated")
+    letter = create(client)
+    step(client, letter["id"], "submit", NIP_STAFF)
+    step(client, letter["id"], "approve", NIP_KABID)
+    until_listed(client, ACTING_NIP, "signer", letter["id"])
+    item = next(i for i in call(client, "GET", "/awaiting", ACTING_NIP).json()["items"]
+                if i["id"] == letter["id"])
+    assert item["role"] == "signer" and item["acting"] == "plt"
+    head_item = next(i for i in call(client, "GET", "/awaiting", NIP_HEAD).json()["items"]
+                     if i["id"] == letter["id"])
+    assert head_item["acting"] is None  # the named signer sees it as their own
+
+    r = step(client, letter["id"], "sign", ACTING_NIP, roles=HEAD)
+    assert r.status_code == 200, r.text
+    assert letter["id"] not in awaiting(client, ACTING_NIP, "signer")
+    assert letter["id"] not in awaiting(client, NIP_HEAD, "signer")
+    assert letter["id"] not in letters.db.lists.find_one(
+        {"_id": "todo:pos:pos-1001"})["items"]  # the stale item went on that read
 
 
 def handled(db, event_id, handler):
