@@ -1,10 +1,12 @@
 """``python -m bench [--events N] [--rounds R] [--employees N] [--edits E] [--clients C]
-[--ops N] [--checkins N] [--peak-clients C] [--past P] [--letters N] [--archive N] [--only SCENARIO]
-[--profile] [--no-write]``.
+[--ops N] [--checkins N] [--peak-clients C] [--past P] [--letters N] [--archive N] [--permits N]
+[--permits-small N] [--permit-submissions S] [--permit-clients C] [--only SCENARIO] [--profile]
+[--no-write]``.
 
 Scenarios: event_pipeline (--events, --rounds, --profile), directory (--employees, --edits,
 --clients), database (--ops), sweep, attendance (--checkins, --peak-clients, --past),
-letters (--letters, --archive).
+letters (--letters, --archive), permits (--permits, --permits-small, --permit-submissions,
+--permit-clients).
 """
 # eventlet must patch the standard library before nameko, kombu or pymongo are imported
 import warnings
@@ -19,7 +21,8 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
-SCENARIOS = ("event_pipeline", "directory", "database", "sweep", "attendance", "letters")
+SCENARIOS = ("event_pipeline", "directory", "database", "sweep", "attendance", "letters",
+             "permits")
 
 
 def main(argv=None):
@@ -55,6 +58,17 @@ def main(argv=None):
     parser.add_argument("--archive", type=int, default=100_000,
                         help="letters stored for the letters scenario's large inbox and search "
                              "rows (default 100000; the small rows have 1000)")
+    parser.add_argument("--permits", type=int, default=100_000,
+                        help="applications stored for the permits scenario's dashboard and "
+                             "large submission rows (default 100000)")
+    parser.add_argument("--permits-small", type=int, default=1000,
+                        help="applications stored for the permits scenario's small "
+                             "submission rows (default 1000)")
+    parser.add_argument("--permit-submissions", type=int, default=2000,
+                        help="applications created and submitted per size in the permits "
+                             "scenario (default 2000)")
+    parser.add_argument("--permit-clients", type=int, default=100,
+                        help="concurrent clients of the permits submissions (default 100)")
     parser.add_argument("--only", choices=SCENARIOS, action="append",
                         help="run only this scenario (repeatable)")
     parser.add_argument("--profile", action="store_true",
@@ -93,6 +107,12 @@ def main(argv=None):
             from bench import letters
 
             ok = letters.run(args.letters, archive=args.archive, write=not args.no_write) and ok
+        elif name == "permits":
+            from bench import permits
+
+            ok = permits.run(args.permits, small=args.permits_small,
+                             submissions=args.permit_submissions, clients=args.permit_clients,
+                             write=not args.no_write) and ok
     return 0 if ok else 1
 
 

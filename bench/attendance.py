@@ -43,12 +43,12 @@ from decimal import Decimal
 
 import eventlet
 
-from bench.common import machine, machine_line, scenario_env, write_results
+from bench.common import machine_line, run_scenario
 from pamong.auth import mint_token
 from pamong.events.outbox import OUTBOX
 from pamong.replica import EMPLOYEES, UNITS, apply_full
 from pamong.storage import by_ids, client_for, database_name
-from pamong.testing import EventRecorder, HttpClient, drop_databases, free_port, serve_process
+from pamong.testing import EventRecorder, HttpClient, free_port, serve_process
 from services.attendance import domain
 from services.attendance.access import API
 from services.attendance.store import CURSORS, DAYS, DEVICES, day_id
@@ -513,27 +513,8 @@ def section(result):
 def run(n=5000, clients=200, past=None, recap=True, write=True):
     past = past if past is not None else int(os.environ.get("BENCH_ATTENDANCE_PAST",
                                                             1_000_000))
-    overrides = {"JWT_SECRET": "bench-secret-of-at-least-32-bytes-long!",
-                 "DIRECTORY_SNAPSHOT_ON_EMPTY": False}
-    with scenario_env(**overrides) as (vhost, config):
-        started = time.monotonic()
-        print(f"attendance: N = {n}, C = {clients}, P = {past}, vhost {vhost}, databases "
-              f"{config['MONGO_DB_PREFIX']}*", flush=True)
-        env = machine(config)
-        try:
-            rows = run_rows(config, n, clients, past, recap)
-        finally:
-            drop_databases(config)
-    wall = time.monotonic() - started
-    out = verdicts(rows)
-    print()
-    print("\n".join(table(rows)))
-    print("\n".join(recap_lines(rows)))
-    print("\n".join(verdict_lines(out)).replace("**", ""))
-    print(f"\nwall time {wall:.0f} s")
-    result = {"scenario": "attendance", "employees": n, "clients": clients, "past": past,
-              "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-              "wall_s": round(wall, 1), "machine": env, "rows": rows, "verdicts": out}
-    if write:
-        write_results("attendance", result, section(result))
-    return all(v["verdict"] == "PASS" for v in out.values())
+    return run_scenario(
+        "attendance", {"employees": n, "clients": clients, "past": past},
+        lambda config: run_rows(config, n, clients, past, recap), verdicts,
+        lambda rows, out: [*table(rows), *recap_lines(rows), *verdict_lines(out)], section,
+        write)

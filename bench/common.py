@@ -5,8 +5,10 @@ import json
 import os
 import platform
 import re
+import time
 import uuid
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -129,3 +131,34 @@ def write_results(scenario, result, section):
         sections[part.split("\n", 1)[0].strip()] = "## " + part.rstrip("\n") + "\n"
     sections[scenario] = "\n".join([f"## {scenario}", "", *section]) + "\n"
     RESULTS_MD.write_text("\n".join(HEADER) + "\n\n" + "\n".join(sections.values()))
+
+
+BENCH_SECRET = "bench-secret-of-at-least-32-bytes-long!"  # noqa: S105 - a throw-away vhost's
+
+
+def run_scenario(name, params, measure, verdicts, summary, section, write=True):
+    """One service scenario, run the same way each time: a fresh vhost and databases,
+    ``measure(config)`` -> rows, ``verdicts(rows)``, ``summary(rows, verdicts)`` printed (the
+    table and the verdict lines), and the results written (``section(result)`` into
+    RESULTS.md). ``params``: the scenario's sizes, printed and kept in the result. True when
+    every verdict passes."""
+    overrides = {"JWT_SECRET": BENCH_SECRET, "DIRECTORY_SNAPSHOT_ON_EMPTY": False}
+    with scenario_env(**overrides) as (vhost, config):
+        started = time.monotonic()
+        sizes = ", ".join(f"{key} = {value}" for key, value in params.items())
+        print(f"{name}: {sizes}, vhost {vhost}, databases {config['MONGO_DB_PREFIX']}*",
+              flush=True)
+        env = machine(config)
+        rows = measure(config)
+    wall = time.monotonic() - started
+    out = verdicts(rows)
+    print()
+    print("\n".join(summary(rows, out)).replace("**", ""))
+    print(f"\nwall time {wall:.0f} s")
+    result = {"scenario": name, **params,
+              "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+              "wall_s": round(wall, 1), "machine": env, "rows": rows, "verdicts": out}
+    if write:
+        write_results(name, result, section(result))
+    return all(v["verdict"] == "PASS" for v in out.values())
+

@@ -36,7 +36,6 @@ import pymongo
 
 from bench.attendance import (
     PEMDA,
-    TZ,
     figures,
     fill_replica,
     fire,
@@ -47,10 +46,8 @@ from bench.attendance import (
 from bench.common import (
     cpu_seconds,
     local_servers,
-    machine,
     machine_line,
-    scenario_env,
-    write_results,
+    run_scenario,
 )
 from pamong.auth import mint_token
 from pamong.events.outbox import OUTBOX
@@ -337,27 +334,9 @@ def section(result):
 
 
 def run(n=1000, clients=50, archive=100_000, write=True):
-    overrides = {"JWT_SECRET": "bench-secret-of-at-least-32-bytes-long!",
-                 "DIRECTORY_SNAPSHOT_ON_EMPTY": False}
-    with scenario_env(**overrides) as (vhost, config), \
-            tempfile.TemporaryDirectory(prefix="pamong-bench-keys-") as keys_dir:
-        started = time.monotonic()
-        print(f"letters: N = {n}, C = {clients}, vhost {vhost}, databases "
-              f"{config['MONGO_DB_PREFIX']}*, zone {TZ}", flush=True)
-        env = machine(config)
-        try:
-            rows = run_rows(config, n, clients, keys_dir, archive)
-        finally:
-            drop_databases(config)
-    wall = time.monotonic() - started
-    out = verdicts(rows)
-    print()
-    print("\n".join(table(rows)))
-    print("\n".join(verdict_lines(out)).replace("**", ""))
-    print(f"\nwall time {wall:.0f} s")
-    result = {"scenario": "letters", "letters": n, "clients": clients,
-              "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-              "wall_s": round(wall, 1), "machine": env, "rows": rows, "verdicts": out}
-    if write:
-        write_results("letters", result, section(result))
-    return all(v["verdict"] == "PASS" for v in out.values())
+    def measure(config):
+        with tempfile.TemporaryDirectory(prefix="pamong-bench-keys-") as keys_dir:
+            return run_rows(config, n, clients, keys_dir, archive)
+
+    return run_scenario("letters", {"letters": n, "clients": clients}, measure, verdicts,
+                        lambda rows, out: [*table(rows), *verdict_lines(out)], section, write)

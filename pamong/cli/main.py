@@ -149,6 +149,16 @@ def cmd_directory_snapshot(args, config):
           "every unit, employee and acting assignment")
 
 
+def cmd_permits_rebuild_stats(args, config):
+    from pamong.cache import TimedCache
+    from pamong.storage import client_for, database_name
+    from services.permits.dashboard import rebuild
+
+    db = client_for(config["MONGO_URI"], config)[database_name(config, "permits")]
+    written = rebuild(db, config, TimedCache(0))
+    print(f"permits: {written} stats document(s) recomputed from the applications")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="pamong", description=__doc__)
     parser.add_argument("--config", help="YAML config file (default: $PAMONG_CONFIG)")
@@ -204,6 +214,13 @@ def build_parser():
     snapshot = directory_commands.add_parser(
         "snapshot", help="ask the directory to re-emit its state (replicas catch up)")
     snapshot.set_defaults(func=cmd_directory_snapshot)
+
+    permits = commands.add_parser("permits", help="the permits module")
+    permits_commands = permits.add_subparsers(dest="permits_command", required=True)
+    rebuild = permits_commands.add_parser(
+        "rebuild-stats", help="recompute the dashboard's aggregates from the applications "
+        "(a scan: stop the permits service and let its queues drain first)")
+    rebuild.set_defaults(func=cmd_permits_rebuild_stats)
 
     serve = commands.add_parser("serve", help="run one service in this process")
     serve.add_argument("module", help="installed module name or module:Class")

@@ -3,24 +3,20 @@
 A file's type is what its first bytes say (PDF, PNG or JPEG), never its name or the declared
 Content-Type: anything else is refused with 415 naming what it is; a file over
 ``LETTERS_ATTACHMENT_MAX_BYTES`` (default 10 MiB) with 413 before it is read. A file is
-stored in ``files`` as chunks ``<file id>:<n>`` of at most ``CHUNK_BYTES`` (far below the
-16 MB document limit) plus its head ``<file id>`` (name, type, size, SHA-256, chunk count),
-written after its chunks: a head names a complete file. The file id comes from the letter and
-the content, so uploading the same file to the same letter again stores and lists it once.
-A download (``GET /files/<id>``) is for whoever may see the letter.
+stored by ``pamong.files`` (the GridFS layout) in the one collection ``files``: chunks
+``<file id>:<n>`` plus its head ``<file id>`` (name, type, size, SHA-256, chunk count, the
+letter), written after its chunks: a head names a complete file. The file id comes from the
+letter and the content, so uploading the same file to the same letter again stores and lists
+it once. A download (``GET /files/<id>``) is for whoever may see the letter.
 """
 
-import hashlib
 import uuid
-from urllib.parse import quote
 
-import pymongo
-from bson import Binary
-from werkzeug.wrappers import Response
-
+from pamong import files
 from pamong.events.outbox import OUTBOX
-from pamong.storage import by_ids, db_now
-from pamong.web import Problem, conflict, forbidden, not_found, route
+from pamong.files import FileStore
+from pamong.storage import db_now
+from pamong.web import conflict, forbidden, not_found, route
 from pamong.web.route import read_body
 from services.letters import domain
 from services.letters.access import API, CLERKS, DRAFTERS
@@ -34,54 +30,24 @@ UPLOAD_CEILING = 64 * 1024 * 1024  # the kernel's limit; the setting applies bel
 MAX_FILES = 20  # per letter: the letter lists them
 FILE_IDS = uuid.UUID("0c7e3b52-9a41-4d6f-8e2b-51a7c3d9e604")
 ALLOWED = ("application/pdf", "image/png", "image/jpeg")
-SIGNATURES = [  # leading bytes -> type; the allowed ones first
-    (b"%PDF-", "application/pdf"), (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"), (b"MZ", "application/x-msdownload"),
-    (b"\x7fELF", "application/x-executable"), (b"PK\x03\x04", "application/zip"),
-    (b"GIF8", "image/gif"), (b"{\\rtf", "application/rtf"),
-    (b"\xd0\xcf\x11\xe0", "application/x-ole-storage"),
-]
 
 
-def detect_type(data):
-    """The content type the bytes show (``application/octet-stream``: none known)."""
-    return next((kind for magic, kind in SIGNATURES if data.startswith(magic)),
-                "application/octet-stream")
-
-
-def file_id(letter_id, sha256):
-    return uuid.uuid5(FILE_IDS, f"{letter_id}:{sha256}").hex
-
-
-def chunk_ids(head):
-    return [f"{head['_id']}:{n}" for n in range(head["chunks"])]
+def file_store(db):
+    """A letter's files: heads and chunks in the one ``files`` collection."""
+    return FileStore(db, files=FILES, chunks=FILES, chunk_bytes=CHUNK_BYTES)
 
 
 def store_file(db, letter_id, name, data, by, at):
     """Store ``data`` as a file of the letter; its head (the stored one if it exists)."""
-    sha256 = hashlib.sha256(data).hexdigest()
-    head = {"_id": file_id(letter_id, sha256), "letter": letter_id, "name": name,
-            "type": detect_type(data), "size": len(data), "sha256": sha256,
-            "chunks": max(1, -(-len(data) // CHUNK_BYTES)), "uploaded_by": by,
-            "uploaded_at": at}
-    chunks = [{"_id": cid, "data": Binary(data[n * CHUNK_BYTES:(n + 1) * CHUNK_BYTES])}
-              for n, cid in enumerate(chunk_ids(head))]
-    try:
-        db[FILES].insert_many(chunks, ordered=False)
-    except pymongo.errors.BulkWriteError as exc:  # a repeat: the same bytes under those ids
-        if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-            raise
-    try:
-        db[FILES].insert_one(head)
-    except pymongo.errors.DuplicateKeyError:
-        return db[FILES].find_one({"_id": head["_id"]})
-    return head
+    file_id = files.content_id(FILE_IDS, letter_id, files.sha256_of(data))
+    return file_store(db).put(file_id, data, filename=name, at=at, letter=letter_id,
+                              uploaded_by=by, uploaded_at=at)
 
 
 def entry_of(head):
     """What the letter lists of a file."""
-    return {"id": head["_id"], **{k: head[k] for k in ("name", "type", "size", "sha256",
-                                                       "uploaded_by", "uploaded_at")}}
+    return {"id": head["_id"], **files.describe(head),
+            "uploaded_by": head["uploaded_by"], "uploaded_at": head["uploaded_at"]}
 
 
 class AttachmentEndpoints:
@@ -114,10 +80,7 @@ class AttachmentEndpoints:
         self._may_attach(principal, letter)
         limit = int(self.config.get("LETTERS_ATTACHMENT_MAX_BYTES", MAX_BYTES))
         data = read_body(request, limit)
-        kind = detect_type(data)
-        if kind not in ALLOWED:
-            raise Problem(415, f"The file is {kind} by its content; allowed: "
-                               f"{', '.join(ALLOWED)}.", extensions={"detected": kind})
+        files.refuse_type(data, ALLOWED)
         listed = {a["id"]: a for a in letter.get("attachments", ())}
         if len(listed) >= MAX_FILES:
             raise conflict(f"A letter holds at most {MAX_FILES} files.")
@@ -141,15 +104,12 @@ class AttachmentEndpoints:
     @route("GET", f"{API}/files/<file_id>", roles=DRAFTERS + CLERKS + ("admin", "service"),
            tags=TAGS, summary="Download a letter's file (whoever may see the letter)")
     def get_file(self, request, principal, file_id):
-        head = self.db[FILES].find_one({"_id": file_id})
+        store = file_store(self.db)
+        head = store.head(file_id)
         if head is None or "letter" not in head:  # a chunk id is not a file
             raise not_found()
         self._letter(principal, head["letter"])
-        chunks = by_ids(self.db[FILES], chunk_ids(head))
-        data = b"".join(bytes(chunks[cid]["data"]) for cid in chunk_ids(head))
-        return Response(data, content_type=head["type"], headers={
-            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(head['name'], safe='')}",
-            "ETag": f'"{head["sha256"]}"', "X-Content-Type-Options": "nosniff"})
+        return files.download(head, store.read(head))
 
 
 

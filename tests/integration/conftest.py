@@ -63,3 +63,29 @@ def letters(request, config, tmp_path_factory):
     request.addfinalizer(container.stop)
     db = seed_directory(config, service="letters")
     return Running(HttpClient(f"http://127.0.0.1:{port}", config), db, settings)
+
+
+@pytest.fixture
+def permit_events(config):
+    """Every event the permits service publishes during the test."""
+    rec = EventRecorder(config, "permits")
+    yield rec
+    rec.close()
+
+
+@pytest.fixture
+def permits(request, config):
+    """A permits service in this process with a seeded directory replica; (client, db,
+    settings). Its timers are off: a test runs a timer's round itself."""
+    from services.permits.service import PermitsService
+    from tests.integration.attendance_support import Running, seed_directory
+
+    port = free_port()
+    settings = {**config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}",
+                "DIRECTORY_SNAPSHOT_ON_EMPTY": False, "PERMITS_REFERENCE_CACHE_SECONDS": 0,
+                "PERMITS_SLA_INTERVAL_SECONDS": 0, "PERMITS_EXPIRY_INTERVAL_SECONDS": 0}
+    container = ServiceContainer(PermitsService, settings)
+    container.start()
+    request.addfinalizer(container.stop)
+    db = seed_directory(config, service="permits")
+    return Running(HttpClient(f"http://127.0.0.1:{port}", config), db, settings)
