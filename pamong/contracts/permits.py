@@ -25,7 +25,8 @@ class Contact(Schema):
     """How to reach the applicant: only in events whose purpose is to reach them."""
 
     phone = fields.String(required=True, allow_none=True, validate=validate.Regexp(E164))
-    email = fields.Email(required=True, allow_none=True)
+    email = fields.String(required=True, allow_none=True, validate=validate.Length(max=254),
+                          metadata={"description": "checked as an address when it was given"})
     channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
 
 
@@ -175,14 +176,30 @@ SKM_ELEMENTS = ("persyaratan", "prosedur", "waktu", "biaya", "produk", "kompeten
                 "perilaku", "pengaduan", "sarana")
 
 
+def _score():
+    return fields.Integer(required=True, validate=validate.Range(min=1, max=4))
+
+
+class SkmScores(Schema):
+    """The 9 elements of PermenPANRB 14/2017, each rated 1-4."""
+
+    persyaratan = _score()
+    prosedur = _score()
+    waktu = _score()
+    biaya = _score()
+    produk = _score()
+    kompetensi = _score()
+    perilaku = _score()
+    pengaduan = _score()
+    sarana = _score()
+
+
 @contract("permit.rated", 1)
 class PermitRated(_Application):
     """The applicant answered the satisfaction survey (SKM, 9 elements rated 1-4) after
     collecting the permit; once per application, anonymous."""
 
-    scores = fields.Dict(keys=fields.String(validate=validate.OneOf(SKM_ELEMENTS)),
-                         values=fields.Integer(validate=validate.Range(min=1, max=4)),
-                         required=True)
+    scores = fields.Nested(SkmScores, required=True)
     rated_on = fields.Date(required=True)
 
 

@@ -172,11 +172,20 @@ class CheckInEndpoints:
         unit, nip = employee["unit"], employee["_id"]
         person = rec.person_of(self.db, nip)
         day = rec.day_for(self.calendar, unit, rec.rota_of(person), received)
-        replay, replay_day, doc = rec.find_replay(self.db, nip, day, key,
-                                                  self.calendar.timezone(unit), received)
+        reading = reading_of(body, received, received)
+        tz = self.calendar.timezone(unit)
+        if kind == "in" and not rec.near_midnight(received, tz):
+            # the morning peak: most check-ins are their day's first record, stored by one
+            # insert without reading the day first; a day that holds anything already (a
+            # record, a refusal, this request's first try) takes the general path below
+            record, fence = self._judged(employee, person, day, None, reading, kind, key,
+                                         False)
+            if record is not None and rec.write_first_record(self.outbox, employee, day,
+                                                             record):
+                return 201, record_out(record, day)
+        replay, replay_day, doc = rec.find_replay(self.db, nip, day, key, tz, received)
         if replay is not None:
             return 201, record_out(replay, replay_day), {"Idempotent-Replayed": "true"}
-        reading = reading_of(body, received, received)
         record, fence = self._judged(employee, person, day, doc, reading, kind, key, False)
         if record is None:
             rec.note_refusal(self.db, employee, day, refusal_of(reading, kind, fence))

@@ -85,13 +85,20 @@ def find_replay(db, nip, day, key, tz, at):
     record = stored_record(doc, key)
     if record is not None:
         return record, day, doc
-    local = at.astimezone(domain.zone(tz))
-    if local - local.replace(hour=0, minute=0, second=0, microsecond=0) < REPLAY_AFTER_MIDNIGHT:
+    if near_midnight(at, tz):
         before = day - timedelta(days=1)
         record = stored_record(db[DAYS].find_one({"_id": day_id(nip, before)}), key)
         if record is not None:
             return record, before, doc
     return None, day, doc
+
+
+def near_midnight(at, tz):
+    """Whether ``at`` is just after local midnight, when a repeat may belong to the day
+    before (``REPLAY_AFTER_MIDNIGHT``)."""
+    local = at.astimezone(domain.zone(tz))
+    return local - local.replace(hour=0, minute=0, second=0, microsecond=0) \
+        < REPLAY_AFTER_MIDNIGHT
 
 
 def previous_record(doc, at):
@@ -140,6 +147,22 @@ def event_data(employee, day, record):
             "device_at": record["device_at"], "place": record["place"],
             "distance_m": record["distance_m"], "accuracy_m": record["accuracy_m"],
             "flags": record["flags"], "offline": record["offline"]}
+
+
+def write_first_record(outbox, employee, day, record):
+    """Store ``record`` as the first of its day: one insert of the day document with the
+    record and its event. False when the day document exists already (a record, a refused
+    attempt or a repeat of this one is in it): the caller then reads it and takes the
+    general path (``write_record``), which judges against what the day holds."""
+    document = {"_id": day_id(employee["_id"], day), **new_day(employee, day),
+                "records": [record], "keys": [record["key"]]}
+    event = outbox.event(EVENTS[record["kind"]], event_data(employee, day, record),
+                         opd=employee.get("opd"))
+    try:
+        outbox.insert(DAYS, document, [event])
+    except pymongo.errors.DuplicateKeyError:
+        return False
+    return True
 
 
 def write_record(db, outbox, employee, day, record):

@@ -123,6 +123,22 @@ def test_impossible_travel_between_two_records_is_flagged(attendance):
     assert far.json()["place"] == "Puskesmas Kota" and "impossible_travel" in far.json()["flags"]
 
 
+def test_a_day_that_holds_something_is_judged_against_it(attendance):
+    """The first check-in of a day is one insert; a day that holds a refusal or a record
+    already takes the general path: the refusal stays, the record lands, and a second
+    check-in from far away moments later is flagged as impossible travel."""
+    attendance.db.units.update_one({"_id": "3510.03"}, {"$push": {"offices": {
+        "name": "Puskesmas Kota", "latitude": -8.2327, "longitude": 114.3691, "radius_m": 100}}})
+    assert checkin(attendance.client, NIP_STAFF, position=FAR).status_code == 422
+    first = checkin(attendance.client, NIP_STAFF, position=NEAR)
+    assert first.status_code == 201 and first.json()["flags"] == []
+    far = checkin(attendance.client, NIP_STAFF, position=(-8.2327, 114.3691))
+    assert far.status_code == 201 and "impossible_travel" in far.json()["flags"]
+    doc = today_doc(attendance.db, NIP_STAFF)
+    assert [r["kind"] for r in doc["records"]] == ["in", "in"]
+    assert [r["reason"] for r in doc["refused"]] == ["outside"]
+
+
 def test_bad_input_and_missing_key_change_nothing(attendance):
     client = attendance.client
     no_key = client.request("POST", f"{API}/check-in", token=token(client, NIP_STAFF),

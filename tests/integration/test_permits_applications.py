@@ -398,7 +398,7 @@ def test_lists_kept_by_status_events(permits):
     b = apply(client, me)
     c = apply(client, other, nik=NIK_OTHER)
     wait_until(lambda: listed_ids(client, me) == [b["id"], a["id"]], message="own, newest first")
-    assert listed_ids(client, other) == [c["id"]]
+    wait_until(lambda: listed_ids(client, other) == [c["id"]], message="the other's own")
     assert listing(client, me)["items"][0]["applicant_name"] == "Siti Aminah"
     # pages
     first = listing(client, me, limit=1)
