@@ -57,7 +57,7 @@ from bench.attendance import PEMDA, TZ, figures, fill_replica, fire, pemda_units
 from bench.common import machine_line, run_scenario
 from pamong.auth import mint_token
 from pamong.cache import TimedCache
-from pamong.storage import client_for, database_name
+from pamong.storage import by_ids, client_for, database_name
 from pamong.testing import EventRecorder, drop_databases, free_port, serve_process
 from services.permits import dashboard, domain
 from services.permits.access import API
@@ -477,8 +477,8 @@ def submission_rows(url, config, db, n, clients, tag):
                 {"token": t, "data": pdf, "headers": {"Content-Type": "application/pdf"}})
                for i, t in zip(ids, tokens, strict=True) if i for key in ("ktp", "nib")]
     fire(url, config, uploads, clients, 201)
-    versions = {a["_id"]: a["version"] for a in db[APPLICATIONS].find(
-        {"_id": {"$in": [i for i in ids if i]}}, {"version": 1})}
+    versions = {i: a["version"] for i, a in by_ids(db[APPLICATIONS], [i for i in ids if i],
+                                                    {"version": 1}).items()}
     submits = [("POST", f"{API}/applications/{i}/actions/submit",
                 {"token": t, "json": {"version": versions.get(i, 0)}})
                for i, t in zip(ids, tokens, strict=True) if i]
