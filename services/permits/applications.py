@@ -137,15 +137,16 @@ def application_clock(application, today, holidays):
             "stages": c.stages, "running": c.running, "due_on": due_on}
 
 
-def status_changed_data(application, from_state, to_state, action, at, working_days_used=0):
-    """The data of ``permit.status_changed`` for a transition of ``application``. Pure."""
-    submitted = application.get("submitted_at")
+def status_changed_data(application, from_state, to_state, action, at, working_days_used=0,
+                        submitted_on=None):
+    """The data of ``permit.status_changed`` for a transition of ``application``
+    (``submitted_on``: the local day it was first submitted). Pure."""
     return {"id": application["_id"],
             "registration_number": application.get("registration_number"),
             "type": application["type"], "type_name": application["standard"]["name"],
             "opd": application["opd"], "from_state": from_state, "to_state": to_state,
             "action": action, "at": at,
-            "submitted_on": submitted.date() if submitted else None,
+            "submitted_on": submitted_on,
             "working_days_used": working_days_used,
             "sla_days": application["standard"]["sla_days"]}
 

@@ -36,6 +36,7 @@ from pamong.storage import db_now
 from pamong.web import forbidden, not_found, route, unprocessable
 from services.permits import access, domain
 from services.permits.access import API, READERS, conflict_of
+from services.permits.applications import status_changed_data
 from services.permits.schemas.applications import ApplicationOut
 from services.permits.schemas.lifecycle import ActionBody, RecommendationBody, SiteVisitBody
 from services.permits.store import (
@@ -320,10 +321,10 @@ class LifecycleEndpoints:
             schedule(self.db, "expiry", until + timedelta(days=1), [application["_id"]])
 
         submitted_at = changes.get("submitted_at") or application.get("submitted_at")
-        events = [self.outbox.event("permit.status_changed", {
-            **ident, "from_state": state, "to_state": target, "action": action, "at": at,
-            "submitted_on": local_date(self.config, submitted_at) if submitted_at else None,
-            "working_days_used": clock.used, "sla_days": standard["sla_days"]},
+        events = [self.outbox.event("permit.status_changed", status_changed_data(
+            {**application, "registration_number": ident["registration_number"]}, state,
+            target, action, at, clock.used,
+            local_date(self.config, submitted_at) if submitted_at else None),
             opd=application["opd"])]
         events += [self.outbox.event(event_type, data, opd=application["opd"])
                    for event_type, data in step_events]
