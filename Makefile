@@ -1,7 +1,9 @@
 # pamong: every target does its own set-up on a fresh machine (DESIGN §8).
 #   make test            venv + RabbitMQ + database + pytest      (PYTEST_ARGS="-m unit -x")
 #   make run             venv + servers (database on disk, .run/) + bus topology + the suite
-#   make up / stop       start / stop the servers only (deploy/local/stack.sh up / down)
+#   make up / down       with Docker: the whole suite in Compose; without: the servers only
+#   make stop            stop the servers only (deploy/local/stack.sh down)
+#   make k8s-validate    deploy/ checked offline (tests/deploy; part of make test)
 #   make status          which servers are used and whether they answer
 # Servers: AMQP_URI (+ RABBIT_MANAGEMENT_URL) and MONGO_URI when they answer, else Docker Compose,
 # else native processes under .run/ (see deploy/local/stack.sh for PAMONG_* settings).
@@ -29,12 +31,16 @@ STACK_ENV = stack_env=$$($(STACK) env); eval "$$stack_env"
 STACK_UP_DISK = PAMONG_DB_TMPFS=0 $(STACK) up
 SAY_DB = echo "make $@: database $$MONGO_URI, data: $${PAMONG_STACK_DB_DATA:-kept by that server}" >&2
 
-.PHONY: help venv up stop down status test test-setup lint run bench docs clean distclean
+.PHONY: help venv up stop down status test test-setup lint run bench docs clean distclean \
+	k8s-validate test-quorum
 
 help:
 	@echo "make test [PYTEST_ARGS=...]   set up everything, run pytest against real servers"
 	@echo "make run                      set up everything, declare the bus, run the suite"
-	@echo "make up | stop | status       the servers only (RabbitMQ + database)"
+	@echo "make up | down                with Docker: the whole suite in Compose (deploy/compose.yaml);"
+	@echo "                              without one: start | stop the servers only (RabbitMQ + database)"
+	@echo "make stop | status            the servers only (RabbitMQ + database)"
+	@echo "make k8s-validate             render and check deploy/k8s offline (part of make test)"
 	@echo "make lint | bench | docs      ruff check | benchmarks (bench/) | OpenAPI + AsyncAPI to docs/"
 	@echo "make venv                     .venv with the pinned dependencies (constraints.txt)"
 	@echo "make clean | distclean        remove .run/ (stops the servers) | also .venv/ and .cache/"
@@ -51,10 +57,21 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev]'
 	@touch $@
 
-up:
-	$(STACK) up
+# `make up` / `make down`: where a Docker engine answers, the whole suite in Compose (image
+# built from deploy/docker/Dockerfile, RabbitMQ 4, MongoDB 7, topology, every module,
+# Prometheus, Grafana); elsewhere the servers only, natively (deploy/local/stack.sh)
+COMPOSE_FILE := deploy/compose.yaml
+DOCKER_UP = [[ "$${PAMONG_NO_DOCKER:-0}" != 1 ]] && command -v docker >/dev/null && \
+	timeout 20 docker info >/dev/null 2>&1 && docker compose version >/dev/null 2>&1
 
-stop down:
+up:
+	@if $(DOCKER_UP); then docker compose -f $(COMPOSE_FILE) up -d --build --wait; \
+	else $(STACK) up; fi
+
+down:
+	@if $(DOCKER_UP); then docker compose -f $(COMPOSE_FILE) down; else $(STACK) down; fi
+
+stop:
 	$(STACK) down
 
 status:
@@ -71,6 +88,17 @@ test: test-setup
 
 lint: venv
 	$(VENV)/bin/ruff check .
+
+# deploy/: kustomize renders every overlay (kubectl, or kustomize built with Go into .cache/),
+# strict schema validation (kubernetes-validate, CRD schemas in deploy/k8s/schemas), references,
+# module dependencies, policies, Compose, image, dashboard and alert metrics; no cluster, no
+# network, no servers. `make test` runs the same tests (tests/deploy/) with the rest.
+k8s-validate: venv
+	$(VENV)/bin/pytest -q -p no:randomly -m deploy tests/deploy
+
+# the event-kernel tests against quorum queues only (`make test` runs them with both types)
+test-quorum: test-setup
+	@$(STACK_ENV); $(VENV)/bin/pytest -q -m quorum tests/integration
 
 # a development JWT secret for `make run`, kept with the servers' data (git-ignored .run/)
 DEV_JWT_SECRET := .run/dev-jwt-secret

@@ -1,12 +1,12 @@
 """``python -m bench [--events N] [--rounds R] [--employees N] [--edits E] [--clients C]
 [--ops N] [--checkins N] [--peak-clients C] [--past P] [--letters N] [--archive N] [--permits N]
-[--permits-small N] [--permit-submissions S] [--permit-clients C] [--only SCENARIO] [--profile]
-[--no-write]``.
+[--permits-small N] [--permit-submissions S] [--permit-clients C] [--notifications N]
+[--only SCENARIO] [--profile] [--no-write]``.
 
 Scenarios: event_pipeline (--events, --rounds, --profile), directory (--employees, --edits,
 --clients), database (--ops), sweep, attendance (--checkins, --peak-clients, --past),
 letters (--letters, --archive), permits (--permits, --permits-small, --permit-submissions,
---permit-clients).
+--permit-clients), notify (--notifications).
 """
 # eventlet must patch the standard library before nameko, kombu or pymongo are imported
 import warnings
@@ -22,7 +22,7 @@ import os  # noqa: E402
 import sys  # noqa: E402
 
 SCENARIOS = ("event_pipeline", "directory", "database", "sweep", "attendance", "letters",
-             "permits")
+             "permits", "notify")
 
 
 def main(argv=None):
@@ -69,6 +69,9 @@ def main(argv=None):
                              "scenario (default 2000)")
     parser.add_argument("--permit-clients", type=int, default=100,
                         help="concurrent clients of the permits submissions (default 100)")
+    parser.add_argument("--notifications", type=int, default=10_000,
+                        help="events (one WhatsApp notification each) per row of the notify "
+                             "scenario (default 10000)")
     parser.add_argument("--only", choices=SCENARIOS, action="append",
                         help="run only this scenario (repeatable)")
     parser.add_argument("--profile", action="store_true",
@@ -113,6 +116,10 @@ def main(argv=None):
             ok = permits.run(args.permits, small=args.permits_small,
                              submissions=args.permit_submissions, clients=args.permit_clients,
                              write=not args.no_write) and ok
+        elif name == "notify":
+            from bench import notify
+
+            ok = notify.run(args.notifications, write=not args.no_write) and ok
     return 0 if ok else 1
 
 

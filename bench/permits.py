@@ -61,6 +61,7 @@ from pamong.storage import by_ids, client_for, database_name
 from pamong.testing import EventRecorder, drop_databases, free_port, serve_process
 from services.permits import dashboard, domain
 from services.permits.access import API
+from services.permits.applications import entered_month, queue_index
 from services.permits.lifecycle import all_alerts_sent
 from services.permits.seed import applicant as demo_applicant
 from services.permits.seed import permit_types, sample_pdf
@@ -313,7 +314,13 @@ class Store:
         if app["owner"]:
             self.owners.setdefault(app["owner"], []).append(app["_id"])
         if app["state"] in domain.OPEN + (domain.ISSUED,):
-            self.queues.setdefault(f"{app['opd']}:{app['state']}", []).append(app["_id"])
+            index = queue_index(app["opd"], app["state"])
+            month = entered_month(app, app["state"])
+            self.queues.setdefault(index, {"_id": index, "months": []})
+            if month not in self.queues[index]["months"]:
+                self.queues[index]["months"].append(month)
+            self.queues.setdefault(f"{index}:{month}", {"_id": f"{index}:{month}", "ids": []})
+            self.queues[f"{index}:{month}"]["ids"].append(app["_id"])
         return app
 
 
@@ -337,7 +344,7 @@ def store(db, standards, count, today, holidays, zone, config, seed):
         for start in range(0, len(docs), BATCH):
             db[collection].insert_many(docs[start:start + BATCH], ordered=False)
     lists = ([{"_id": k, "applications": v} for k, v in gen.owners.items()], OWNERS), \
-        ([{"_id": k, "ids": v} for k, v in gen.queues.items()], QUEUES), \
+        (list(gen.queues.values()), QUEUES), \
         ([{"_id": k, "ids": v} for k, v in gen.due.items()], DUE)
     for docs, collection in lists:
         for start in range(0, len(docs), BATCH):
@@ -349,7 +356,8 @@ def store(db, standards, count, today, holidays, zone, config, seed):
     written = dashboard.rebuild(db, config, TimedCache(0))
     return {"count": count, "seconds": round(time.perf_counter() - started, 1),
             "stats_docs": written, "states": dict(sorted(states.items())),
-            "queue_ids_max": max((len(v) for v in gen.queues.values()), default=0)}
+            "queue_ids_max": max((len(v.get("ids", ())) for v in gen.queues.values()),
+                                 default=0)}
 
 
 # -- the raw computation ----------------------------------------------------------------------

@@ -18,6 +18,11 @@ DEFAULTS = {
     # retry schedule for event handlers: delay before attempt 2, 3, ... (seconds)
     "RETRY_DELAYS": [1, 5, 30, 120, 600],
     "RETRY_JITTER": 0.2,
+    # classic (a laptop, RabbitMQ 3.10+) or quorum (production, RabbitMQ 4.x): every queue of
+    # the topology (handler, delay, DLQ, unroutable) is declared with this type
+    "QUEUE_TYPE": "classic",
+    # quorum handler queues: a message returned this often is parked in its DLQ
+    "QUEUE_DELIVERY_LIMIT": 500,
     "OUTBOX_POLL_SECONDS": 0.5,
     "OUTBOX_SWEEP_SECONDS": 60,
     # how old an unfinished bulk-insert batch must be before the sweep settles it

@@ -30,9 +30,12 @@ def module_ports(modules, first_port):
 def load_service(spec):
     """``"services.letters.service:LettersService"`` or an installed module name -> class."""
     if ":" not in spec:
-        modules = installed()
+        # only the module asked for is imported: another module's broken configuration (a
+        # notify rules file, say) must not stop this one
+        modules = installed(only=spec)
         if spec not in modules:
-            raise SystemExit(f"unknown module {spec!r}; installed: {', '.join(modules) or 'none'}")
+            listed = ", ".join(installed()) or "none"
+            raise SystemExit(f"unknown module {spec!r}; installed: {listed}")
         return modules[spec]
     module_name, class_name = spec.split(":", 1)
     # after everything installed, so a project directory never shadows an installed package
@@ -50,8 +53,9 @@ def load_service(spec):
         raise SystemExit(f"{module_name} has no {class_name!r} (from {spec!r})") from None
 
 
-def installed():
-    """``{name: service class}`` for every ``services/<name>/service.py`` present.
+def installed(only=None):
+    """``{name: service class}`` for every ``services/<name>/service.py`` present (or only
+    the one named ``only``).
 
     ``PAMONG_MODULES=directory,letters`` restricts it to the modules an OPD adopted.
     """
@@ -60,11 +64,14 @@ def installed():
     wanted = {m.strip() for m in os.environ.get("PAMONG_MODULES", "").split(",") if m.strip()}
     found = {}
     for info in pkgutil.iter_modules(services.__path__):
-        if not info.ispkg or (wanted and info.name not in wanted):
+        if not info.ispkg or (wanted and info.name not in wanted) \
+                or (only is not None and info.name != only):
             continue
         try:
             module = importlib.import_module(f"services.{info.name}.service")
-        except ModuleNotFoundError:
+        except ModuleNotFoundError as exc:
+            if exc.name != f"services.{info.name}.service":
+                raise  # a missing dependency of a module must not hide the module
             continue
         service_cls = getattr(module, "SERVICE", None)
         if service_cls is not None:

@@ -40,7 +40,18 @@ def db_prefix():
     return f"t{uuid.uuid4().hex[:10]}_"
 
 
-def service_test_config(vhost, db_prefix):
+@pytest.fixture
+def queue_type(request, monkeypatch):
+    """The bus's queue type for this test: ``QUEUE_TYPE`` (classic unless set), or the
+    parameter a module asks for (the event-kernel tests run with classic and quorum queues,
+    tests/integration/conftest.py). Set in the environment too, so a ``pamong`` command the
+    test runs declares the same type."""
+    kind = getattr(request, "param", None) or os.environ.get("QUEUE_TYPE") or "classic"
+    monkeypatch.setenv("QUEUE_TYPE", kind)
+    return kind
+
+
+def service_test_config(vhost, db_prefix, queue_type=None):
     """Service config pointing at the test vhost and a database prefix, with fast retries."""
     return load_config(overrides={
         "AMQP_URI": broker.amqp_uri_for(vhost),
@@ -51,13 +62,14 @@ def service_test_config(vhost, db_prefix):
         "RETRY_JITTER": 0.1,
         "OUTBOX_POLL_SECONDS": 0.05,
         "OUTBOX_SWEEP_SECONDS": 2,
+        **({"QUEUE_TYPE": queue_type} if queue_type else {}),
     })
 
 
 @pytest.fixture
-def config(vhost, db_prefix):
+def config(vhost, db_prefix, queue_type):
     """A test config with a database prefix of its own (dropped afterwards)."""
-    cfg = service_test_config(vhost, db_prefix)
+    cfg = service_test_config(vhost, db_prefix, queue_type)
     yield cfg
     drop_databases(cfg)
 

@@ -42,14 +42,15 @@ def cmd_token(args, config):
 def cmd_bus_declare(args, config):
     from kombu import Connection
 
-    from pamong.events.topology import declare_service
+    from pamong.events.topology import QueueOptions, declare_service
 
     retry_steps = len(config["RETRY_DELAYS"])
+    options = QueueOptions.from_config(config)
     with Connection(config["AMQP_URI"]) as connection:
         for service_cls in _services(args):
-            for binding in declare_service(connection, service_cls, retry_steps):
+            for binding in declare_service(connection, service_cls, retry_steps, options):
                 print(f"{binding.queue} <- {binding.source}.events [{binding.event_type}]")
-            print(f"{service_cls.name}.events declared")
+            print(f"{service_cls.name}.events declared ({options.type} queues)")
 
 
 def cmd_dlq(args, config):
@@ -125,11 +126,19 @@ def cmd_docs(args, config):
 
 
 def cmd_serve(args, config):
+    import os
+
     from pamong import logs
     from pamong.launcher import serve
 
-    logs.configure(args.module)  # JSON from the first line, importing the module included
-    serve(load_service(args.module), config, port=args.port)
+    # the container image runs `pamong serve` with PAMONG_MODULE (and PAMONG_PORT) set
+    module = args.module or os.environ.get("PAMONG_MODULE", "").strip()
+    if not module:
+        raise SystemExit("pamong serve: name a module (pamong serve letters) or set "
+                         "PAMONG_MODULE")
+    port = args.port or int(os.environ.get("PAMONG_PORT") or 0) or None
+    logs.configure(module)  # JSON from the first line, importing the module included
+    serve(load_service(module), config, port=port)
 
 
 def cmd_run(args, config):
@@ -223,8 +232,10 @@ def build_parser():
     rebuild.set_defaults(func=cmd_permits_rebuild_stats)
 
     serve = commands.add_parser("serve", help="run one service in this process")
-    serve.add_argument("module", help="installed module name or module:Class")
-    serve.add_argument("--port", type=int, help="HTTP port (default: WEB_SERVER_ADDRESS)")
+    serve.add_argument("module", nargs="?",
+                       help="installed module name or module:Class (default: $PAMONG_MODULE)")
+    serve.add_argument("--port", type=int,
+                       help="HTTP port (default: $PAMONG_PORT, else WEB_SERVER_ADDRESS)")
     serve.set_defaults(func=cmd_serve, runs_until_stopped=True)
 
     run = commands.add_parser("run", help="run every installed module, one process each")

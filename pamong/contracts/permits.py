@@ -28,6 +28,10 @@ class Contact(Schema):
     email = fields.String(required=True, allow_none=True, validate=validate.Length(max=254),
                           metadata={"description": "checked as an address when it was given"})
     channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
+    sub = fields.String(allow_none=True, metadata={
+        "description": "the applicant's account (token sub), for their in-app inbox; null "
+                       "for a file entered at the counter (optional: absent from events "
+                       "before 2026-12)"})
 
 
 class _Application(Schema):

@@ -46,6 +46,7 @@ from pamong.events.topology import (
     ATTEMPT_HEADER,
     CONFIRM_TIMEOUT,
     Binding,
+    QueueOptions,
     declare,
     dlq_name,
     retry_queue_name,
@@ -112,8 +113,9 @@ def apply_once(collection, filter, update, event, upsert=False):
     crash (effect written, done mark not) changes nothing. False also when ``filter`` matches
     no document (or, with ``upsert``, when the document exists but the filter excludes it, as
     a version compare does). Events racing to upsert one new document each apply: the losers
-    of the insert update the winner's document. The list keeps the last ``APPLIED_KEEP`` ids
-    (trimmed by a second write, as FerretDB has no ``$push``/``$slice``): far more than can be
+    of the insert update the winner's document. The list keeps at least the last
+    ``APPLIED_KEEP`` ids (at most twice that: cut back by a second write once per
+    ``APPLIED_KEEP`` effects, as FerretDB has no ``$push``/``$slice``): far more than can be
     redelivered at once.
     """
     guarded = {**filter, "_applied": {"$ne": event.id}}
@@ -134,9 +136,14 @@ def apply_once(collection, filter, update, event, upsert=False):
         after = write(upsert=False)
     if after is None:
         return False
-    if after["_applied_n"] > APPLIED_KEEP:
-        collection.update_one({"_id": after["_id"]},
-                              {"$pop": {"_applied": -1}, "$inc": {"_applied_n": -1}})
+    n = after["_applied_n"]
+    if n >= 2 * APPLIED_KEEP:
+        # one trimming write per APPLIED_KEEP effects, not one per effect (a hot aggregate
+        # paid two writes for every event); a concurrent effect in between changes the count,
+        # skips this cut and makes the next one
+        collection.update_one({"_id": after["_id"], "_applied_n": n},
+                              {"$set": {"_applied": after["_applied"][-APPLIED_KEEP:],
+                                        "_applied_n": APPLIED_KEEP}})
     return True
 
 
@@ -303,7 +310,8 @@ class EventConsumer(Consumer):
     def setup(self):
         config = self.container.config
         self.binding = self.event_binding(self.container.service_name, self.method_name)
-        self.queue = self.binding.main_queue()
+        self.queue_options = QueueOptions.from_config(config)
+        self.queue = self.binding.main_queue(self.queue_options)
         self.delays = [float(d) for d in config.get("RETRY_DELAYS", DEFAULTS["RETRY_DELAYS"])]
         self.jitter = float(config.get("RETRY_JITTER", DEFAULTS["RETRY_JITTER"]))
         self.lease = float(config.get("INBOX_LEASE_SECONDS", 60))
@@ -316,7 +324,8 @@ class EventConsumer(Consumer):
         self.amqp = Connection(config["AMQP_URI"], transport_options={"confirm_publish": True})
         self.mongo = mongo_of(self.container, "@handles")
         with Connection(config["AMQP_URI"]) as connection:
-            declare(connection.default_channel, self.binding, len(self.delays))
+            declare(connection.default_channel, self.binding, len(self.delays),
+                    self.queue_options)
         super().setup()
 
     def start(self):
@@ -375,8 +384,9 @@ class EventConsumer(Consumer):
         if claim == "busy":  # another worker holds it: look again after a pause
             self._requeue_later(message, "event is being handled by another worker")
             return
-        context = {"correlation_id": event.correlation_id, "actor": event.actor,
-                   "event_id": event.id}
+        context = {"correlation_id": event.correlation_id, "event_id": event.id}
+        if event.actor is not None:  # nameko cannot put None in the headers of an RPC call
+            context["actor"] = event.actor
         try:
             self.container.spawn_worker(
                 self, (event,), {}, context_data=context,

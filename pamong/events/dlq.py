@@ -18,7 +18,7 @@ from pamong.events.topology import ATTEMPT_HEADER, REPLAYS_HEADER, dlq_name, unr
 PAMONG_HEADERS = ("x-death", "x-pamong-reason", "x-pamong-error", "x-pamong-queue",
                   "x-pamong-attempts", "x-pamong-failed-at", "x-first-death-exchange",
                   "x-first-death-queue", "x-first-death-reason", "x-pamong-exchange",
-                  "x-pamong-routing-key", ATTEMPT_HEADER)
+                  "x-pamong-routing-key", "x-delivery-count", ATTEMPT_HEADER)
 UNROUTABLE_SUFFIX = ".unroutable"
 
 
@@ -64,7 +64,9 @@ def _describe(message):
     return {
         "message_id": event_id(message),
         "type": message.properties.get("type"),
-        "reason": headers.get("x-pamong-reason"),
+        # the broker's reason when it parked the message itself (a quorum queue's
+        # delivery limit: "delivery_limit")
+        "reason": headers.get("x-pamong-reason") or headers.get("x-first-death-reason"),
         "error": headers.get("x-pamong-error"),
         "attempts": headers.get("x-pamong-attempts"),
         "replays": headers.get(REPLAYS_HEADER, 0),

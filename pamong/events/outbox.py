@@ -77,7 +77,12 @@ from nameko.extensions import DependencyProvider
 from pamong import metrics
 from pamong.events import contracts
 from pamong.events.envelope import check_event, new_event
-from pamong.events.topology import CONFIRM_TIMEOUT, event_exchange, unroutable_queue
+from pamong.events.topology import (
+    CONFIRM_TIMEOUT,
+    QueueOptions,
+    event_exchange,
+    unroutable_queue,
+)
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +389,7 @@ class Relay:
     def __init__(self, db, amqp_uri, service_name, config):
         self.db = db
         self.service_name = service_name
-        self.unroutable = unroutable_queue(service_name)
+        self.unroutable = unroutable_queue(service_name, QueueOptions.from_config(config))
         self.publisher = ConfirmingPublisher(amqp_uri, queues=[self.unroutable])
         self.poll = float(config.get("OUTBOX_POLL_SECONDS", 0.5))
         self.sweep_every = float(config.get("OUTBOX_SWEEP_SECONDS", 60))

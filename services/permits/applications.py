@@ -20,7 +20,9 @@ while a draft or returned; read with their SLA clock and what the caller may do 
   refused). Download: ``GET /applications/<id>/documents/<requirement>`` (the file listed
   now; its ``ETag`` is its SHA-256).
 - **Lists** (``GET /applications``): a pemohon's own from the ``owners`` document, an OPD's
-  work list by state from the ``queues`` documents ``"<opd>:<state>"``; both are kept by this
+  work list by state from the ``queues`` documents: ``"<opd>:<state>"`` names the months
+  that hold entries, ``"<opd>:<state>:<YYYY-MM>"`` the ids that entered the state that month
+  (a filing rewrites one month's chunk, not the OPD's whole backlog); both are kept by this
   service's handler of its own ``permit.status_changed`` (``$addToSet``/``$pull``, so a
   redelivery changes nothing), which files the application under the state it is in when the
   handler reads it (events out of order converge). A list reads the applications by id and
@@ -457,9 +459,13 @@ class ApplicationEndpoints:
             if query["state"] and query["state"] not in QUEUED:
                 raise unprocessable({"state": [
                     "work lists hold the open states and issued: " + ", ".join(QUEUED)]})
-            keys = [f"{opd}:{state}" for state in states]
-            docs = by_ids(self.db[QUEUES], keys)
-            ids = [i for k in keys for i in docs.get(k, {}).get("ids", [])]
+            keys = [queue_index(opd, state) for state in states]
+            indexes = by_ids(self.db[QUEUES], keys)
+            chunks = [f"{key}:{month}" for key in keys
+                      for month in sorted(indexes.get(key, {}).get("months", []))]
+            docs = by_ids(self.db[QUEUES], chunks)
+            ids = [i for chunk in chunks for i in docs.get(chunk, {}).get("ids", [])]
+            keys = {i: chunk for chunk in chunks for i in docs.get(chunk, {}).get("ids", [])}
         return self._page(principal, ids, query, keys)
 
     def _list_opd(self, principal, query):
@@ -475,9 +481,10 @@ class ApplicationEndpoints:
         return own
 
     def _page(self, principal, ids, query, keys):
-        """One page of ``ids`` (in list order) after the cursor, read by id; ids whose
-        application is no longer in the listed state are skipped (and pulled from the
-        queue: a stale entry left by events handled out of order)."""
+        """One page of ``ids`` (in list order) after the cursor, read by id; for a work list
+        (``keys``: id -> the queue chunk it was read from) ids whose application is no longer
+        in that state are skipped (and pulled from the chunk: a stale entry left by events
+        handled out of order)."""
         start = 0
         if after := decode_cursor(query["cursor"]):
             start = ids.index(after["_id"]) + 1 if after["_id"] in ids else after.get("i", 0)
@@ -492,9 +499,10 @@ class ApplicationEndpoints:
                 application = docs.get(application_id)
                 if application is None or not access.may_see(application, principal):
                     continue
-                if keys is not None and f"{application['opd']}:{application['state']}" \
-                        not in keys:
-                    self._unqueue(application_id, keys, application)
+                if keys is not None and not keys[application_id].startswith(
+                        queue_index(application["opd"], application["state"]) + ":"):
+                    self.db[QUEUES].update_one({"_id": keys[application_id]},
+                                               {"$pull": {"ids": application_id}})
                     continue
                 if wanted_state and application["state"] != wanted_state:
                     continue
@@ -509,11 +517,6 @@ class ApplicationEndpoints:
             if more and found else None
         return {"items": items, "next_cursor": cursor}
 
-    def _unqueue(self, application_id, keys, application):
-        for key in keys:
-            if key != f"{application['opd']}:{application['state']}":
-                self.db[QUEUES].update_one({"_id": key}, {"$pull": {"ids": application_id}})
-
     # -- the lists' keeper -------------------------------------------------------------------
 
     @handles("permits", "permit.status_changed")
@@ -524,18 +527,33 @@ class ApplicationEndpoints:
         redelivery changes nothing."""
         data = event.data
         application = self.db[APPLICATIONS].find_one(
-            {"_id": data["id"]}, {"owner": 1, "state": 1, "opd": 1})
+            {"_id": data["id"]},
+            {"owner": 1, "state": 1, "opd": 1, "timeline.to": 1, "timeline.on": 1})
         if application is None:
             return
         if application.get("owner"):
             _add(self.db[OWNERS], application["owner"], "applications", data["id"])
-        current = application["state"]
+        current, opd = application["state"], application["opd"]
         if current in QUEUED:
-            _add(self.db[QUEUES], f"{application['opd']}:{current}", "ids", data["id"])
+            month = entered_month(application, current)
+            _add(self.db[QUEUES], queue_index(opd, current), "months", month)  # a few bytes
+            _add(self.db[QUEUES], f"{queue_index(opd, current)}:{month}", "ids", data["id"])
         for state in {data["from_state"], data["to_state"]} - {current, None}:
             if state in QUEUED:
-                self.db[QUEUES].update_one({"_id": f"{application['opd']}:{state}"},
-                                           {"$pull": {"ids": data["id"]}})
+                chunk = f"{queue_index(opd, state)}:{entered_month(application, state)}"
+                self.db[QUEUES].update_one({"_id": chunk}, {"$pull": {"ids": data["id"]}})
+
+
+def queue_index(opd, state):
+    """The ``queues`` document naming the months of an OPD's work list in ``state``."""
+    return f"{opd}:{state}"
+
+
+def entered_month(application, state):
+    """``YYYY-MM`` of the (local) day the application last entered ``state``: the work
+    list chunk that holds it while it stays there."""
+    entries = [e for e in application.get("timeline", ()) if e.get("to") == state]
+    return entries[-1]["on"][:7] if entries else "0000-00"
 
 
 def _add(collection, doc_id, field, value):

@@ -83,10 +83,12 @@ def setting(config, key):
 # -- pure helpers ---------------------------------------------------------------------------
 
 def contact(application):
-    """How to reach the applicant (events meant for them; nothing more)."""
+    """How to reach the applicant (events meant for them; nothing more): ``sub`` is the
+    account that owns the application (its in-app inbox), null at the counter."""
     applicant = application["applicant"]
     return {"phone": applicant.get("phone"), "email": applicant.get("email"),
-            "channel": applicant.get("channel") or "whatsapp"}
+            "channel": applicant.get("channel") or "whatsapp",
+            "sub": application.get("owner")}
 
 
 def identity(application):

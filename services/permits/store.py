@@ -20,8 +20,11 @@ Collections (``pamong_permits``), besides the directory replica (``units``, ``em
   ``next_check``: the day the SLA timer looks again), ``skm`` (once rated).
 - ``owners``: ``_id`` a pemohon's ``sub``; ``applications``: their ids, newest last ("my
   applications" reads one document).
-- ``queues``: ``_id "<opd>:<state>"``; the ids of the OPD's open applications in that state
-  (an officer's work list reads one document per state, not the applications collection).
+- ``queues``: ``_id "<opd>:<state>"`` names the months (``months``) whose chunk
+  ``"<opd>:<state>:<YYYY-MM>"`` holds the ids of the OPD's applications that entered that
+  state in that month (local day) and are still in it. An officer's work list reads these
+  few documents, not the applications collection; a filing rewrites one month's chunk, not
+  the OPD's whole backlog.
 - ``registrations``: ``_id`` registration number -> ``application``; ``codes``: ``_id`` the
   permit's verification code -> ``application``. Public tracking and verification are one
   ``_id`` read each.

@@ -17,7 +17,13 @@ from pamong.events import dlq
 from pamong.events.consumer import INBOX_BUCKET, Inbox, apply_once, handles, inbox_key
 from pamong.events.contracts import contract
 from pamong.events.envelope import Event, new_event
-from pamong.events.topology import ATTEMPT_HEADER, Binding, declare, retry_queue_name
+from pamong.events.topology import (
+    ATTEMPT_HEADER,
+    Binding,
+    QueueOptions,
+    declare,
+    retry_queue_name,
+)
 from pamong.storage import Mongo, client_for, database_name
 from pamong.testing import done_marks, publish_raw, running, wait_until
 from tests.kernel_services import Consumer
@@ -170,7 +176,8 @@ def delete_queue(config, name):
 def declare_again(config):
     binding = Binding("probesink", "on_recorded", "probe", "probe.recorded")
     with Connection(config["AMQP_URI"]) as connection:
-        declare(connection.default_channel, binding, len(config["RETRY_DELAYS"]))
+        declare(connection.default_channel, binding, len(config["RETRY_DELAYS"]),
+                QueueOptions.from_config(config))
 
 
 def test_a_failure_while_the_retry_queue_is_missing_keeps_the_message(config):
@@ -288,12 +295,16 @@ def test_apply_once_applies_an_event_once_and_remembers_a_bounded_number(config)
     first = as_event("c")
     assert apply_once(collection, {"_id": "c"}, {"$inc": {"n": 1}}, first, upsert=True)
     assert not apply_once(collection, {"_id": "c"}, {"$inc": {"n": 1}}, first, upsert=True)
-    for i in range(110):
-        assert apply_once(collection, {"_id": "c"}, {"$inc": {"n": 1}}, as_event(f"e{i}"))
+    later = [as_event(f"e{i}") for i in range(210)]
+    for event in later:
+        assert apply_once(collection, {"_id": "c"}, {"$inc": {"n": 1}}, event)
     stored = collection.find_one({"_id": "c"})
-    assert stored["n"] == 111
-    assert len(stored["_applied"]) == stored["_applied_n"] == 100
+    assert stored["n"] == 211
+    # cut back to the newest 100 at the 200th id, then 11 more: bounded, the newest kept
+    assert len(stored["_applied"]) == stored["_applied_n"] == 111
+    assert stored["_applied"] == [e.id for e in later[-111:]]
     assert first.id not in stored["_applied"]
+    assert not apply_once(collection, {"_id": "c"}, {"$inc": {"n": 1}}, later[-111])
 
 
 def test_apply_once_with_a_version_compare_leaves_a_newer_document_alone(config):

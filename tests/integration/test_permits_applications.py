@@ -416,8 +416,12 @@ def test_lists_kept_by_status_events(permits):
     assert r.status_code == 200, r.text
     wait_until(lambda: listed_ids(client, desk, state="registered") == [a["id"]],
                message="in the registered queue")
-    wait_until(lambda: db.queues.find_one({"_id": "3510.03:submitted"})["ids"] == [],
+    wait_until(lambda: queued(db, "3510.03", "submitted") == [],
                message="out of the submitted queue")
+    # one chunk per month the files entered the state: the month of the local day
+    month = db.applications.find_one({"_id": a["id"]})["timeline"][-1]["on"][:7]
+    assert db.queues.find_one({"_id": "3510.03:registered"})["months"] == [month]
+    assert db.queues.find_one({"_id": f"3510.03:registered:{month}"})["ids"] == [a["id"]]
     assert listed_ids(client, desk, state="submitted") == []
     assert listed_ids(client, admin(client), opd="3510.03") == [a["id"]]
     r = client.request("GET", f"{API}/applications", token=admin(client))
@@ -450,8 +454,15 @@ def test_list_keeper_is_idempotent_and_converges(permits):
                             if e["type"] == "permit.status_changed"]) == 6, message="replayed")
     wait_until(lambda: _handled(db) >= 6, message="the replays handled")
     assert db.owners.find_one({"_id": "citizen-1"})["applications"] == [app["id"]]
-    assert db.queues.find_one({"_id": "3510.03:registered"})["ids"] == [app["id"]]
-    assert (db.queues.find_one({"_id": "3510.03:submitted"}) or {}).get("ids", []) == []
+    assert queued(db, "3510.03", "registered") == [app["id"]]
+    assert queued(db, "3510.03", "submitted") == []
+
+
+def queued(db, opd, state):
+    """The ids of an OPD's work list in ``state``, over its month chunks."""
+    months = (db.queues.find_one({"_id": f"{opd}:{state}"}) or {}).get("months", [])
+    return [i for m in sorted(months)
+            for i in (db.queues.find_one({"_id": f"{opd}:{state}:{m}"}) or {}).get("ids", [])]
 
 
 def _handled(db):

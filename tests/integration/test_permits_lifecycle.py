@@ -152,7 +152,7 @@ def test_a_paid_permit_from_submission_to_collection(permits, permit_events):
     assert changes == [(s[0], s[1]) for s in states]  # from the creation on
     issued = next(e for e in seen if e["type"] == "permit.issued")["data"]
     assert issued["contact"] == {"phone": PHONE_E164, "email": "siti.aminah@example.id",
-                                 "channel": "whatsapp"}
+                                 "channel": "whatsapp", "sub": "citizen-1"}  # the owner
     assert issued["registration_number"] == number
     assert "nik" not in str(issued) and "Siti" not in str(issued)
     decided = next(e for e in seen if e["type"] == "permit.decided")
@@ -196,6 +196,18 @@ def test_return_with_missing_items_and_resubmit(permits, permit_events):
     assert [e["data"]["resubmission"] for e in seen if e["type"] == "permit.submitted"] == [
         False, True, True]
     assert sum(e["type"] == "permit.status_changed" for e in seen) == 7  # with the creation
+
+
+def test_a_file_entered_at_the_counter_names_no_account_in_its_contact(permits,
+                                                                       permit_events):
+    client, db = permits.client, permits.db
+    publish_type(client)
+    app = submitted(client, officer(client))  # a petugas enters it for a citizen
+    drained(db, app["id"])
+    (event,) = [e for e in events_of(permit_events, app["id"])
+                if e["type"] == "permit.submitted"]
+    assert event["data"]["contact"] == {"phone": PHONE_E164, "email": "siti.aminah@example.id",
+                                        "channel": "whatsapp", "sub": None}
 
 
 def test_rejection_needs_the_head_and_a_reason(permits, permit_events):

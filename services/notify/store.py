@@ -1,0 +1,222 @@
+"""Notify storage. Every hot-path read and write addresses one document by ``_id`` (the only
+indexed filter on the local database); the only scans are the pending timer's (over the
+backlog of notifications waiting for a time, not the history), the hourly retention purge and
+the admin's searches.
+
+Collections (``pamong_notify``), besides the directory replica (``units``, ``employees``,
+``acting``):
+
+- ``notifications``: ``_id`` ``domain.notification_id(event id, rule, recipient key)``; one
+  per (source event, rule, recipient), with the content rendered once for every channel of
+  the rule, the state, the channel in use, one delivery per channel tried (address, state,
+  provider id, attempts ``{n, at, lease_until, outcome, error, latency_ms}``, statuses), the
+  ``round`` (bumped by each ``notification.requested`` of the pending timer), ``due_at``,
+  ``slot`` (a reserved pacing slot), ``version`` (compare-and-set), ``purged_at``.
+- ``pending``: ``_id`` notification id; ``{due_at, reason, round, since}``: the
+  notifications waiting for a time (quiet hours, pacing, rate, a retry, an unknown outcome).
+- ``addresses``: ``_id "<channel>:<address>"``: ``{opted_out, opted_at, next_at (the next
+  free pacing slot), last_inbound_at (WhatsApp's 24 h window), person}``.
+- ``people``: ``_id`` person (NIP or sub): ``{channels: {<channel>: {opted_out}},
+  updated_at, updated_by}``.
+- ``rates``: ``_id "<channel>:<epoch second>"``: ``{n}`` sends in that second (all replicas).
+- ``inbox``: ``_id "<person>:<YYYY-MM>"``: ``{items: {<notification id>: {title, body, at,
+  read_at, event_type}}}``; ``_id "<person>"``: ``{unread}``.
+- ``inbound``: ``_id`` the inbound WhatsApp message id: ``{from, text, at, received_at,
+  handled}``.
+"""
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pymongo
+import pymongo.errors
+
+from pamong.events.consumer import apply_once
+from pamong.events.outbox import OUTBOX
+from pamong.storage import GroupInsert, Index
+
+NOTIFICATIONS, PENDING, ADDRESSES, PEOPLE = "notifications", "pending", "addresses", "people"
+RATES, INBOX, INBOUND = "rates", "inbox", "inbound"
+
+# for the rare scans (admin searches, the purge, the pending timer); MongoDB uses them, the
+# local database ignores them
+INDEXES = [Index(PENDING, [("due_at", 1)]), Index(NOTIFICATIONS, [("created_at", 1)]),
+           Index(NOTIFICATIONS, [("recipient.person", 1)]),
+           Index(NOTIFICATIONS, [("recipient.phone", 1)]),
+           Index(NOTIFICATIONS, [("state", 1)]), Index(NOTIFICATIONS, [("event.id", 1)]),
+           Index(INBOUND, [("received_at", 1)])]
+
+WITHOUT_OUTBOX = {OUTBOX: 0}
+# written by the whole-document transitions: everything that changes besides version
+MUTABLE = ("state", "channel", "reason", "deliveries", "due_at", "slot", "updated_at")
+
+
+def notification(db, notification_id):
+    return db[NOTIFICATIONS].find_one({"_id": notification_id}, WITHOUT_OUTBOX)
+
+
+def changes(before, after):
+    """The ``$set`` of the fields a transition changed (whole fields: one write)."""
+    return {key: after.get(key) for key in MUTABLE if before.get(key) != after.get(key)}
+
+
+def write_transition(db, outbox, before, after, events):
+    """Write ``after`` over ``before`` if nobody changed it meanwhile (compare-and-set on
+    ``version``), with ``events`` in the same write. True when written; ``after`` then
+    carries the new version."""
+    update = {"$set": changes(before, after), "$inc": {"version": 1}}
+    result = outbox.update(NOTIFICATIONS, {"_id": before["_id"], "version": before["version"]},
+                           update, events)
+    if result.matched_count:
+        after["version"] = before["version"] + 1
+        return True
+    return False
+
+
+# -- pending -------------------------------------------------------------------------------
+
+def put_pending(db, notification_id, due_at, reason, round_, now):
+    """List the notification as waiting until ``due_at`` (written *before* the notification
+    says it waits, so a crash between the two leaves an entry the timer clears, never a
+    notification nobody comes back to)."""
+    db[PENDING].update_one({"_id": notification_id},
+                           {"$set": {"due_at": due_at, "reason": reason, "round": round_},
+                            "$setOnInsert": {"since": now}}, upsert=True)
+
+
+def drop_pending(db, notification_id):
+    db[PENDING].delete_one({"_id": notification_id})
+
+
+def due_pending(db, now, limit):
+    return list(db[PENDING].find({"due_at": {"$lte": now}}).sort("due_at", 1).limit(limit))
+
+
+# -- addresses: opt-out, pacing, the 24 h window -------------------------------------------
+
+def address(db, key):
+    return db[ADDRESSES].find_one({"_id": key})
+
+
+class GroupFind(GroupInsert):
+    """``insert(_id)`` -> the document with that ``_id`` or None: the reads of concurrent
+    workers share one ``_id $in`` find (one round trip instead of one each)."""
+
+    def _write(self, ids):
+        found = {d["_id"]: d for d in self.collection.find({"_id": {"$in": sorted(set(ids))}})}
+        return [found.get(i) for i in ids]
+
+
+def reserve_slot(db, key, now, pace_seconds):
+    """Reserve the next pacing slot of an address: ``(slot time, address document)``.
+
+    One write when the address is free (a new address, or its last slot has passed): the
+    slot is now. Otherwise the next free slot (``next_at``) is taken with a compare-and-set
+    and moved ``pace_seconds`` on, so messages to one person queue in order, each keeping its
+    slot (first come, first served; nothing dropped). The document returned tells the
+    caller the address's opt-out and 24 h window too. (Not grouped with other workers'
+    reservations in one ``update`` command: the local database's replies to a
+    multi-statement upsert name the wrong statement as failed.)"""
+    pace = timedelta(seconds=pace_seconds)
+    collection = db[ADDRESSES]
+    try:
+        doc = collection.find_one_and_update(
+            {"_id": key, "next_at": {"$lte": now}}, {"$set": {"next_at": now + pace}},
+            upsert=True, return_document=pymongo.ReturnDocument.AFTER)
+        return now, doc
+    except pymongo.errors.DuplicateKeyError:
+        pass  # it exists with a slot ahead (or none: made by an opt-out)
+    for _ in range(50):
+        doc = collection.find_one({"_id": key}) or {}
+        taken = doc.get("next_at")
+        slot = now if taken is None or _aware(taken) <= now else _aware(taken)
+        won = collection.find_one_and_update(
+            {"_id": key, "next_at": taken}, {"$set": {"next_at": slot + pace}},
+            return_document=pymongo.ReturnDocument.AFTER)
+        if won is not None:
+            return slot, won
+    raise RuntimeError(f"could not reserve a pacing slot on {key} (contended)")
+
+
+def _aware(at):
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+class GroupCount(GroupInsert):
+    """``insert(counter id)`` -> this caller's position in the counter: concurrent workers
+    counting on one document share one ``$inc`` by how many they are (the rate counter of a
+    second is written once per batch, not once per message)."""
+
+    def _write(self, ids):
+        positions, counts = [], {}
+        for counter in ids:
+            counts[counter] = counts.get(counter, 0) + 1
+        last = {}
+        for counter, k in counts.items():
+            last[counter] = count(self.collection, counter, k) - k  # before this batch
+        for counter in ids:
+            last[counter] += 1
+            positions.append(last[counter])
+        return positions
+
+
+def count(collection, counter, k):
+    """Add ``k`` to a counter document (created at the first use); its count after."""
+    for _ in range(3):
+        try:
+            return collection.find_one_and_update(
+                {"_id": counter}, {"$inc": {"n": k}}, upsert=True,
+                return_document=pymongo.ReturnDocument.AFTER)["n"]
+        except pymongo.errors.DuplicateKeyError:
+            continue  # two replicas created it at once: it exists now
+    raise RuntimeError(f"counter {counter} could not be counted")
+
+
+def take_rate(db, channel, now, limit, grouped=None):
+    """Count one send of ``channel`` in the current UTC second (every replica counts in the
+    same document); the second to send in: now's when within ``limit``, else a later one
+    spread by how far over the limit this send is. ``limit`` 0: no limit (no write).
+    ``grouped`` (a ``GroupCount`` on ``rates``): concurrent workers share the write."""
+    if not limit:
+        return None
+    second = int(now.timestamp())
+    counter = f"{channel}:{second}"
+    n = grouped.insert(counter) if grouped is not None else count(db[RATES], counter, 1)
+    if n <= limit:
+        return None
+    return datetime.fromtimestamp(second + (n - 1) // limit, UTC)
+
+
+def drop_rates(db, channels, from_second, to_second):
+    """Delete the rate counters of the seconds ``[from_second, to_second)`` by ``_id``."""
+    ids = [f"{c}:{s}" for c in channels for s in range(from_second, to_second)]
+    for start in range(0, len(ids), 500):
+        db[RATES].delete_many({"_id": {"$in": ids[start:start + 500]}})
+
+
+# -- the in-app inbox ------------------------------------------------------------------------
+
+def inbox_month_id(person, at):
+    return f"{person}:{at:%Y-%m}"
+
+
+def inbox_write(db, person, notification_id, item, at):
+    """Put the item in the person's inbox of that month, exactly once (the write requires
+    ``items.<id>`` absent), and count it unread once (``apply_once`` keyed by the
+    notification id, so a repeat after a crash between the two writes counts it once)."""
+    month = inbox_month_id(person, at)
+    try:
+        db[INBOX].update_one({"_id": month, f"items.{notification_id}": {"$exists": False}},
+                             {"$set": {f"items.{notification_id}": item}}, upsert=True)
+    except pymongo.errors.DuplicateKeyError:
+        pass  # the month exists and holds the item already
+    apply_once(db[INBOX], {"_id": person}, {"$inc": {"unread": 1}},
+               SimpleNamespace(id=notification_id), upsert=True)
+
+
+# -- preferences (read often, changed rarely) -------------------------------------------------
+
+def person_prefs(db, cache, person):
+    if not person:
+        return None
+    return cache.get(("people", person), lambda: db[PEOPLE].find_one({"_id": person}))
