@@ -56,6 +56,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s stand-in %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd: every SMTP verb
 
     wa = WhatsAppStandin(app_secret=args.app_secret, phone_number_id=args.phone_number_id,
                          token=args.token, port=_port_or_free(args.whatsapp_port),
