@@ -17,6 +17,9 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 STACK := deploy/local/stack.sh
+# front-end libraries (web/package-lock.json) and, for tests/browser, Chromium + ChromeDriver
+BROWSER := deploy/local/browser.sh
+ASSETS_STAMP := pamong/web/static/vendor/.installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 RUN_ARGS ?=
@@ -31,7 +34,7 @@ STACK_ENV = stack_env=$$($(STACK) env); eval "$$stack_env"
 STACK_UP_DISK = PAMONG_DB_TMPFS=0 $(STACK) up
 SAY_DB = echo "make $@: database $$MONGO_URI, data: $${PAMONG_STACK_DB_DATA:-kept by that server}" >&2
 
-.PHONY: help venv up stop down status test test-setup lint run bench docs clean distclean \
+.PHONY: help venv assets up stop down status test test-setup lint run bench docs clean distclean \
 	k8s-validate test-quorum
 
 help:
@@ -43,6 +46,7 @@ help:
 	@echo "make k8s-validate             render and check deploy/k8s offline (part of make test)"
 	@echo "make lint | bench | docs      ruff check | benchmarks (bench/) | OpenAPI + AsyncAPI to docs/"
 	@echo "make venv                     .venv with the pinned dependencies (constraints.txt)"
+	@echo "make assets                   front-end libraries (web/package-lock.json) into pamong/web/static/vendor/"
 	@echo "make clean | distclean        remove .run/ (stops the servers) | also .venv/ and .cache/"
 
 venv: $(STAMP)
@@ -56,6 +60,14 @@ $(STAMP): pyproject.toml constraints.txt
 	fi
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev]'
 	@touch $@
+
+# the pages' front-end libraries: `npm ci` in web/ (node_modules git-ignored), the files the
+# pages serve copied into the git-ignored pamong/web/static/vendor/; again only when
+# web/package.json or web/package-lock.json change
+assets: $(ASSETS_STAMP)
+
+$(ASSETS_STAMP): web/package.json web/package-lock.json
+	$(BROWSER) assets
 
 # `make up` / `make down`: where a Docker engine answers, the whole suite in Compose (image
 # built from deploy/docker/Dockerfile, RabbitMQ 4, MongoDB 7, topology, every module,
@@ -77,8 +89,10 @@ stop:
 status:
 	$(STACK) status
 
-# venv + servers, as `make test` wants them (also used by .ci/run to time the set-up)
-test-setup: venv
+# venv + front-end assets + Chromium for tests/browser (installed when missing) + servers,
+# as `make test` wants them (also used by .ci/run to time the set-up)
+test-setup: venv assets
+	$(BROWSER) ensure
 	PAMONG_DB_TMPFS=$${PAMONG_DB_TMPFS:-$(TEST_DB_TMPFS)} $(STACK) up
 
 test: test-setup
@@ -104,14 +118,14 @@ test-quorum: test-setup
 DEV_JWT_SECRET := .run/dev-jwt-secret
 
 # RUN_ARGS: more `pamong run` options, e.g. RUN_ARGS="--first-port 9001"
-run: venv
+run: venv assets
 	$(STACK_UP_DISK)
 	@[[ -s $(DEV_JWT_SECRET) ]] || { mkdir -p .run; umask 077; \
 	    $(VENV)/bin/python -c 'import secrets; print(secrets.token_urlsafe(48))' >$(DEV_JWT_SECRET); }
 	@$(STACK_ENV); $(SAY_DB); export JWT_SECRET="$${JWT_SECRET:-$$(cat $(DEV_JWT_SECRET))}"; \
 	    $(VENV)/bin/pamong bus declare && exec $(VENV)/bin/pamong run --demo $(RUN_ARGS)
 
-bench: venv
+bench: venv assets
 	$(STACK_UP_DISK)
 	@$(STACK_ENV); $(SAY_DB); $(VENV)/bin/python -m bench $(BENCH_ARGS)
 
@@ -122,4 +136,4 @@ clean:
 	$(STACK) clean
 
 distclean: clean
-	rm -rf $(VENV) .cache
+	rm -rf $(VENV) .cache web/node_modules pamong/web/static/vendor

@@ -1,12 +1,12 @@
 """``python -m bench [--events N] [--rounds R] [--employees N] [--edits E] [--clients C]
 [--ops N] [--checkins N] [--peak-clients C] [--past P] [--letters N] [--archive N] [--permits N]
 [--permits-small N] [--permit-submissions S] [--permit-clients C] [--notifications N]
-[--only SCENARIO] [--profile] [--no-write]``.
+[--page-requests R] [--only SCENARIO] [--profile] [--no-write]``.
 
 Scenarios: event_pipeline (--events, --rounds, --profile), directory (--employees, --edits,
 --clients), database (--ops), sweep, attendance (--checkins, --peak-clients, --past),
 letters (--letters, --archive), permits (--permits, --permits-small, --permit-submissions,
---permit-clients), notify (--notifications).
+--permit-clients), notify (--notifications), pages (--page-requests).
 """
 # eventlet must patch the standard library before nameko, kombu or pymongo are imported
 import warnings
@@ -22,7 +22,7 @@ import os  # noqa: E402
 import sys  # noqa: E402
 
 SCENARIOS = ("event_pipeline", "directory", "database", "sweep", "attendance", "letters",
-             "permits", "notify")
+             "permits", "notify", "pages")
 
 
 def main(argv=None):
@@ -72,6 +72,9 @@ def main(argv=None):
     parser.add_argument("--notifications", type=int, default=10_000,
                         help="events (one WhatsApp notification each) per row of the notify "
                              "scenario (default 10000)")
+    parser.add_argument("--page-requests", type=int, default=200,
+                        help="requests of each page and of its JSON API in the pages "
+                             "scenario's render rows (default 200)")
     parser.add_argument("--only", choices=SCENARIOS, action="append",
                         help="run only this scenario (repeatable)")
     parser.add_argument("--profile", action="store_true",
@@ -120,6 +123,9 @@ def main(argv=None):
             from bench import notify
 
             ok = notify.run(args.notifications, write=not args.no_write) and ok
+        elif name == "pages":
+            from bench import pages
+            ok = pages.run(args.page_requests, write=not args.no_write) and ok
     return 0 if ok else 1
 
 

@@ -40,8 +40,10 @@ Rows, one after the other in the same process run, against the same broker and d
                  an Idempotency-Key (201) by 100 concurrent clients, then each submits it
                  (``POST /applications/<id>/actions/submit``; the TDUP type, whose two
                  mandatory PDFs are uploaded in between, not timed) by 100 clients: per
-                 second, p50, p99, errors; with 1,000 and with 100,000 stored.
-                 Afterwards the dashboard counts the S submissions (the service's own
+                 second, p50, p99, errors; with 1,000 and with 100,000 stored, both
+                 services up at once and S/2 at a time in four rounds: small, large, large,
+                 small (a slow spell of the shared machine weighs on both sizes alike).
+                 Afterwards each dashboard counts its S submissions (the service's own
                  handlers kept up).
 
 Targets (issue 14): (a) p50 <= 0.5 x (b) p50 with the figures the same; (c) per second with
@@ -59,9 +61,9 @@ from pamong.auth import mint_token
 from pamong.cache import TimedCache
 from pamong.storage import by_ids, client_for, database_name
 from pamong.testing import EventRecorder, drop_databases, free_port, serve_process
-from services.permits import dashboard, domain
+from services.permits import chunks, dashboard, domain
 from services.permits.access import API
-from services.permits.applications import entered_month, queue_index
+from services.permits.applications import QUEUED
 from services.permits.lifecycle import all_alerts_sent
 from services.permits.seed import applicant as demo_applicant
 from services.permits.seed import permit_types, sample_pdf
@@ -112,7 +114,7 @@ class Store:
         self.standards, self.today, self.holidays, self.zone = standards, today, holidays, zone
         self.rng = random.Random(seed)
         self.counters = {}
-        self.owners, self.queues, self.due = {}, {}, {}
+        self.due = {}
         self.registrations, self.codes = [], []
 
     # numbers, as the lifecycle hands them out
@@ -287,7 +289,8 @@ class Store:
             app["revoked"] = {"at": at, "by": roles["head"]["sub"], "reason": app["reason"]}
 
     def keep(self, app):
-        """The SLA alerts the timer would have sent, the next check, and the lists."""
+        """The SLA alerts the timer would have sent, the next check and the due days (the
+        owners' and work lists: ``chunks.lists_layout`` in ``store``)."""
         standard = app["standard"]
         timeline = domain.timeline_days(app["timeline"])
         stage_sla = domain.stage_sla(standard)
@@ -311,16 +314,6 @@ class Store:
                 self.due.setdefault(f"expiry:{notice.isoformat()}", []).append(app["_id"])
             self.due.setdefault(f"expiry:{(until + timedelta(days=1)).isoformat()}",
                                 []).append(app["_id"])
-        if app["owner"]:
-            self.owners.setdefault(app["owner"], []).append(app["_id"])
-        if app["state"] in domain.OPEN + (domain.ISSUED,):
-            index = queue_index(app["opd"], app["state"])
-            month = entered_month(app, app["state"])
-            self.queues.setdefault(index, {"_id": index, "months": []})
-            if month not in self.queues[index]["months"]:
-                self.queues[index]["months"].append(month)
-            self.queues.setdefault(f"{index}:{month}", {"_id": f"{index}:{month}", "ids": []})
-            self.queues[f"{index}:{month}"]["ids"].append(app["_id"])
         return app
 
 
@@ -330,11 +323,14 @@ def store(db, standards, count, today, holidays, zone, config, seed):
     started = time.perf_counter()
     gen = Store(standards, today, holidays, zone, seed)
     states = {}
-    batch = []
+    batch, listed = [], []
     for i in range(count):
         app = gen.application(i)
         states[app["state"]] = states.get(app["state"], 0) + 1
         batch.append(app)
+        listed.append({"_id": app["_id"], "owner": app["owner"], "state": app["state"],
+                       "opd": app["opd"], "timeline": [{"to": e["to"], "on": e["on"],
+                                                        "at": e["at"]} for e in app["timeline"]]})
         if len(batch) == BATCH:
             db[APPLICATIONS].insert_many(batch, ordered=False)
             batch = []
@@ -343,9 +339,8 @@ def store(db, standards, count, today, holidays, zone, config, seed):
     for collection, docs in ((REGISTRATIONS, gen.registrations), (CODES, gen.codes)):
         for start in range(0, len(docs), BATCH):
             db[collection].insert_many(docs[start:start + BATCH], ordered=False)
-    lists = ([{"_id": k, "applications": v} for k, v in gen.owners.items()], OWNERS), \
-        (list(gen.queues.values()), QUEUES), \
-        ([{"_id": k, "ids": v} for k, v in gen.due.items()], DUE)
+    owners, queues = chunks.lists_layout(listed, QUEUED)  # the service's shape (chunks.py)
+    lists = (owners, OWNERS), (queues, QUEUES), (chunks.due_layout(gen.due), DUE)
     for docs, collection in lists:
         for start in range(0, len(docs), BATCH):
             db[collection].insert_many(docs[start:start + BATCH], ordered=False)
@@ -356,8 +351,7 @@ def store(db, standards, count, today, holidays, zone, config, seed):
     written = dashboard.rebuild(db, config, TimedCache(0))
     return {"count": count, "seconds": round(time.perf_counter() - started, 1),
             "stats_docs": written, "states": dict(sorted(states.items())),
-            "queue_ids_max": max((len(v.get("ids", ())) for v in gen.queues.values()),
-                                 default=0)}
+            "queue_ids_max": max((len(v.get("ids", ())) for v in queues), default=0)}
 
 
 # -- the raw computation ----------------------------------------------------------------------
@@ -510,60 +504,96 @@ def wait_counted(url, config, expected, seconds=300):
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def size_rows(config, size, count, submissions, clients, measure_dashboard):
+# the submission rounds, small and large alternating (a b b a): a slow spell of the shared
+# machine (another process, a disk flush) falls on both sizes alike instead of on one row
+ROUNDS = ("small", "large", "large", "small")
+
+
+def open_size(config, size, count, measure_dashboard):
+    """A database of ``count`` stored applications served by its own process:
+    ``(state, rows)``; the dashboard rows (a), (b) are measured here when asked."""
     sized = {**config, "MONGO_DB_PREFIX": f"{config['MONGO_DB_PREFIX']}{size}_"}
     db = client_for(sized["MONGO_URI"])[database_name(sized, "permits")]
     fill_replica(db, pemda_units(), [])
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    processes = [serve_process(sized, "permits", port, DIRECTORY_SNAPSHOT_ON_EMPTY="false")]
+    state = {"config": sized, "db": db, "url": url,
+             "processes": [serve_process(sized, "permits", port,
+                                         DIRECTORY_SNAPSHOT_ON_EMPTY="false")]}
     rows = {}
-    try:
-        publish_types(url, sized)
-        zone = ZoneInfo(TZ)
-        today = datetime.now(zone).date()
-        holidays = holidays_of(db, TimedCache(0), range(today.year - 2, today.year + 3))
-        standards = {t["_id"]: {**t, "code": t["_id"]} for t in db[TYPES].find({})}
-        rows["store"] = store(db, standards, count, today, holidays, zone, sized, size)
-        before = rows["store"]["states"].get(domain.SUBMITTED, 0)
-        print(f"  {f'store {count:,}':<22} {rows['store']}", flush=True)
-        if measure_dashboard:
-            admin = mint_token(config, "bench-admin", ["admin"], opd=PEMDA)
-            calls = [("GET", f"{API}/dashboard", {"token": admin})] * DASHBOARD_REQUESTS
-            fire(url, sized, calls[:5], 1, 200)  # warm up
-            rows["dashboard"], answers = fire(url, sized, calls, 1, 200)
-            print(f"  {'(a) dashboard':<22} {rows['dashboard']}", flush=True)
-            seconds, raw = [], None
-            for _ in range(raw_runs(count)):
-                started = time.perf_counter()
-                raw = raw_figures(db, today, holidays)
-                seconds.append(time.perf_counter() - started)
-            rows["raw"] = figures(seconds, sum(seconds), [])
-            diff = differences(dashboard_numbers(answers[-1]), raw)
-            rows["raw"]["same"] = not diff
-            rows["raw"]["differences"] = diff[:10]
-            rows["raw"]["figures"] = {k: raw[k] for k in ("by_status", "sla", "processing",
-                                                          "skm", "expiring")}
-            print(f"  {'(b) raw':<22} {rows['raw']}", flush=True)
-        rows["create"], rows["submit"] = submission_rows(url, sized, db, submissions, clients,
-                                                         size)
-        print(f"  {f'(c) create {size}':<22} {rows['create']}", flush=True)
-        print(f"  {f'(c) submit {size}':<22} {rows['submit']}", flush=True)
-        rows["counted"] = wait_counted(url, sized, before + submissions)
-        print(f"  {'':<22} {rows['counted']}", flush=True)
-    finally:
-        stop(processes)
-        drop_databases(sized)
-    return rows
+    publish_types(url, sized)
+    zone = ZoneInfo(TZ)
+    today = datetime.now(zone).date()
+    holidays = holidays_of(db, TimedCache(0), range(today.year - 2, today.year + 3))
+    standards = {t["_id"]: {**t, "code": t["_id"]} for t in db[TYPES].find({})}
+    rows["store"] = store(db, standards, count, today, holidays, zone, sized, size)
+    state["before"] = rows["store"]["states"].get(domain.SUBMITTED, 0)
+    print(f"  {f'store {count:,}':<22} {rows['store']}", flush=True)
+    if measure_dashboard:
+        admin = mint_token(config, "bench-admin", ["admin"], opd=PEMDA)
+        calls = [("GET", f"{API}/dashboard", {"token": admin})] * DASHBOARD_REQUESTS
+        fire(url, sized, calls[:5], 1, 200)  # warm up
+        rows["dashboard"], answers = fire(url, sized, calls, 1, 200)
+        print(f"  {'(a) dashboard':<22} {rows['dashboard']}", flush=True)
+        seconds, raw = [], None
+        for _ in range(raw_runs(count)):
+            started = time.perf_counter()
+            raw = raw_figures(db, today, holidays)
+            seconds.append(time.perf_counter() - started)
+        rows["raw"] = figures(seconds, sum(seconds), [])
+        diff = differences(dashboard_numbers(answers[-1]), raw)
+        rows["raw"]["same"] = not diff
+        rows["raw"]["differences"] = diff[:10]
+        rows["raw"]["figures"] = {k: raw[k] for k in ("by_status", "sla", "processing",
+                                                      "skm", "expiring")}
+        print(f"  {'(b) raw':<22} {rows['raw']}", flush=True)
+    return state, rows
+
+
+def merged(parts):
+    """One row from the rounds of a size: requests and seconds added up (so per second is
+    over all of them), p50 the mean of the rounds', p99 the worst."""
+    requests = sum(p["requests"] for p in parts)
+    seconds = sum(p["seconds"] for p in parts)
+    errors = [p["first_error"] for p in parts if p["first_error"]]
+    return {"requests": requests, "seconds": round(seconds, 3),
+            "per_s": round(requests / seconds, 1) if seconds else 0.0,
+            "p50_ms": round(sum(p["p50_ms"] for p in parts) / len(parts), 1),
+            "p99_ms": max(p["p99_ms"] for p in parts),
+            "errors": sum(p["errors"] for p in parts),
+            "first_error": errors[0] if errors else None,
+            "rounds": [p["per_s"] for p in parts]}
 
 
 def run_rows(config, large, small, submissions, clients):
     recorder = EventRecorder(config, "permits")  # a subscriber, as notify is: nothing parked
+    states, rows = {}, {}
     try:
-        rows = {"small": size_rows(config, "small", small, submissions, clients, False),
-                "large": size_rows(config, "large", large, submissions, clients, True)}
+        states["small"], rows["small"] = open_size(config, "small", small, False)
+        states["large"], rows["large"] = open_size(config, "large", large, True)
+        per_round = submissions // 2
+        parts = {size: {"create": [], "submit": []} for size in states}
+        for number, size in enumerate(ROUNDS):
+            state = states[size]
+            create, submit = submission_rows(state["url"], state["config"], state["db"],
+                                             per_round, clients, f"{size}{number}")
+            parts[size]["create"].append(create)
+            parts[size]["submit"].append(submit)
+            print(f"  {f'(c) round {number + 1} {size}':<22} create {create['per_s']}/s, "
+                  f"submit {submit['per_s']}/s", flush=True)
+        for size, state in states.items():
+            rows[size]["create"] = merged(parts[size]["create"])
+            rows[size]["submit"] = merged(parts[size]["submit"])
+            print(f"  {f'(c) create {size}':<22} {rows[size]['create']}", flush=True)
+            print(f"  {f'(c) submit {size}':<22} {rows[size]['submit']}", flush=True)
+            rows[size]["counted"] = wait_counted(state["url"], state["config"],
+                                                 state["before"] + 2 * per_round)
+            print(f"  {'':<22} {rows[size]['counted']}", flush=True)
     finally:
         recorder.close()
+        for state in states.values():
+            stop(state["processes"])
+            drop_databases(state["config"])
     return rows
 
 
@@ -633,7 +663,9 @@ def section(result):
         f"{raw_runs(large['store']['count'])} run(s); (c) S citizens create an application "
         "(`POST /applications`, Idempotency-Key) and, after uploading its two PDFs (not "
         "timed), submit it, by C concurrent clients, with 1,000 and with N stored, each size "
-        "in its own database and `pamong serve permits` process.",
+        "in its own database and `pamong serve permits` process; S/2 at a time in four "
+        "rounds, small, large, large, small, so that a slow spell of the shared machine "
+        "weighs on both sizes alike.",
         "",
         f"Latest run: {result['timestamp']}, N = {large['store']['count']:,}, small = "
         f"{small['store']['count']:,}, S = {result['submissions']}, C = {result['clients']}, "

@@ -56,7 +56,8 @@ ENV_KEYS = (*DEFAULTS, "JWT_SECRET", "JWT_JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE
             "WEB_SERVER_ADDRESS")
 # a module's own settings (``ATTENDANCE_CLOSE_INTERVAL_SECONDS``, ...) come from the
 # environment too, so a Deployment's env or ConfigMap sets them without a YAML file
-ENV_PREFIXES = ("DIRECTORY_", "ATTENDANCE_", "LETTERS_", "PERMITS_", "NOTIFY_")
+ENV_PREFIXES = ("DIRECTORY_", "ATTENDANCE_", "LETTERS_", "PERMITS_", "NOTIFY_", "PAGES_",
+                "OIDC_")
 
 
 class ConfigError(ValueError):

@@ -61,6 +61,18 @@ def serve(service_cls, config, port=None):
     runner_done.wait()
 
 
+def page_links(module):
+    """``PAGE_LINKS`` of ``services/<module>/pages.py``: ``[(path, label)]`` for the console;
+    none when the module has no pages (or they cannot be imported: the module's own process
+    reports that)."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"services.{module}.pages").PAGE_LINKS
+    except Exception:  # noqa: BLE001 - a listing only
+        return []
+
+
 def prepare_demo(modules, config):
     """Demo data a module writes before it starts (``before_start(config)`` in its
     ``seed.py``): data its own timers must find in place when they first run."""
@@ -162,6 +174,8 @@ def run_all(modules, first_port=8001, demo_config=None):
                 _start_module(processes, name, port)
                 print(f"{name:12} http://127.0.0.1:{port}/api/{name}/v1/  "
                       "(health: /health/ready)", flush=True)
+                for path, label in page_links(name):
+                    print(f"{'':12} http://127.0.0.1:{port}{path}  ({label})", flush=True)
             if demo_config is not None:
                 seed_demo(modules, first_port, demo_config)
             while all(p.poll() is None for p in processes.values()):

@@ -1,12 +1,16 @@
 # eventlet must patch the standard library before anything else is imported
+import os
 import warnings
+
+# hypothesis would load the plugins other packages register, trio's among them (selenium's
+# dependency), and trio cannot be imported once eventlet has patched socket
+os.environ.setdefault("HYPOTHESIS_NO_PLUGINS", "1")
 
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 
-import os  # noqa: E402
 import uuid  # noqa: E402
 
 import pytest  # noqa: E402

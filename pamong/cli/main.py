@@ -9,6 +9,7 @@ eventlet.monkey_patch()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 
 from pamong.config import load_config  # noqa: E402
@@ -144,6 +145,11 @@ def cmd_serve(args, config):
 def cmd_run(args, config):
     from pamong.launcher import run_all
 
+    if args.demo:
+        # the demo's people sign in on /masuk without an identity provider (never with JWKS:
+        # the services refuse to start then)
+        os.environ.setdefault("PAGES_DEV_SIGNIN", "true")
+        os.environ.setdefault("PAGES_SITE_NAME", "Pemkab Banyuwangi (demo)")
     return run_all(args.module or list(installed()), first_port=args.first_port,
                    demo_config=config if args.demo else None)
 
@@ -166,6 +172,17 @@ def cmd_permits_rebuild_stats(args, config):
     db = client_for(config["MONGO_URI"], config)[database_name(config, "permits")]
     written = rebuild(db, config, TimedCache(0))
     print(f"permits: {written} stats document(s) recomputed from the applications")
+
+
+def cmd_permits_rebuild_lists(args, config):
+    from pamong.storage import client_for, database_name
+    from services.permits.applications import QUEUED
+    from services.permits.chunks import rebuild_lists
+
+    db = client_for(config["MONGO_URI"], config)[database_name(config, "permits")]
+    owners, queues = rebuild_lists(db, QUEUED)
+    print(f"permits: {owners} owners' and {queues} work list document(s) rewritten from the "
+          "applications")
 
 
 def build_parser():
@@ -230,6 +247,11 @@ def build_parser():
         "rebuild-stats", help="recompute the dashboard's aggregates from the applications "
         "(a scan: stop the permits service and let its queues drain first)")
     rebuild.set_defaults(func=cmd_permits_rebuild_stats)
+    relist = permits_commands.add_parser(
+        "rebuild-lists", help="rewrite the owners' and work lists from the applications in "
+        "chunks of bounded size (once after upgrading; a scan: stop the permits service and "
+        "let its queues drain first)")
+    relist.set_defaults(func=cmd_permits_rebuild_lists)
 
     serve = commands.add_parser("serve", help="run one service in this process")
     serve.add_argument("module", nargs="?",

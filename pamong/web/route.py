@@ -85,8 +85,15 @@ class _ProblemWsgiApp(WsgiApp):
         except HTTPException as exc:
             if (exc.code or 0) < 400:  # a redirect, e.g. to add a trailing slash
                 return exc(environ, start_response)
+            request.correlation_id = _correlation_id(request)
             response = _problem_from_http(exc).to_response()
-            response.headers["X-Request-ID"] = _correlation_id(request)
+            from pamong.web import pages  # pages builds on this module
+
+            if pages.wants_html(request):  # a browser on an unknown page: the HTML one
+                response = pages.finish(request, pages.error_page(
+                    request, response.status_code,
+                    headers={k: v for k, v in response.headers.items() if k == "Allow"}))
+            response.headers["X-Request-ID"] = request.correlation_id
         else:
             request.path_values = values
             response = provider.handle_request(request)

@@ -12,12 +12,14 @@ from pamong.health import HealthEndpoints
 from pamong.replica import REPLICA_INDEXES, DirectoryReplica
 from pamong.storage import Mongo
 from pamong.timers import setting_timer
+from pamong.web.pages import PageEndpoints
 from services.letters import numbering
 from services.letters.archive import ArchiveEndpoints
 from services.letters.dispositions import DispositionEndpoints
 from services.letters.flow import FlowEndpoints
 from services.letters.lists import ListEndpoints
 from services.letters.mail import MailEndpoints
+from services.letters.pages import LetterPages
 from services.letters.reference import ReferenceEndpoints, ReferenceSeed
 from services.letters.reserved import ReservationEndpoints
 from services.letters.signed import DocumentEndpoints
@@ -39,7 +41,7 @@ class CacheProvider(DependencyProvider):
 
 class LettersService(FlowEndpoints, ReservationEndpoints, DocumentEndpoints, MailEndpoints,
                      DispositionEndpoints, ListEndpoints, ArchiveEndpoints, ReferenceEndpoints,
-                     DirectoryReplica, HealthEndpoints):
+                     LetterPages, PageEndpoints, DirectoryReplica, HealthEndpoints):
     name = "letters"
     db = Mongo(indexes=REPLICA_INDEXES + INDEXES)
     outbox = Outbox()

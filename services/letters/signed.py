@@ -266,14 +266,17 @@ class DocumentEndpoints:
                        "signature is intact, covers the whole file and chains to the trusted "
                        "root. Never cached.")
     def verify_upload(self, request, principal):
-        pdf = _uploaded(request)
-        known = self.db[HASHES].find_one({"_id": hashlib.sha256(pdf).hexdigest()})
-        letter = self._verifiable(known["letter"]) if known else None
-        check = self.sealer.check(pdf)
+        letter, check = self._check_pdf(_uploaded(request))
         view = (self._public(letter) if letter else
                 {"status": "unknown", "number": None, "date": None, "security": None})
         return 200, {**view, "hash_match": letter is not None,
                      "signature_valid": check["valid"], "signature": check}, NO_STORE
+
+    def _check_pdf(self, pdf):
+        """``(letter, signature check)``: the sealed letter ``pdf`` is byte for byte (None
+        when it is none, or not verifiable), and whether its PAdES signature holds."""
+        known = self.db[HASHES].find_one({"_id": hashlib.sha256(pdf).hexdigest()})
+        return (self._verifiable(known["letter"]) if known else None), self.sealer.check(pdf)
 
     def _verifiable(self, letter_id):
         letter = self.db[LETTERS].find_one({"_id": letter_id}, PUBLIC_FIELDS)

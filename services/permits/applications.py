@@ -19,14 +19,14 @@ while a draft or returned; read with their SLA clock and what the caller may do 
   requirement's earlier file (a concurrent upload of another requirement is retried, not
   refused). Download: ``GET /applications/<id>/documents/<requirement>`` (the file listed
   now; its ``ETag`` is its SHA-256).
-- **Lists** (``GET /applications``): a pemohon's own from the ``owners`` document, an OPD's
-  work list by state from the ``queues`` documents: ``"<opd>:<state>"`` names the months
-  that hold entries, ``"<opd>:<state>:<YYYY-MM>"`` the ids that entered the state that month
-  (a filing rewrites one month's chunk, not the OPD's whole backlog); both are kept by this
-  service's handler of its own ``permit.status_changed`` (``$addToSet``/``$pull``, so a
-  redelivery changes nothing), which files the application under the state it is in when the
-  handler reads it (events out of order converge). A list reads the applications by id and
-  drops those whose state moved on meanwhile.
+- **Lists** (``GET /applications``): a pemohon's own from ``owners``, an OPD's work list by
+  state from ``queues``, both in chunks of at most ``chunks.CHUNK`` ids (``chunks.py``: a
+  work list by state, month, day and place; a filing writes a few small documents, never one
+  that grows with the data); both are kept by this service's handler of its own
+  ``permit.status_changed``, which files the application under the state it is in when the
+  handler reads it (events out of order converge; a claim per entry makes a redelivery or a
+  concurrent filing change nothing). A list reads the applications by id and drops (and
+  takes out) those whose state moved on meanwhile.
 """
 
 import hashlib
@@ -47,7 +47,7 @@ from pamong.web import bad_request, forbidden, not_found, route, unprocessable
 from pamong.web.idempotency import idempotency_key
 from pamong.web.pagination import decode_cursor, encode_cursor, page_of
 from pamong.web.route import read_body
-from services.permits import access, domain
+from services.permits import access, chunks, domain
 from services.permits.access import API, APPLICANTS, READERS, STAFF
 from services.permits.schemas.applications import (
     ApplicationBody,
@@ -450,8 +450,7 @@ class ApplicationEndpoints:
         citizen = principal.has_any(("pemohon",)) and not principal.has_any(STAFF) \
             and not principal.is_pemda_wide
         if citizen:
-            doc = self.db[OWNERS].find_one({"_id": principal.sub}) or {}
-            ids = list(reversed(doc.get("applications", [])))
+            ids = list(reversed(chunks.owned_ids(self.db[OWNERS], by_ids, principal.sub)))
             keys = None
         else:
             opd = self._list_opd(principal, query)
@@ -459,13 +458,14 @@ class ApplicationEndpoints:
             if query["state"] and query["state"] not in QUEUED:
                 raise unprocessable({"state": [
                     "work lists hold the open states and issued: " + ", ".join(QUEUED)]})
-            keys = [queue_index(opd, state) for state in states]
-            indexes = by_ids(self.db[QUEUES], keys)
-            chunks = [f"{key}:{month}" for key in keys
-                      for month in sorted(indexes.get(key, {}).get("months", []))]
-            docs = by_ids(self.db[QUEUES], chunks)
-            ids = [i for chunk in chunks for i in docs.get(chunk, {}).get("ids", [])]
-            keys = {i: chunk for chunk in chunks for i in docs.get(chunk, {}).get("ids", [])}
+            order, known = chunks.queue_chunks(self.db[QUEUES], by_ids, opd, states)
+            docs = {**by_ids(self.db[QUEUES], [k for k in order if k not in known]), **known}
+            ids, keys = [], {}
+            for key in order:
+                for i in docs.get(key, {}).get("ids", ()):
+                    if i not in keys:  # a file listed twice (a re-entry) shows once
+                        keys[i] = key
+                        ids.append(i)
         return self._page(principal, ids, query, keys)
 
     def _list_opd(self, principal, query):
@@ -501,8 +501,7 @@ class ApplicationEndpoints:
                     continue
                 if keys is not None and not keys[application_id].startswith(
                         queue_index(application["opd"], application["state"]) + ":"):
-                    self.db[QUEUES].update_one({"_id": keys[application_id]},
-                                               {"$pull": {"ids": application_id}})
+                    self._take_out(keys[application_id], application)
                     continue
                 if wanted_state and application["state"] != wanted_state:
                     continue
@@ -517,47 +516,40 @@ class ApplicationEndpoints:
             if more and found else None
         return {"items": items, "next_cursor": cursor}
 
+    def _take_out(self, key, application):
+        """A stale entry a list met (its file moved on): out of the chunk it was read from,
+        and its claim settled."""
+        self.db[QUEUES].update_one({"_id": key}, {"$pull": {"ids": application["_id"]}})
+        opd, state = chunks.queue_of_chunk(key)
+        chunks.unfile_queued(self.db[QUEUES], opd, state, application,
+                             chunks.entries_into(application, state))
+
     # -- the lists' keeper -------------------------------------------------------------------
 
     @handles("permits", "permit.status_changed")
     def keep_application_lists(self, event):
-        """File the application in its owner's list and in its OPD's work list of the state
-        it is in now (read by id: events handled out of order converge), out of the lists of
-        the event's states that it left. Every write is ``$addToSet``/``$pull``: a
-        redelivery changes nothing."""
+        """File the application in its owner's list (at its creation's event) and, when the
+        event led to the state it is in now (read by id: events handled out of order
+        converge), in its OPD's work list of that state; take it out of the lists of the
+        event's states that it left (and of earlier entries into the state it is in). Every
+        document written is small (``chunks.py``); a redelivery or a concurrent filing changes
+        nothing."""
         data = event.data
         application = self.db[APPLICATIONS].find_one(
             {"_id": data["id"]},
             {"owner": 1, "state": 1, "opd": 1, "timeline.to": 1, "timeline.on": 1})
         if application is None:
             return
-        if application.get("owner"):
-            _add(self.db[OWNERS], application["owner"], "applications", data["id"])
+        if application.get("owner") and data["from_state"] is None:
+            chunks.file_owned(self.db[OWNERS], application["owner"], data["id"])
         current, opd = application["state"], application["opd"]
-        if current in QUEUED:
-            month = entered_month(application, current)
-            _add(self.db[QUEUES], queue_index(opd, current), "months", month)  # a few bytes
-            _add(self.db[QUEUES], f"{queue_index(opd, current)}:{month}", "ids", data["id"])
-        for state in {data["from_state"], data["to_state"]} - {current, None}:
+        for state in {data["from_state"], data["to_state"], current} - {None}:
             if state in QUEUED:
-                chunk = f"{queue_index(opd, state)}:{entered_month(application, state)}"
-                self.db[QUEUES].update_one({"_id": chunk}, {"$pull": {"ids": data["id"]}})
+                entries = chunks.entries_into(application, state)
+                chunks.unfile_queued(self.db[QUEUES], opd, state, application,
+                                     entries[:-1] if state == current else entries)
+        if current in QUEUED and data["to_state"] == current:  # an older event: the one
+            chunks.file_queued(self.db[QUEUES], opd, current, application)  # that led here
 
 
-def queue_index(opd, state):
-    """The ``queues`` document naming the months of an OPD's work list in ``state``."""
-    return f"{opd}:{state}"
-
-
-def entered_month(application, state):
-    """``YYYY-MM`` of the (local) day the application last entered ``state``: the work
-    list chunk that holds it while it stays there."""
-    entries = [e for e in application.get("timeline", ()) if e.get("to") == state]
-    return entries[-1]["on"][:7] if entries else "0000-00"
-
-
-def _add(collection, doc_id, field, value):
-    try:
-        collection.update_one({"_id": doc_id}, {"$addToSet": {field: value}}, upsert=True)
-    except pymongo.errors.DuplicateKeyError:  # a concurrent upsert created it
-        collection.update_one({"_id": doc_id}, {"$addToSet": {field: value}})
+queue_index = chunks.queue_index

@@ -34,7 +34,7 @@ from pamong.contracts import permits as contracts  # noqa: F401 - registers the 
 from pamong.events.outbox import OUTBOX
 from pamong.storage import db_now
 from pamong.web import forbidden, not_found, route, unprocessable
-from services.permits import access, domain
+from services.permits import access, chunks, domain
 from services.permits.access import API, READERS, conflict_of
 from services.permits.applications import status_changed_data
 from services.permits.schemas.applications import ApplicationOut
@@ -118,10 +118,10 @@ def due_id(kind, day):
 
 
 def schedule(db, kind, day, ids):
-    """List ``ids`` in the ``due`` document of ``kind`` (``sla``, ``expiry``) for ``day``; the
-    first day ever listed starts the timer's watermark just before it."""
-    db[DUE].update_one({"_id": due_id(kind, day)}, {"$addToSet": {"ids": {"$each": list(ids)}}},
-                       upsert=True)
+    """List ``ids`` under ``day`` in ``due`` for the timer of ``kind`` (``sla``, ``expiry``),
+    in chunks of bounded size (``chunks.due_add``); the first day ever listed starts the
+    timer's watermark just before it."""
+    chunks.due_add(db[DUE], due_id(kind, day), ids)
     db[DUE].update_one({"_id": f"{kind}:checked"},
                        {"$min": {"day": (day - timedelta(days=1)).isoformat()}}, upsert=True)
 

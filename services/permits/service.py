@@ -9,9 +9,12 @@ from pamong.events.outbox import Outbox
 from pamong.health import HealthEndpoints
 from pamong.replica import REPLICA_INDEXES, DirectoryReplica
 from pamong.storage import Mongo
+from pamong.web.pages import PageEndpoints
 from services.permits.applications import ApplicationEndpoints
 from services.permits.dashboard import DashboardEndpoints
 from services.permits.lifecycle import LifecycleEndpoints
+from services.permits.pages import PermitPages
+from services.permits.presence import PresenceReadModel
 from services.permits.public import PublicEndpoints
 from services.permits.sla import SlaTimers
 from services.permits.store import INDEXES
@@ -31,8 +34,8 @@ class CacheProvider(DependencyProvider):
 
 
 class PermitsService(TypeEndpoints, ApplicationEndpoints, LifecycleEndpoints, PublicEndpoints,
-                     SlaTimers, DashboardEndpoints, SurveyEndpoints, DirectoryReplica,
-                     HealthEndpoints):
+                     SlaTimers, DashboardEndpoints, SurveyEndpoints, PresenceReadModel,
+                     PermitPages, PageEndpoints, DirectoryReplica, HealthEndpoints):
     name = "permits"
     db = Mongo(indexes=REPLICA_INDEXES + INDEXES)
     outbox = Outbox()

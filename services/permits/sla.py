@@ -25,9 +25,11 @@ the files falling due, not all of them.
 
 The round is a function of an explicit day: the timers pass the Pemda's local today (there
 is no fake clock setting); a test calls the entrypoint with a later day on the service's own
-database. Processed ids are pulled from their day's document (emptied days before today are
-deleted); the watermark stays a day behind today, and before the first day whose file failed
-(logged, retried by the next round).
+database. A day is a head document with its first ids and chunks of the rest, at most
+``chunks.CHUNK`` ids each (``chunks.due_add``). Processed ids are pulled from their day's
+documents (emptied chunks of days before today are deleted; a head with its count stays);
+the watermark stays a day behind today, and before the first day whose file failed (logged,
+retried by the next round).
 """
 
 import logging
@@ -36,7 +38,7 @@ from datetime import date, timedelta
 from pamong.events.outbox import OUTBOX
 from pamong.storage import by_ids
 from pamong.timers import setting_timer
-from services.permits import domain
+from services.permits import chunks, domain
 from services.permits.lifecycle import (
     CAS_TRIES,
     EXPIRING_DAYS,
@@ -104,8 +106,9 @@ class SlaTimers:
         days = [checked + timedelta(days=n) for n in range(1, (today - checked).days + 1)]
         if not days:
             return 0
-        buckets = by_ids(self.db[DUE], [due_id(kind, day) for day in days])
-        ids = sorted({i for bucket in buckets.values() for i in bucket.get("ids", ())})
+        heads = by_ids(self.db[DUE], [due_id(kind, day) for day in days])
+        buckets = chunks.due_buckets(self.db[DUE], by_ids, heads)
+        ids = sorted({i for _, listed in buckets.values() for i in listed})
         found = by_ids(self.db[APPLICATIONS], ids, {OUTBOX: 0})
         done, failed = 0, set()
         for application_id in ids:
@@ -118,15 +121,17 @@ class SlaTimers:
                               application_id, kind)
                 failed.add(application_id)
         oldest_failed = None
-        for bucket_id, bucket in buckets.items():
-            day = date.fromisoformat(bucket_id.split(":", 1)[1])
-            settled = [i for i in bucket.get("ids", ()) if i not in failed]
+        for bucket_id, (head_id, listed) in buckets.items():
+            day = date.fromisoformat(head_id.split(":", 1)[1])
+            settled = [i for i in listed if i not in failed]
             if settled:
                 self.db[DUE].update_one({"_id": bucket_id}, {"$pullAll": {"ids": settled}})
-            if len(settled) < len(bucket.get("ids", ())):
+            if len(settled) < len(listed):
                 oldest_failed = min(oldest_failed or day, day)
-            elif day < today:
-                self.db[DUE].delete_one({"_id": bucket_id, "ids": []})
+            elif day < today:  # an emptied chunk (a day's head with its count stays)
+                self.db[DUE].delete_one({"_id": bucket_id, "ids": []} if bucket_id != head_id
+                                        else {"_id": bucket_id, "ids": [],
+                                              "n": {"$exists": False}})
         watermark = min(today, oldest_failed or today) - timedelta(days=1)
         if watermark > checked:
             self.db[DUE].update_one({"_id": mark["_id"], "day": mark["day"]},

@@ -18,13 +18,13 @@ Collections (``pamong_permits``), besides the directory replica (``units``, ``em
   ``recommendations``, ``site_visit``, ``permit`` (number, valid_from, valid_until, code),
   ``missing_items``, ``reason``, ``sla`` (``alerts``: the alert keys already sent;
   ``next_check``: the day the SLA timer looks again), ``skm`` (once rated).
-- ``owners``: ``_id`` a pemohon's ``sub``; ``applications``: their ids, newest last ("my
-  applications" reads one document).
-- ``queues``: ``_id "<opd>:<state>"`` names the months (``months``) whose chunk
-  ``"<opd>:<state>:<YYYY-MM>"`` holds the ids of the OPD's applications that entered that
-  state in that month (local day) and are still in it. An officer's work list reads these
-  few documents, not the applications collection; a filing rewrites one month's chunk, not
-  the OPD's whole backlog.
+- ``owners``: ``_id`` a pemohon's ``sub`` (``n``, the first ids) and ``"<sub>\x1f<k>"`` (the
+  next ones), oldest first: "my applications" reads these few documents.
+- ``queues``: an OPD's work list per state, ``"<opd>:<state>"`` (months) ->
+  ``"<opd>:<state>:<YYYY-MM>"`` (places per day) -> ``"<opd>:<state>:<YYYY-MM-DD>:<k>"``
+  (the ids, at most ``chunks.CHUNK``), and a claim per entry ``"<opd>:<state>@<id>:<n>"``.
+  An officer's work list reads these documents, not the applications collection; a filing
+  writes a few small ones (``chunks.py``).
 - ``registrations``: ``_id`` registration number -> ``application``; ``codes``: ``_id`` the
   permit's verification code -> ``application``. Public tracking and verification are one
   ``_id`` read each.
@@ -32,8 +32,9 @@ Collections (``pamong_permits``), besides the directory replica (``units``, ``em
   ``next``; ``$inc`` at the step that hands the number out.
 - ``fs.files`` / ``fs.chunks``: uploaded documents in the GridFS layout (``pamong.files``),
   chunk ``_id "<file id>:<n>"`` so a download reads by ``_id``.
-- ``due``: ``_id "sla:<date>"`` / ``"expiry:<date>"``; the application ids to look at on that
-  day (the SLA and expiry timers read the days up to today, not every application).
+- ``due``: ``_id "sla:<date>"`` / ``"expiry:<date>"`` (``n``, the first ids) and
+  ``"<kind>:<date>:<k>"`` (the next ones); the application ids to look at on that day (the
+  SLA and expiry timers read the days up to today, not every application).
 - ``stats``: the dashboard's aggregates, each one document by ``_id`` (``all``,
   ``month:<YYYY-MM>``, ``day:<date>``, ``expiring:<date>``, each also ``...@<opd>`` for one
   OPD; see ``dashboard.py``), kept by the service's own handlers of its events (exactly once
@@ -41,6 +42,11 @@ Collections (``pamong_permits``), besides the directory replica (``units``, ``em
 - ``holidays``: ``_id`` ISO date; regional holidays and cuti bersama added by ``admin``
   (national ones come from the ``holidays`` package).
 - ``limits``: ``_id "<client>:<minute>"``; public tracking requests per client per minute.
+- ``presence``: the public dashboard's attendance read model (``presence.py``): ``_id``
+  ISO date, today's first check-ins per OPD (``opds``, ``present``), kept from
+  ``attendance.checked_in`` once per NIP and day; ``_id "headcount"``, the active employees
+  per OPD of the directory replica (a timer). ``presence_<YYYYMMDD>``: that day's claims,
+  ``_id`` NIP (which event counted the employee), dropped after a week.
 """
 
 from datetime import UTC, date, datetime
@@ -54,6 +60,7 @@ TYPES, TYPE_VERSIONS = "types", "type_versions"
 APPLICATIONS, OWNERS, QUEUES = "applications", "owners", "queues"
 REGISTRATIONS, CODES, COUNTERS = "registrations", "codes", "counters"
 DUE, STATS, HOLIDAYS, LIMITS = "due", "stats", "holidays", "limits"
+PRESENCE = "presence"
 
 # for the rare scans (rebuild-stats, the open-data export); MongoDB uses them, the local
 # database ignores them

@@ -26,7 +26,11 @@ def test_the_base_image_is_pinned_and_the_final_stage_runs_as_a_user():
     parts, text = stages()
     [base] = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, flags=re.M)
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base)
-    assert len(parts) == 2  # build, then a final stage that copies the virtualenv only
+    # the front-end assets (npm), the build, then a final stage that copies the virtualenv only
+    assert len(parts) == 3
+    [node] = re.findall(r"^ARG NODE_IMAGE=(\S+)$", text, flags=re.M)
+    assert re.fullmatch(r"node:\d+\.\d+\.\d+-\w+-slim", node)
+    assert "npm ci" in parts[0] and "npm" not in parts[-1]
     final = parts[-1]
     assert re.search(r"^USER 10001:10001$", final, flags=re.M)
     assert "COPY --from=build /opt/pamong /opt/pamong" in final

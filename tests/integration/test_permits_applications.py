@@ -7,7 +7,9 @@ import hashlib
 
 import pytest
 
+from pamong.storage import by_ids
 from pamong.testing import EventRecorder, publish_raw, race, wait_until
+from services.permits import chunks
 from tests.integration.permits_support import (
     API,
     EXE,
@@ -418,10 +420,18 @@ def test_lists_kept_by_status_events(permits):
                message="in the registered queue")
     wait_until(lambda: queued(db, "3510.03", "submitted") == [],
                message="out of the submitted queue")
-    # one chunk per month the files entered the state: the month of the local day
-    month = db.applications.find_one({"_id": a["id"]})["timeline"][-1]["on"][:7]
-    assert db.queues.find_one({"_id": "3510.03:registered"})["months"] == [month]
-    assert db.queues.find_one({"_id": f"3510.03:registered:{month}"})["ids"] == [a["id"]]
+    # filed by the local day it entered the state: the month names the day, the day's
+    # first chunk holds it, its claim says where
+    timeline = db.applications.find_one({"_id": a["id"]})["timeline"]
+    day = timeline[-1]["on"]
+    assert db.queues.find_one({"_id": "3510.03:registered"})["months"] == [day[:7]]
+    filed = db.queues.find_one({"_id": f"3510.03:registered:{day[:7]}"})
+    assert filed["days"][f"d{day[8:]}"] - filed.get("gone", {}).get(f"d{day[8:]}", 0) == 1
+    assert db.queues.find_one({"_id": f"3510.03:registered:{day}:0"})["ids"] == [a["id"]]
+    assert db.queues.find_one({"_id": f"3510.03:registered@{a['id']}:{len(timeline) - 1}"})[
+        "chunk"] == f"3510.03:registered:{day}:0"
+    wait_until(lambda: (m := db.queues.find_one({"_id": f"3510.03:submitted:{day[:7]}"}))
+               and m.get("gone") == m["days"], message="the submitted day drained")
     assert listed_ids(client, desk, state="submitted") == []
     assert listed_ids(client, admin(client), opd="3510.03") == [a["id"]]
     r = client.request("GET", f"{API}/applications", token=admin(client))
@@ -453,16 +463,17 @@ def test_list_keeper_is_idempotent_and_converges(permits):
     wait_until(lambda: len([e for e in recorder.events()
                             if e["type"] == "permit.status_changed"]) == 6, message="replayed")
     wait_until(lambda: _handled(db) >= 6, message="the replays handled")
-    assert db.owners.find_one({"_id": "citizen-1"})["applications"] == [app["id"]]
+    assert chunks.owned_ids(db.owners, by_ids, "citizen-1") == [app["id"]]
     assert queued(db, "3510.03", "registered") == [app["id"]]
     assert queued(db, "3510.03", "submitted") == []
+    assert db.queues.count_documents({"_id": {"$regex": "@"}}) == 1  # one claim: registered
 
 
 def queued(db, opd, state):
-    """The ids of an OPD's work list in ``state``, over its month chunks."""
-    months = (db.queues.find_one({"_id": f"{opd}:{state}"}) or {}).get("months", [])
-    return [i for m in sorted(months)
-            for i in (db.queues.find_one({"_id": f"{opd}:{state}:{m}"}) or {}).get("ids", [])]
+    """The ids of an OPD's work list in ``state``, over its chunks (in list order)."""
+    keys, known = chunks.queue_chunks(db.queues, by_ids, opd, [state])
+    docs = {**by_ids(db.queues, keys), **known}
+    return [i for key in keys for i in docs.get(key, {}).get("ids", [])]
 
 
 def _handled(db):
