@@ -60,7 +60,7 @@ from bench.common import machine_line, run_scenario
 from pamong.auth import mint_token
 from pamong.cache import TimedCache
 from pamong.storage import by_ids, client_for, database_name
-from pamong.testing import EventRecorder, drop_databases, free_port, serve_process
+from pamong.testing import EventRecorder, broker, drop_databases, free_port, serve_process
 from services.permits import chunks, dashboard, domain
 from services.permits.access import API
 from services.permits.applications import QUEUED
@@ -510,14 +510,17 @@ ROUNDS = ("small", "large", "large", "small")
 
 
 def open_size(config, size, count, measure_dashboard):
-    """A database of ``count`` stored applications served by its own process:
-    ``(state, rows)``; the dashboard rows (a), (b) are measured here when asked."""
-    sized = {**config, "MONGO_DB_PREFIX": f"{config['MONGO_DB_PREFIX']}{size}_"}
+    """A database of ``count`` stored applications served by its own process on a vhost of
+    its own (both sizes run at once: on one vhost each process would consume the other's
+    events): ``(state, rows)``; the dashboard rows (a), (b) are measured here when asked."""
+    vhost = broker.create_vhost(f"pamong-bench-{size}")
+    sized = {**config, "MONGO_DB_PREFIX": f"{config['MONGO_DB_PREFIX']}{size}_",
+             "AMQP_URI": broker.amqp_uri_for(vhost)}
     db = client_for(sized["MONGO_URI"])[database_name(sized, "permits")]
     fill_replica(db, pemda_units(), [])
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    state = {"config": sized, "db": db, "url": url,
+    state = {"config": sized, "db": db, "url": url, "vhost": vhost,
              "processes": [serve_process(sized, "permits", port,
                                          DIRECTORY_SNAPSHOT_ON_EMPTY="false")]}
     rows = {}
@@ -566,11 +569,12 @@ def merged(parts):
 
 
 def run_rows(config, large, small, submissions, clients):
-    recorder = EventRecorder(config, "permits")  # a subscriber, as notify is: nothing parked
-    states, rows = {}, {}
+    states, rows, recorders = {}, {}, []
     try:
-        states["small"], rows["small"] = open_size(config, "small", small, False)
-        states["large"], rows["large"] = open_size(config, "large", large, True)
+        for size, count in (("small", small), ("large", large)):
+            states[size], rows[size] = open_size(config, size, count, size == "large")
+            # a subscriber, as notify is: nothing parked
+            recorders.append(EventRecorder(states[size]["config"], "permits"))
         per_round = submissions // 2
         parts = {size: {"create": [], "submit": []} for size in states}
         for number, size in enumerate(ROUNDS):
@@ -590,10 +594,12 @@ def run_rows(config, large, small, submissions, clients):
                                                  state["before"] + 2 * per_round)
             print(f"  {'':<22} {rows[size]['counted']}", flush=True)
     finally:
-        recorder.close()
+        for recorder in recorders:
+            recorder.close()
         for state in states.values():
             stop(state["processes"])
             drop_databases(state["config"])
+            broker.delete_vhost(state["vhost"])
     return rows
 
 
