@@ -1,12 +1,14 @@
 """``python -m bench [--events N] [--rounds R] [--employees N] [--edits E] [--clients C]
 [--ops N] [--checkins N] [--peak-clients C] [--past P] [--letters N] [--archive N] [--permits N]
 [--permits-small N] [--permit-submissions S] [--permit-clients C] [--notifications N]
-[--page-requests R] [--only SCENARIO] [--profile] [--no-write]``.
+[--page-requests R] [--morning-employees N] [--morning-clients C] [--morning-seconds S]
+[--only SCENARIO] [--profile] [--no-write]``.
 
 Scenarios: event_pipeline (--events, --rounds, --profile), directory (--employees, --edits,
 --clients), database (--ops), sweep, attendance (--checkins, --peak-clients, --past),
 letters (--letters, --archive), permits (--permits, --permits-small, --permit-submissions,
---permit-clients), notify (--notifications), pages (--page-requests).
+--permit-clients), notify (--notifications), pages (--page-requests), morning (--morning-employees,
+--morning-clients, --morning-seconds).
 """
 # eventlet must patch the standard library before nameko, kombu or pymongo are imported
 import warnings
@@ -22,7 +24,7 @@ import os  # noqa: E402
 import sys  # noqa: E402
 
 SCENARIOS = ("event_pipeline", "directory", "database", "sweep", "attendance", "letters",
-             "permits", "notify", "pages")
+             "permits", "notify", "pages", "morning")
 
 
 def main(argv=None):
@@ -75,6 +77,13 @@ def main(argv=None):
     parser.add_argument("--page-requests", type=int, default=200,
                         help="requests of each page and of its JSON API in the pages "
                              "scenario's render rows (default 200)")
+    parser.add_argument("--morning-employees", type=int, default=10_000,
+                        help="employees imported for the morning scenario, each checking in "
+                             "once during its peak (default 10000)")
+    parser.add_argument("--morning-clients", type=int, default=100,
+                        help="concurrent check-in clients of the morning peak (default 100)")
+    parser.add_argument("--morning-seconds", type=int, default=60,
+                        help="length of the morning peak, every module at once (default 60)")
     parser.add_argument("--only", choices=SCENARIOS, action="append",
                         help="run only this scenario (repeatable)")
     parser.add_argument("--profile", action="store_true",
@@ -126,6 +135,11 @@ def main(argv=None):
         elif name == "pages":
             from bench import pages
             ok = pages.run(args.page_requests, write=not args.no_write) and ok
+        elif name == "morning":
+            from bench import morning
+
+            ok = morning.run(args.morning_employees, clients=args.morning_clients,
+                             seconds=args.morning_seconds, write=not args.no_write) and ok
     return 0 if ok else 1
 
 

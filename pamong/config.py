@@ -27,6 +27,9 @@ DEFAULTS = {
     "OUTBOX_SWEEP_SECONDS": 60,
     # how old an unfinished bulk-insert batch must be before the sweep settles it
     "OUTBOX_BATCH_LEASE_SECONDS": 60,
+    # an event no queue took is kept this long in <service>.unroutable for a replay, then
+    # expires (event types nobody subscribes to, e.g. a retired module's, are not kept for ever)
+    "UNROUTABLE_RETENTION_HOURS": 72,
     # how long the relay lets writes gather before a round (fewer, larger publishes and pulls)
     "OUTBOX_LINGER_SECONDS": 0.02,
     # a request waits this long for a reachable database before it is refused with 503

@@ -54,6 +54,77 @@ def cmd_bus_declare(args, config):
             print(f"{service_cls.name}.events declared ({options.type} queues)")
 
 
+def _orphan_notes(found, config):
+    hours = config.get("UNROUTABLE_RETENTION_HOURS")
+    kept = f" (kept {float(hours):g} h for a replay)" if hours else ""
+    for source, event_type in sorted(found.orphaned or ()):
+        print(f"note: {found.module} was the only subscriber to {event_type} (from {source}): "
+              f"while {source} runs, those events are parked in {source}.unroutable{kept}")
+
+
+def cmd_bus_retire(args, config):
+    """Exit 0: retired, or nothing left to retire; 1: refused (nothing deleted; the message
+    names the flag that overrides it); 2: the broker could not be looked at. ``--dry-run``
+    exits with what the real run would."""
+    from pamong.events import retire
+
+    module = args.module
+    try:
+        found = retire.plan(config["AMQP_URI"], module, config, len(config["RETRY_DELAYS"]))
+    except retire.RetireError as exc:
+        print(f"pamong bus retire: {exc}", file=sys.stderr)
+        return 2
+    exchange = args.exchange and found.exchange_exists
+    if not found.queues and not exchange:
+        print(f"nothing to retire: no queue of {module} on vhost {found.vhost!r} "
+              f"(looked on {found.listed_by})"
+              + (f"; {found.exchange} kept" if found.exchange_exists else ""))
+        return 0
+    print(f"{module} on vhost {found.vhost!r} (queues found on {found.listed_by}):")
+    table = retire.rows(found)
+    width = max((len(row[0]) for row in table), default=5)
+    if table:
+        print(f"  {'queue':<{width}}  waiting  parked  consumers")
+    for name, waiting, parked, consumers, also in table:
+        print(f"  {name:<{width}}  {waiting:>7}  {parked:>6}  {consumers:>9}"
+              + (f"  (+ {also})" if also else ""))
+    if found.exchange_exists:
+        bound = ("bindings unknown (no management API)" if found.exchange_bound is None
+                 else f"{len(found.exchange_bound)} queue(s) of other modules bound")
+        print(f"  exchange {found.exchange}: {bound}; "
+              + ("deleted only if unused" if args.exchange else "kept (--exchange deletes it)"))
+    adopted = [m.strip() for m in os.environ.get("PAMONG_MODULES", "").split(",")]
+    if module in adopted:
+        print(f"warning: PAMONG_MODULES still names {module}: take it out, or the next "
+              "`pamong bus declare` declares its queues again", file=sys.stderr)
+    problems = retire.refusals(found, args.force, args.drop_parked, args.exchange)
+    for problem in problems:
+        print(f"REFUSED: {problem}", file=sys.stderr)
+    if problems:
+        print("nothing deleted" + (" (dry run)" if args.dry_run else ""), file=sys.stderr)
+        return 1
+    waiting = found.waiting
+    parked = sum(q.messages for q in found.parked)
+    summary = (f"{len(found.queues)} queue(s), {waiting} event(s) still waiting for {module} "
+               f"and {parked} parked message(s)")
+    if args.dry_run:
+        print(f"dry run: would delete {summary}" + (f" and {found.exchange}" if exchange
+                                                    else ""))
+        _orphan_notes(found, config)
+        return 0
+    deleted, exchange_deleted = retire.execute(config["AMQP_URI"], found, args.exchange)
+    if len(deleted) != len(found.queues):  # another operator was quicker: say what we did
+        summary = f"{len(deleted)} of the {summary}"
+    print(f"retired {module}: deleted {summary}"
+          + (f"; deleted {found.exchange}" if exchange_deleted else ""))
+    _orphan_notes(found, config)
+    if exchange and not exchange_deleted:
+        print(f"REFUSED: {found.exchange} kept: a queue is bound to it (its queues are "
+              "deleted)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_dlq(args, config):
     from pamong.events import dlq
 
@@ -209,6 +280,24 @@ def build_parser():
     declare = bus_commands.add_parser("declare", parents=[service_opt],
                                       help="declare exchanges, queues, delay queues and DLQs")
     declare.set_defaults(func=cmd_bus_declare)
+    retire = bus_commands.add_parser(
+        "retire", help="delete the queues of a module that no longer runs (it may be "
+        "uninstalled already); refuses while it has consumers or parked messages",
+        description="Delete <module>.* (handler, delay and dead-letter queues, "
+        "<module>.unroutable) and rpc-<module>. Exit 0: done or nothing to do; 1: refused, "
+        "nothing deleted; 2: the broker could not be looked at.")
+    retire.add_argument("module", help="module name, e.g. attendance")
+    retire.add_argument("--dry-run", action="store_true",
+                        help="list what would be deleted, with message counts; delete nothing")
+    retire.add_argument("--force", action="store_true",
+                        help="delete even while consumers are attached (a replica you cannot "
+                        "stop)")
+    retire.add_argument("--drop-parked", action="store_true",
+                        help="delete even when its DLQs or unroutable queue hold messages")
+    retire.add_argument("--exchange", action="store_true",
+                        help="also delete <module>.events, only when no other module's queue "
+                        "is bound to it")
+    retire.set_defaults(func=cmd_bus_retire)
 
     dlq = commands.add_parser("dlq", parents=[service_opt],
                               help="dead-letter queues and unroutable events")

@@ -391,6 +391,10 @@ class Relay:
         self.service_name = service_name
         self.unroutable = unroutable_queue(service_name, QueueOptions.from_config(config))
         self.publisher = ConfirmingPublisher(amqp_uri, queues=[self.unroutable])
+        # a parked unroutable event expires: an event type nobody subscribes to (yet, or any
+        # more: a module retired) must not fill its queue for ever
+        self.unroutable_ttl_ms = str(int(float(config.get("UNROUTABLE_RETENTION_HOURS", 72))
+                                         * 3_600_000))
         self.poll = float(config.get("OUTBOX_POLL_SECONDS", 0.5))
         self.sweep_every = float(config.get("OUTBOX_SWEEP_SECONDS", 60))
         self.batch_lease = float(config.get("OUTBOX_BATCH_LEASE_SECONDS", 60))
@@ -692,7 +696,7 @@ class Relay:
 
     def _park_unroutable(self, items):
         """Events no queue took go to ``<service>.unroutable``, where they stay visible and
-        can be replayed, before they leave the outbox."""
+        can be replayed for ``UNROUTABLE_RETENTION_HOURS``, before they leave the outbox."""
         if not items:
             return
         parked = []
@@ -701,7 +705,8 @@ class Relay:
                        "x-pamong-routing-key": routing_key}
             parked.append(("", self.unroutable.name,
                            Message(message.body, application_headers=headers,
-                                   **message.properties)))
+                                   **{**message.properties,
+                                      "expiration": self.unroutable_ttl_ms})))
         if self.publisher.send(parked):
             raise RuntimeError(f"{self.unroutable.name} is missing: unroutable events kept")
 

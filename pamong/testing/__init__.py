@@ -53,10 +53,12 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def serve_process(config, module, port, ready_path="/health/ready", **env):
+def serve_process(config, module, port, ready_path="/health/ready", log=None,
+                  ready_timeout=30, **env):
     """``pamong serve <module>`` in a child process (a real crash can be a SIGKILL), with
     ``config``'s broker, database and secret plus ``env``; returns the Popen once
-    ``ready_path`` answers 200."""
+    ``ready_path`` answers 200. Its stderr (the JSON log) goes to the open file ``log``, or
+    nowhere."""
     import os
     import subprocess
     import sys
@@ -68,7 +70,7 @@ def serve_process(config, module, port, ready_path="/health/ready", **env):
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "pamong.cli.main", "serve", module, "--port", str(port)],
         env={**os.environ, **settings, **{k: str(v) for k, v in env.items()}},
-        stderr=subprocess.DEVNULL)
+        stderr=log or subprocess.DEVNULL)
 
     def up():
         if process.poll() is not None:
@@ -78,7 +80,7 @@ def serve_process(config, module, port, ready_path="/health/ready", **env):
         except requests.ConnectionError:
             return False
 
-    wait_until(up, timeout=30, message=f"{module} answering on {ready_path}")
+    wait_until(up, timeout=ready_timeout, message=f"{module} answering on {ready_path}")
     return process
 
 

@@ -47,6 +47,12 @@ def _problem(description):
             "content": {"application/problem+json": {"schema": "Problem"}}}
 
 
+def _refusal(errors, status, text):
+    """Document ``status``; a second reason for a status already there joins the first."""
+    key = str(status)
+    errors[key] = f"{errors[key]}; or: {text}" if key in errors else text
+
+
 def _access_note(entry):
     if entry.public:
         return "Public: no token needed."
@@ -68,9 +74,17 @@ def _operation(method_name, entry, path_parameters):
     success = {"description": "Success"}
     if entry.response is not None:
         success["content"] = {"application/json": {"schema": entry.response}}
+    for media_type in entry.media_types:
+        success.setdefault("content", {})[media_type] = {
+            "schema": {"type": "string", "format": "binary"}}
     operation["responses"][str(entry.status)] = success
+    if entry.replay_status is not None:
+        operation["responses"][str(entry.replay_status)] = {
+            **success, "description": "A repeat of the request: the first result"}
 
-    errors = {"500": "Internal error"}
+    # every handler answers 503 with Retry-After when the database is unreachable (route.py)
+    errors = {"500": "Internal error", "503": "The database is unavailable; retry after "
+                                              "`Retry-After` seconds"}
     if entry.query is not None:
         operation["parameters"].append({"in": "query", "schema": entry.query})
     if entry.body is not None:
@@ -80,6 +94,8 @@ def _operation(method_name, entry, path_parameters):
                        "415": "Body is not application/json"})
     if entry.body is not None or entry.query is not None:
         errors["422"] = "Validation failed; `errors` names the fields"
+    if entry.max_body is not None:  # a raw upload (a CSV, a PDF) has a limit too
+        errors["413"] = "Body too large"
     if entry.public:
         operation["security"] = []
     else:
@@ -88,6 +104,10 @@ def _operation(method_name, entry, path_parameters):
                        "403": "The caller's roles do not allow this"})
     if path_parameters:
         errors["404"] = "Not found, or outside the caller's OPD"
+    if entry.query is not None and "cursor" in entry.query.fields:
+        _refusal(errors, 400, "The `cursor` is invalid (edited, or from another list)")
+    for status, text in entry.problems.items():
+        _refusal(errors, status, text)
     operation["responses"].update(
         {status: _problem(text) for status, text in sorted(errors.items())})
     if not operation["tags"]:

@@ -117,7 +117,8 @@ class HttpRoute(HttpRequestHandler):
 
     def __init__(self, method, url, roles=(), body=None, query=None, response=None, status=200,
                  summary=None, description=None, public=False, any_staff=False, tags=(),
-                 document=True, max_body=None, **kwargs):
+                 document=True, max_body=None, problems=None, media_types=(),
+                 replay_status=None, **kwargs):
         _check_access(url, tuple(roles), public, any_staff)
         # any_staff: every role but the citizen's; a token without roles is never enough
         self.roles = tuple(sorted(auth.STAFF_ROLES)) if any_staff else tuple(roles)
@@ -132,6 +133,12 @@ class HttpRoute(HttpRequestHandler):
         self.tags = list(tags)
         self.document = document  # False keeps it out of the OpenAPI document
         self.max_body = max_body  # bytes; overrides HTTP_MAX_BODY_BYTES (e.g. file uploads)
+        # {status: when}: the refusals the handler itself answers, for the OpenAPI document
+        self.problems = {int(status): text for status, text in (problems or {}).items()}
+        # what a success may be besides JSON (a CSV or XLSX export), for the OpenAPI document
+        self.media_types = tuple(media_types)
+        # the status of a repeat answered with the first result (200 where a create is 201)
+        self.replay_status = replay_status
         super().__init__(method, url, **kwargs)
 
     def setup(self):
@@ -339,7 +346,10 @@ def route(method, url, **options):
 
     Options: roles, any_staff, public (exactly one of the three), body, query, response
     (marshmallow schema instances), status (default success status), summary, description,
-    tags, document, max_body.
+    tags, document, max_body, problems (``{409: "when"}``: refusals the handler raises
+    besides those the kernel documents), media_types (a success's other content types, e.g.
+    ``("text/csv",)`` for an export), replay_status (the status of a repeated request answered
+    with the first result, e.g. 200 where the first answer is 201).
     """
 
     def decorate(fn):

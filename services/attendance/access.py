@@ -17,6 +17,8 @@ from pamong.web import Problem, forbidden, not_found
 
 API = "/api/attendance/v1"
 STAFF_READERS = ("admin", "service", "opd_admin", "pimpinan", "verifikator")
+# the refusal of a route whose unit comes in the query or body (documented in OpenAPI)
+UNKNOWN_UNIT = {404: "The unit is not in this Pemda's directory, or the caller may not see it"}
 
 
 def own_nip(principal):

@@ -161,6 +161,8 @@ class AssignmentEndpoints:
 
     @route("POST", f"{API}/assignments", roles=MAKERS, body=AssignmentBody(),
            response=CreatedOut(), status=201, tags=TAGS,
+           problems={404: "An employee named is not in the directory, or not the caller's "
+                          "to see (`employees` lists them)"},
            summary="Send employees on an assignment (dinas luar): a place and dates where "
                    "check-in is valid (optional Idempotency-Key)")
     def create_assignment(self, request, principal, body):

@@ -149,7 +149,7 @@ class CheckInEndpoints:
                 "rejected": counts["rejected"], "outcomes": outcomes}
 
     @route("GET", f"{API}/days/<nip>/<day>", roles=("pegawai", *STAFF_READERS),
-           response=DayOut(), tags=TAGS,
+           response=DayOut(), tags=TAGS, problems={422: "`day` is not a date YYYY-MM-DD"},
            summary="One employee's day: records, refused attempts, result once closed")
     def get_day(self, request, principal, nip, day):
         employee = employee_or_404(self.db, principal, nip)

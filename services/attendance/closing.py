@@ -576,6 +576,9 @@ class Closing:
 
     @route("POST", f"{API}/units/<unit>/days/<day>/close", roles=("admin", "opd_admin"),
            response=CloseOut(), tags=TAGS,
+           problems={422: "`day` is not a date YYYY-MM-DD",
+                     409: "The day has not ended in the unit, or another replica is closing "
+                          "it"},
            summary="Close a unit's ended day now (idempotent: a closed day returns its counts)")
     def close_day_now(self, request, principal, unit, day):
         self._scoped_unit(principal, unit, write=True)

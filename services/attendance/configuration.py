@@ -22,7 +22,13 @@ from pamong.replica import EMPLOYEES, UNITS
 from pamong.storage import db_now, to_ms
 from pamong.web import conflict, forbidden, not_found, route, unprocessable
 from services.attendance import domain
-from services.attendance.access import API, STAFF_READERS, employee_or_404, may_see_unit
+from services.attendance.access import (
+    API,
+    STAFF_READERS,
+    UNKNOWN_UNIT,
+    employee_or_404,
+    may_see_unit,
+)
 from services.attendance.settings import SETTINGS, SettingsSchema, entry_from_doc
 from services.attendance.store import (
     CALENDAR,
@@ -327,7 +333,7 @@ class ConfigEndpoints:
         return config_out(unit, self.db[CONFIG].find_one({"_id": unit}))
 
     @route("POST", f"{API}/units/<unit>/config", roles=WRITERS, body=ConfigBody(),
-           response=ConfigOut(), status=201, tags=["configuration"],
+           response=ConfigOut(), status=201, replay_status=200, tags=["configuration"],
            summary="Add (or with replace: true, replace) an entry from a date")
     def post_config(self, request, principal, body, unit):
         self._unit_doc(principal, unit, write=True)
@@ -378,6 +384,8 @@ class ConfigEndpoints:
 
     @route("DELETE", f"{API}/units/<unit>/config/<effective_from>", roles=WRITERS,
            response=ConfigOut(), tags=["configuration"],
+           problems={422: "`effective_from` is not a date YYYY-MM-DD",
+                     409: "The entry is already in force"},
            summary="Remove an entry that has not started yet")
     def delete_config(self, request, principal, unit, effective_from):
         self._unit_doc(principal, unit, write=True)
@@ -443,7 +451,7 @@ class ConfigEndpoints:
     # -- holidays -------------------------------------------------------------------------------
 
     @route("GET", f"{API}/holidays", roles=("pegawai", *STAFF_READERS), query=HolidayQuery(),
-           response=HolidaysOut(), tags=["configuration"],
+           response=HolidaysOut(), tags=["configuration"], problems=UNKNOWN_UNIT,
            summary="National holidays, regional days and cuti bersama of a year (of a unit)")
     def get_holidays(self, request, principal, query):
         unit = query["unit"]
@@ -469,7 +477,9 @@ class ConfigEndpoints:
                 "items": [{**d, "date": d["date"].isoformat()} for d in items]}
 
     @route("POST", f"{API}/holidays", roles=("admin",), body=HolidayBody(),
-           response=HolidayOut(), status=201, tags=["configuration"],
+           response=HolidayOut(), status=201, replay_status=200, tags=["configuration"],
+           problems={409: "A national holiday, another day already set for the unit, or a "
+                          "day the unit has closed"},
            summary="Add a regional holiday or cuti bersama (the whole Pemda or a subtree)")
     def post_holiday(self, request, principal, body):
         unit, day = body["unit"], body["date"]
@@ -625,7 +635,8 @@ class ConfigEndpoints:
     # -- outages --------------------------------------------------------------------------------
 
     @route("POST", f"{API}/outages", roles=WRITERS, body=OutageBody(), response=OutageOut(),
-           status=201, tags=["configuration"],
+           status=201, replay_status=200, tags=["configuration"],
+           problems={**UNKNOWN_UNIT, 409: "The window starts in a day the unit has closed"},
            summary="Declare a system outage window for a unit's subtree (nobody is late)")
     def post_outage(self, request, principal, body):
         unit = body["unit"]
@@ -647,7 +658,7 @@ class ConfigEndpoints:
         return 201, outage_out(doc)
 
     @route("GET", f"{API}/outages", roles=STAFF_READERS, query=OutageQuery(),
-           response=OutagesOut(), tags=["configuration"],
+           response=OutagesOut(), tags=["configuration"], problems=UNKNOWN_UNIT,
            summary="Outage windows that apply to a unit or were declared in its subtree")
     def get_outages(self, request, principal, query):
         unit = query["unit"]

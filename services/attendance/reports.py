@@ -32,7 +32,13 @@ from pamong.replica import EMPLOYEES, UNITS
 from pamong.storage import by_ids, db_now
 from pamong.web import not_found, route, unprocessable
 from services.attendance import domain
-from services.attendance.access import API, STAFF_READERS, employee_or_404, may_see_unit
+from services.attendance.access import (
+    API,
+    STAFF_READERS,
+    UNKNOWN_UNIT,
+    employee_or_404,
+    may_see_unit,
+)
 from services.attendance.records import active_assignments, rota_of
 from services.attendance.store import (
     CLOSES,
@@ -46,7 +52,8 @@ from services.attendance.store import (
 
 TAGS = ["reports"]
 FORMATS = ("json", "csv", "xlsx")
-MONTH = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="a month as YYYY-MM")
+# year 0000 has no calendar (Python's dates start at year 1): refused, not a 500
+MONTH = validate.Regexp(r"^(?!0000)[0-9]{4}-(0[1-9]|1[0-2])$", error="a month as YYYY-MM")
 DAY_FIELDS = {"_id": 1, "nip": 1, "date": 1, "unit": 1, "records": 1, "correction": 1,
               "result": 1}
 
@@ -214,6 +221,7 @@ MONTHLY_HEADERS = (["NIP", "Nama", "Unit", "Hadir"]
 ABSENCE_HEADERS = ["NIP", "Nama", "Unit", "Tahun", "Tanpa Keterangan (hari)",
                    "Berturut-turut (hari)", "Sanksi PP 94/2021", "Tanggal"]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+EXPORTS = ("text/csv", XLSX)  # ?format=csv|xlsx, documented besides the JSON
 
 
 def monthly_row(line):
@@ -381,7 +389,7 @@ class ReportEndpoints:
     # -- monthly -----------------------------------------------------------------------------
 
     @route("GET", f"{API}/reports/monthly", roles=STAFF_READERS, query=MonthlyQuery(),
-           response=MonthlyOut(), tags=TAGS,
+           response=MonthlyOut(), tags=TAGS, problems=UNKNOWN_UNIT, media_types=EXPORTS,
            summary="Monthly recap of a unit: per employee and per unit (?format=csv|xlsx)")
     def get_monthly(self, request, principal, query):
         unit = query["unit"]
@@ -450,6 +458,7 @@ class ReportEndpoints:
 
     @route("GET", f"{API}/reports/monthly/<nip>", roles=("pegawai", *STAFF_READERS),
            query=EmployeeMonthQuery(), response=EmployeeMonthOut(), tags=TAGS,
+           media_types=EXPORTS,
            summary="One employee's monthly recap, all their days (?format=csv|xlsx)")
     def get_employee_monthly(self, request, principal, query, nip):
         employee = employee_or_404(self.db, principal, nip)
@@ -506,7 +515,7 @@ class ReportEndpoints:
     # -- unexcused absences ----------------------------------------------------------------
 
     @route("GET", f"{API}/reports/absences", roles=STAFF_READERS, query=AbsenceQuery(),
-           response=AbsencesOut(), tags=TAGS,
+           response=AbsencesOut(), tags=TAGS, problems=UNKNOWN_UNIT, media_types=EXPORTS,
            summary="Year-to-date unexcused absences and the PP 94/2021 threshold reached")
     def get_absences(self, request, principal, query):
         unit = query["unit"]

@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 
 API = "/api/directory/v1"
 ADMINS = ("admin", "opd_admin")
+# a PUT of a key another OPD holds (``_may_replace_existing``), documented in OpenAPI
+OTHER_OPDS_KEY = {409: "The key belongs to a record of another OPD"}
 TAGS = {"units": ["units"], "positions": ["positions"], "employees": ["employees"],
         "acting": ["acting"], "imports": ["imports"]}
 
@@ -121,7 +123,8 @@ class DirectoryService(HealthEndpoints):
         return unit_out(self._visible_unit(principal, code))
 
     @route("PUT", f"{API}/units/<code>", roles=ADMINS, body=schemas.UnitBody(),
-           response=schemas.UnitOut(), summary="Create or replace a unit", tags=TAGS["units"])
+           response=schemas.UnitOut(), problems=OTHER_OPDS_KEY,
+           summary="Create or replace a unit", tags=TAGS["units"])
     def put_unit(self, request, principal, body, code):
         _valid_code(code)
         self._may_replace(principal, "units", code, code)
@@ -138,6 +141,7 @@ class DirectoryService(HealthEndpoints):
         return unit_out(self.db.units.find_one({"_id": code}))
 
     @route("POST", f"{API}/units/<code>/deactivate", roles=ADMINS, response=schemas.UnitOut(),
+           problems={422: "The unit still has active sub-units, positions or employees"},
            summary="Deactivate a unit (no active sub-unit, position or employee left)",
            tags=TAGS["units"])
     def deactivate_unit(self, request, principal, code):
@@ -162,6 +166,7 @@ class DirectoryService(HealthEndpoints):
 
     @route("GET", f"{API}/tree", any_staff=True, query=schemas.TreeQuery(),
            response=schemas.TreeNode(),
+           problems={404: "No such root unit in the caller's OPD, or the directory is empty"},
            summary="The organisation tree below a unit, with each unit's head",
            tags=TAGS["units"])
     def tree(self, request, principal, query):
@@ -206,7 +211,8 @@ class DirectoryService(HealthEndpoints):
         return position
 
     @route("PUT", f"{API}/positions/<position_id>", roles=ADMINS, body=schemas.PositionBody(),
-           response=schemas.PositionOut(), summary="Create or replace a position",
+           response=schemas.PositionOut(), problems=OTHER_OPDS_KEY,
+           summary="Create or replace a position",
            tags=TAGS["positions"])
     def put_position(self, request, principal, body, position_id):
         if not schemas.valid_position_id(position_id):
@@ -243,7 +249,7 @@ class DirectoryService(HealthEndpoints):
         return employee_out(self._visible_employee(principal, nip), principal)
 
     @route("PUT", f"{API}/employees/<nip>", roles=ADMINS, body=schemas.EmployeeBody(),
-           response=schemas.EmployeeOut(),
+           response=schemas.EmployeeOut(), problems=OTHER_OPDS_KEY,
            summary="Create or replace an employee (a new unit is recorded as a transfer)",
            tags=TAGS["employees"])
     def put_employee(self, request, principal, body, nip):
@@ -455,7 +461,7 @@ class DirectoryService(HealthEndpoints):
         """Uploaded files hold whole NIKs: kept only as long as the retention says."""
         purge_files(self.db, float(self.config.get("DIRECTORY_IMPORT_FILE_RETENTION_DAYS", 30)))
 
-    @route("GET", f"{API}/exports/<kind>", roles=ADMINS,
+    @route("GET", f"{API}/exports/<kind>", roles=ADMINS, media_types=("text/csv",),
            summary="Export units, positions or employees as CSV (the import layout)",
            tags=TAGS["imports"])
     def export_file(self, request, principal, kind):

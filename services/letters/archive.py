@@ -163,6 +163,7 @@ class ArchiveEndpoints:
 
     @route("GET", f"{API}/archive/due", roles=ARCHIVISTS + ("admin",), query=DueQuery(),
            response=page_schema(ArchiveOut()), tags=TAGS,
+           problems={404: "The OPD is outside the caller's"},
            summary="Records due for their final disposition up to a day, still undecided, "
                    "earliest first")
     def archive_due(self, request, principal, query):

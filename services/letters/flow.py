@@ -152,7 +152,7 @@ class FlowEndpoints:
     # -- endpoints -----------------------------------------------------------------------
 
     @route("POST", f"{API}/letters", roles=DRAFTERS, body=DraftBody(), response=LetterOut(),
-           status=201, tags=TAGS,
+           status=201, replay_status=200, tags=TAGS,
            summary="Write a draft (Idempotency-Key header optional: a repeat returns it)")
     def create_letter(self, request, principal, body):
         drafter = self._drafter(principal)

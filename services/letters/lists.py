@@ -62,6 +62,7 @@ from services.letters.store import DISPOSITIONS, LETTERS, LISTS, RECEIPTS
 log = logging.getLogger(__name__)
 
 TAGS = ["lists"]
+UNIT_LIST_404 = {404: "The unit is outside the caller's OPD (or the token names no unit)"}
 CHUNK = 100  # cards per chunk document (~20 KB)
 MAX_CHUNKS = 16  # chunks one request reads at most
 BATCHES = (2, 4, 10)  # chunks read per round trip, growing as a filtered walk goes on
@@ -435,13 +436,14 @@ class ListEndpoints:
                          shape)
 
     @route("GET", f"{API}/inbox", roles=MAIL_READERS + ("admin", "service"), query=ListQuery(),
-           response=page_schema(ListItemOut()), tags=TAGS,
+           response=page_schema(ListItemOut()), tags=TAGS, problems=UNIT_LIST_404,
            summary="A unit's inbox, newest first (letters you may not open show no subject)")
     def unit_inbox(self, request, principal, query):
         return self._unit_list(principal, query, "in")
 
     @route("GET", f"{API}/outbox", roles=MAIL_READERS + ("admin", "service"),
            query=ListQuery(), response=page_schema(ListItemOut()), tags=TAGS,
+           problems=UNIT_LIST_404,
            summary="What a unit sent, newest first (letters you may not open show no subject)")
     def unit_outbox(self, request, principal, query):
         return self._unit_list(principal, query, "out")

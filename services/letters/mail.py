@@ -163,7 +163,8 @@ class MailEndpoints(AttachmentEndpoints):
     # -- external parties ----------------------------------------------------------------
 
     @route("POST", f"{API}/letters/<letter_id>/dispatch", roles=DRAFTERS + CLERKS,
-           body=DispatchBody(), response=DispatchOut(), status=201, tags=TAGS,
+           body=DispatchBody(), response=DispatchOut(), status=201, replay_status=200,
+           tags=TAGS,
            summary="Record how an external addressee or copy holder was sent the letter "
                    "(its drafter, or a clerk of its unit); once per party, a repeat answers "
                    "the first record")

@@ -159,6 +159,7 @@ class ReferenceEndpoints:
 
     @route("POST", f"{API}/classifications/import", roles=("admin",), response=ImportOut(),
            max_body=4 * 1024 * 1024, tags=TAGS,
+           problems={422: "The file is not UTF-8 CSV or has bad rows (`errors` by line)"},
            summary="Import classification codes from CSV (kode,nama,aktif,inaktif,keterangan)",
            description="All or nothing: a bad row rejects the file with 422 naming its line. "
                        "A code whose parent is neither stored nor in the file is a bad row.")
@@ -221,6 +222,7 @@ class ReferenceEndpoints:
 
     @route("GET", f"{API}/numbering/register", roles=("admin", "opd_admin", "pimpinan"),
            query=RegisterQuery(), response=RegisterOut(), tags=TAGS,
+           problems={404: "No such counter, or not in the caller's OPD"},
            summary="Every number a counter handed out, from `first` on: used or cancelled")
     def number_register(self, request, principal, query):
         unit = query["counter"].split(":", 1)[0]

@@ -38,6 +38,7 @@ class ReservationEndpoints:
 
     @route("POST", API, roles=ADMINS, body=ReservationBody(), response=ReservationOut(),
            status=201, tags=TAGS,
+           problems={409: "No numbering template is set for the unit or any unit above it"},
            summary="Reserve a block of numbers for use on paper during an outage "
                    "(Idempotency-Key optional: a repeat returns the same block)")
     def reserve_numbers(self, request, principal, body):

@@ -258,6 +258,7 @@ class DocumentEndpoints:
 
     @route("POST", f"{API}/verify", public=True, response=UploadVerifyOut(),
            max_body=VERIFY_MAX_BYTES, tags=VERIFY_TAGS,
+           problems={422: "No PDF in the body nor in the multipart field `file`"},
            summary="Verify a PDF file: is it a letter sealed here, unchanged, and does its "
                    "signature hold? (no login)",
            description="The PDF as the body (application/pdf) or as the multipart field "

@@ -54,6 +54,9 @@ WEBHOOKS = Counter(
     ["provider", "kind", "result"])
 
 WEBHOOK_MAX_BYTES = 1024 * 1024
+# the refusals of a signed webhook (documented in OpenAPI)
+SIGNED_BODY = {401: "The signature is missing or does not match the body",
+               400: "The body is not the provider's JSON"}
 # what a desk can read from an inbound message that is not plain text
 _TEXT_OF = {
     "button": lambda m: (m.get("button") or {}).get("text"),
@@ -168,6 +171,7 @@ def parse_sms_report(body):
 
 class WebhookEndpoints:
     @route("GET", f"{API}/webhooks/whatsapp", public=True, tags=["webhooks"],
+           problems={403: "`hub.verify_token` does not match"},
            summary="WhatsApp webhook verification (Meta's handshake)",
            description="Answers `hub.challenge` as text/plain when `hub.mode` is `subscribe` "
                        "and `hub.verify_token` equals NOTIFY_WHATSAPP_VERIFY_TOKEN; else 403.")
@@ -180,7 +184,7 @@ class WebhookEndpoints:
         return Response(request.args.get("hub.challenge") or "", mimetype="text/plain")
 
     @route("POST", f"{API}/webhooks/whatsapp", public=True, response=WebhookOk(),
-           tags=["webhooks"], max_body=WEBHOOK_MAX_BYTES,
+           tags=["webhooks"], max_body=WEBHOOK_MAX_BYTES, problems=SIGNED_BODY,
            summary="WhatsApp statuses and inbound messages (signed by Meta)",
            description="Checked with `X-Hub-Signature-256` on the raw body (401 and nothing "
                        "stored when it is missing or wrong). Statuses move deliveries forward "
@@ -203,7 +207,7 @@ class WebhookEndpoints:
         return {"received": len(found_statuses) + len(found_messages)}
 
     @route("POST", f"{API}/webhooks/sms", public=True, response=WebhookOk(),
-           tags=["webhooks"], max_body=WEBHOOK_MAX_BYTES,
+           tags=["webhooks"], max_body=WEBHOOK_MAX_BYTES, problems=SIGNED_BODY,
            summary="SMS gateway delivery reports (signed)",
            description="Checked with `X-Signature` (HMAC-SHA256 of the raw body with "
                        "NOTIFY_SMS_SECRET) before anything is read; 401 otherwise.")

@@ -255,7 +255,7 @@ class ApplicationEndpoints:
         return given
 
     @route("POST", f"{API}/applications", roles=APPLICANTS, body=ApplicationBody(),
-           response=ApplicationOut(), status=201, tags=TAGS,
+           response=ApplicationOut(), status=201, replay_status=200, tags=TAGS,
            summary="Start an application (a pemohon for themselves, a petugas at the "
                    "counter); Idempotency-Key header: a retry answers the first (200)",
            description="422 for a NIK that is not one, a phone that is not a mobile number, "
@@ -444,6 +444,7 @@ class ApplicationEndpoints:
 
     @route("GET", f"{API}/applications", roles=READERS, query=ApplicationQuery(),
            response=page_of(ApplicationItem()), tags=TAGS,
+           problems={404: "The OPD asked for is outside the caller's"},
            summary="A pemohon's own applications (newest first), or an OPD's work list "
                    "(oldest first; ?state=, default every open state)")
     def list_applications(self, request, principal, query):

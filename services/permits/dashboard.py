@@ -57,6 +57,8 @@ from services.permits.store import APPLICATIONS, STATS, TYPES, local_date, local
 log = logging.getLogger(__name__)
 
 TAGS = ["dashboard"]
+# the refusal of dashboard_scope (documented in OpenAPI)
+OTHER_OPD = {404: "The OPD asked for is outside the caller's scope"}
 OPEN_TAGS = ["open data"]
 DASHBOARD_ROLES = ("admin", "pimpinan", "opd_admin", "petugas")
 DECIDED = (domain.ISSUED, domain.REJECTED)  # the states that end the SLA clock
@@ -574,7 +576,7 @@ class DashboardEndpoints:
     # -- reading them --------------------------------------------------------------------
 
     @route("GET", f"{API}/dashboard", roles=DASHBOARD_ROLES, query=DashboardQuery(),
-           response=DashboardOut(), tags=TAGS,
+           response=DashboardOut(), tags=TAGS, problems=OTHER_OPD,
            summary="The live dashboard: today, by status, type and OPD, processing time, "
                    "SLA, SKM, permits expiring",
            description="Read from aggregates kept as events happen (never a scan of the "
@@ -588,7 +590,8 @@ class DashboardEndpoints:
         return build_dashboard(self.db, self.config, self.cache, opd)
 
     @route("GET", f"{API}/dashboard/stream", roles=DASHBOARD_ROLES, query=DashboardQuery(),
-           tags=TAGS, summary="The dashboard as Server-Sent Events (text/event-stream)",
+           tags=TAGS, problems=OTHER_OPD,
+           summary="The dashboard as Server-Sent Events (text/event-stream)",
            description="`event: dashboard` with the figures of `GET /dashboard` at once and "
                        "again within a second of every change; a `: keep-alive` comment "
                        "every 15 s of quiet. The stream ends after 10 minutes: EventSource "
@@ -652,6 +655,7 @@ class DashboardEndpoints:
             "Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"}
 
     @route("GET", f"{API}/open-data/permits.csv", public=True, query=OpenDataQuery(),
+           media_types=("text/csv",),
            tags=OPEN_TAGS, summary="Open data (CSV): the rows of permits.json",
            description="UTF-8 CSV with a header row; the metadata (title, units, source, "
                        "licence) is `permits.json`'s `metadata`, linked by the `Link` header "

@@ -188,7 +188,9 @@ class PublicEndpoints:
                           extensions={"retry_after": wait, "limit": limit})
 
     @route("GET", f"{API}/track", public=True, query=TrackQuery(), response=TrackOut(),
-           tags=TAGS, summary="Track an application: registration number + last 4 digits of "
+           tags=TAGS, problems={404: "No application has this number and these digits",
+                                429: "Too many tracking requests from this client (Retry-After)"},
+           summary="Track an application: registration number + last 4 digits of "
                               "the NIK or phone (no login)",
            description="The status timeline, the stage and the working days used and left; "
                        "no personal data. An unknown number and wrong digits answer the same "

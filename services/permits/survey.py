@@ -16,7 +16,7 @@ from pamong.contracts.permits import SKM_ELEMENTS
 from pamong.storage import by_ids, db_now
 from pamong.web import Problem, route
 from services.permits import access, domain
-from services.permits.dashboard import DASHBOARD_ROLES, dashboard_scope, scoped
+from services.permits.dashboard import DASHBOARD_ROLES, OTHER_OPD, dashboard_scope, scoped
 from services.permits.schemas.public import SkmOut, SkmQuery, SurveyBody, SurveyForm, SurveyOut
 from services.permits.store import APPLICATIONS, STATS, TYPES, local_today
 
@@ -112,7 +112,7 @@ class SurveyEndpoints:
         raise Problem(409, "The application changed while the answer was saved; try again.")
 
     @route("GET", f"{access.API}/skm", roles=DASHBOARD_ROLES, query=SkmQuery(),
-           response=SkmOut(), tags=TAGS,
+           response=SkmOut(), tags=TAGS, problems=OTHER_OPD,
            summary="The SKM index and grade of a year or month, overall and per type",
            description="From the dashboard's monthly aggregates. `admin` and staff of the "
                        "Pemda itself see the Pemda (`opd=` narrows it), other staff their "

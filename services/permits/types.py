@@ -215,7 +215,8 @@ class TypeEndpoints:
                 "on_weekend": parsed.weekday() not in domain.OFFICE_WEEK}
 
     @route("DELETE", f"{API}/holidays/<day>", roles=("admin",), status=204,
-           tags=CALENDAR_TAGS,
+           tags=CALENDAR_TAGS, problems={422: "`day` is not a date YYYY-MM-DD (2000-2100)",
+                                         409: "A national holiday cannot be withdrawn"},
            summary="Withdraw a regional holiday or cuti bersama (admin); national ones stay")
     def delete_holiday(self, request, principal, day):
         parsed = self._day(day)

@@ -485,6 +485,22 @@ def test_an_event_no_queue_takes_is_parked_listed_and_replayable(config, monkeyp
     assert dlq.list_dlqs(config["AMQP_URI"], [], ["probe"]) == [("probe.unroutable", 0)]
 
 
+def test_a_parked_unroutable_event_expires_after_its_retention(config):
+    # an event type nobody subscribes to must not fill <service>.unroutable for ever
+    config = {**config, "UNROUTABLE_RETENTION_HOURS": 1 / 3600}  # a second
+    unroutable = sample("pamong_events_unroutable_total", source="probe", type="probe.recorded")
+    with running(config, Producer), rpc_proxy(config) as rpc:
+        rpc.probe.record("unwanted", 1)
+        wait_until(lambda: not db_of(config, "probe").records.find_one(
+            {"_id": "unwanted"})[OUTBOX], message="outbox emptied")
+    assert sample("pamong_events_unroutable_total", source="probe",
+                  type="probe.recorded") == unroutable + 1  # it was parked
+    # a classic queue drops an expired message when it reaches the head: a peek does that
+    wait_until(lambda: dlq.list_dlqs(config["AMQP_URI"], [], ["probe"])
+               == [("probe.unroutable", 0)] and not parked(config, "probe.unroutable"),
+               timeout=10, message="the parked event expired")
+
+
 def test_a_replay_whose_queue_is_missing_keeps_the_message_parked(config):
     event = envelope("ghostly")
     park(config, "ghost.dlq", event, **{"x-pamong-reason": "exhausted"})  # no queue `ghost`

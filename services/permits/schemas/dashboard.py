@@ -4,7 +4,9 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from pamong.contracts.directory import UNIT_CODE
 
-MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
+# the years the service's calendars know (as holidays, 2000-2100): a month of year 0 or 1
+# would take the period's arithmetic below year 1, where Python's dates end (a 500)
+MONTH = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])$"
 _counts = fields.Dict(keys=fields.String(), values=fields.Integer())
 
 
