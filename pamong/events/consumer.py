@@ -262,7 +262,26 @@ class Inbox:
 
 
 class PamongQueueConsumer(QueueConsumer):
-    """nameko's queue consumer, but an undecodable message is dead-lettered, not fatal."""
+    """nameko's queue consumer, but an undecodable message is dead-lettered, not fatal, and
+    an ack or a requeue on a connection the broker just reset is not fatal either."""
+
+    # nameko ignores only amqp's ConnectionError there; a socket reset (a broker restart
+    # while a handler ran) raised out of the worker's result handler and killed the
+    # service. The broker requeues what a dead connection left unacknowledged: the
+    # redelivery finds the inbox's done mark (acked as a duplicate) or runs again.
+    def ack_message(self, message):
+        self._settle(super().ack_message, message, "ack")
+
+    def requeue_message(self, message):
+        self._settle(super().requeue_message, message, "requeue")
+
+    @staticmethod
+    def _settle(settle, message, what):
+        try:
+            settle(message)
+        except OSError as exc:
+            log.warning("could not %s message %s, its connection is gone (%s): the broker "
+                        "delivers it again", what, message.properties.get("message_id"), exc)
 
     def get_consumers(self, consumer_cls, channel):
         consumers = super().get_consumers(consumer_cls, channel)

@@ -76,7 +76,7 @@ class Chaos:
                 self.stack.run("up")
             else:
                 self.stack.run("down", "db")
-                time.sleep(OUTAGE_SECONDS)
+                time.sleep(OUTAGE_SECONDS)  # the outage itself: the database stays away
                 self.stack.run("up")
             self.log.append(f"{kind} {name or ''}".strip()
                             + f" ({time.monotonic() - started:.1f} s)")
