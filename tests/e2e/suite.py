@@ -125,6 +125,9 @@ class Suite:
         self.wa, self.smtp, self.sms = start_standins()
         self.wa.webhook_url = f"{self.url('notify')}/api/notify/v1/webhooks/whatsapp"
         self.sms.report_url = f"{self.url('notify')}/api/notify/v1/webhooks/sms"
+        # Meta and the SMS gateway live on the suite's clock too: a citizen's message
+        # stamped with the machine's day would leave notify's 24-hour window shut
+        self.wa.clock = self.sms.clock = lambda: clock.now().timestamp()
         notify = notify_settings(config, self.ports.get("notify", 0), self.wa, self.smtp,
                                  self.sms)
         common = {

@@ -63,10 +63,15 @@ class Suite:
                        for role, who in IDENTITIES.items()}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def suite(tmp_path_factory):
     """Every installed module serving on a port of its own; ``suite.urls[name]``. A vhost and
-    databases of its own: the directory's events reach no other test's services."""
+    databases of its own: the directory's events reach no other test's services.
+
+    Stopped when tests/fuzz ends, not with the session: the SMTP stand-in's asyncio loop
+    runs in a green thread and counts as "running" for the whole OS thread, so while it
+    lives, every later asyncio.run (pyHanko's checks) and every other stand-in's loop in
+    this process refuses to start."""
     from tests.integration.notify_support import _env_value, notify_settings, start_standins
 
     tmp = tmp_path_factory.mktemp("fuzz")

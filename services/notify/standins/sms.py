@@ -58,6 +58,7 @@ class SmsStandin(StandinHttpServer):
         self.secret = secret
         self.token = token
         self.report_url = report_url
+        self.clock = time.time  # the gateway's clock (epoch seconds); see WhatsAppStandin
         self.requests = []  # accepted sends: {"body", "id", "at", "to", "reference"}
         self.calls = []  # every send call: {"body", "outcome", "status", "id"|None, "at"}
         self.posted = []  # every report post: {"body", "status" (HTTP)|None, "error"|None}
@@ -93,7 +94,7 @@ class SmsStandin(StandinHttpServer):
         if not isinstance(to, str) or not _E164.match(to) or to in self.invalid_numbers:
             return self._refuse(body, 400, "invalid_number", "to is not a valid number")
         outcome = next_outcome(self._planned, self._lock)
-        now = datetime.now(UTC)
+        now = self._now()
         if outcome in ("ok", "timeout"):
             message_id = f"sms-{uuid.uuid4().hex[:20]}"
             record = {"body": body, "id": message_id, "at": now, "to": to,
@@ -114,10 +115,13 @@ class SmsStandin(StandinHttpServer):
             return self._refuse(body, 400, outcome[1], outcome[1].replace("_", " "))
         return self._refuse(body, outcome, ERRORS.get(outcome, "error"), "planned failure")
 
+    def _now(self):
+        return datetime.fromtimestamp(self.clock(), UTC)
+
     def _refuse(self, body, status, code, message):
         with self._lock:
             self.calls.append({"body": body, "outcome": code, "id": None, "status": status,
-                               "at": datetime.now(UTC)})
+                               "at": self._now()})
         return status, {"error": {"code": code, "message": message}}
 
     def _reports_later(self, record):
@@ -139,7 +143,7 @@ class SmsStandin(StandinHttpServer):
         elif isinstance(error, str):
             error = {"code": error, "message": error.replace("_", " ")}
         return {"id": record["id"], "reference": record["reference"], "to": record["to"],
-                "status": status, "timestamp": datetime.now(UTC).isoformat(), "error": error}
+                "status": status, "timestamp": self._now().isoformat(), "error": error}
 
     def post_report(self, reference, status, error=None):
         """Post a delivery report for the (latest) send with ``reference`` (or the gateway

@@ -118,6 +118,9 @@ class WhatsAppStandin(StandinHttpServer):
         self.enforce_window = True  # free-form text only within 24 h of an inbound message
         self.window_seconds = 24 * 3600
         self._last_inbound = {}  # digits -> epoch seconds
+        # Meta's clock (epoch seconds): a test whose services live on a moved clock (the
+        # suite's day) moves this one with them, or its timestamps and windows disagree
+        self.clock = time.time
 
     # -- test controls ------------------------------------------------------------------
     def plan(self, *outcomes):
@@ -166,7 +169,7 @@ class WhatsAppStandin(StandinHttpServer):
                 outcome = ("error", 131026)
             elif body["type"] == "text" and self.enforce_window and not self._in_window(to):
                 outcome = ("error", 131047)
-        now = datetime.now(UTC)
+        now = self._now()
         call = {"body": body, "outcome": outcome, "status": None, "wamid": None, "at": now}
         if outcome in ("ok", "timeout"):
             wamid = new_wamid()
@@ -215,9 +218,12 @@ class WhatsAppStandin(StandinHttpServer):
             posted = self.posted[-1] if self.posted else {}
         return 200, {"wamid": wamid, "webhook_status": posted.get("status")}
 
+    def _now(self):
+        return datetime.fromtimestamp(self.clock(), UTC)
+
     def _in_window(self, digits):
         at = self._last_inbound.get(digits)
-        return at is not None and time.time() - at < self.window_seconds
+        return at is not None and self.clock() - at < self.window_seconds
 
     # -- webhooks -------------------------------------------------------------------------
     def _auto_statuses(self):
@@ -245,7 +251,7 @@ class WhatsAppStandin(StandinHttpServer):
         threading.Thread(target=run, name="whatsapp-statuses", daemon=True).start()
 
     def _status_body(self, record, status, step, error=None, timestamp=None):
-        sent_at = record["at"].timestamp() if record else time.time()
+        sent_at = record["at"].timestamp() if record else self.clock()
         item = {"id": record["wamid"] if record else None, "status": status,
                 "timestamp": str(int(timestamp if timestamp is not None else sent_at + step)),
                 "recipient_id": record["to"] if record else None}
@@ -277,11 +283,11 @@ class WhatsAppStandin(StandinHttpServer):
         """Post one status of the send ``wamid`` (signed) now; the HTTP response (None when
         the webhook did not answer). ``callback_data`` defaults to what the send carried;
         ``error`` (a Meta code or an error dict) goes with ``failed``."""
-        record = self.request_of(wamid) or {"wamid": wamid, "to": None, "at": datetime.now(UTC)}
+        record = self.request_of(wamid) or {"wamid": wamid, "to": None, "at": self._now()}
         if callback_data is not None:
             record = {**record, "callback_data": callback_data}
         return self._post(self._status_body(record, status, 0, error=error,
-                                            timestamp=timestamp or time.time()))
+                                            timestamp=timestamp or self.clock()))
 
     def post_inbound(self, from_digits, text, name="Warga"):
         """A text message from ``from_digits`` to our number, posted (signed) now; opens the
@@ -291,11 +297,11 @@ class WhatsAppStandin(StandinHttpServer):
         if digits.startswith("0"):
             digits = "62" + digits[1:]
         wamid = new_wamid()
-        now = time.time()
+        now = self.clock()
         self.open_window(digits, now)
         with self._lock:
             self.inbound.append({"from": digits, "text": text, "wamid": wamid,
-                                 "at": datetime.now(UTC)})
+                                 "at": self._now()})
         self._post(self._envelope({
             "contacts": [{"profile": {"name": name}, "wa_id": digits}],
             "messages": [{"from": digits, "id": wamid, "timestamp": str(int(now)),
@@ -306,7 +312,7 @@ class WhatsAppStandin(StandinHttpServer):
         """Note an inbound message from ``digits`` at ``at`` (epoch seconds, default now): the
         24-hour window for free-form text to it is open from then."""
         digits = _digits(digits)
-        at = time.time() if at is None else float(at)
+        at = self.clock() if at is None else float(at)
         with self._lock:
             self._last_inbound[digits] = max(at, self._last_inbound.get(digits, at))
 
