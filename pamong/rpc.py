@@ -11,6 +11,8 @@ proxies:
     with RpcClient(config, timeout=5) as rpc:        # outside one (CLI, tests)
         rpc.directory.method(...)
 
+and ``@rpc`` from here for a method other services call (nameko's, on our queue consumer).
+
 A request already running when the caller gives up still finishes, and the caller cannot tell
 whether it did, so it retries with the same key: a state-changing method is ``@idempotent``
 and called with ``idempotency_key=`` (one key per intended change, e.g. ``uuid4().hex``, reused
@@ -33,11 +35,13 @@ import pymongo.errors
 from kombu.utils import json
 from nameko.dependency_providers import Config
 from nameko.exceptions import RpcTimeout, deserialize_to_instance
-from nameko.rpc import MethodProxy, RpcProxy, ServiceProxy
+from nameko.rpc import MethodProxy, ReplyListener, RpcConsumer, RpcProxy, ServiceProxy
+from nameko.rpc import Rpc as RpcEntrypoint
 from nameko.standalone.rpc import ClusterProxy, ClusterRpcProxy
 from pymongo.database import Database
 
 from pamong.config import DEFAULTS
+from pamong.events.consumer import PamongQueueConsumer
 
 _log = logging.getLogger(__name__)
 
@@ -83,9 +87,28 @@ class _ExpiringServiceProxy(ServiceProxy):
                                     self.reply_listener, self.timeout)
 
 
+# nameko's RPC entrypoint and reply listener on the queue consumer our event handlers use
+# (one per container, as nameko shares its own): it stops in a tenth of a second, not 2 s
+class _RpcConsumer(RpcConsumer):
+    queue_consumer = PamongQueueConsumer()
+
+
+class _RpcEntrypoint(RpcEntrypoint):
+    rpc_consumer = _RpcConsumer()
+
+
+rpc = _RpcEntrypoint.decorator
+
+
+class _ReplyListener(ReplyListener):
+    queue_consumer = PamongQueueConsumer()
+
+
 class Rpc(RpcProxy):
     """A service's proxy to ``target_service``: requests expire after ``timeout`` seconds,
     and a call raises ``nameko.exceptions.RpcTimeout`` after that long."""
+
+    rpc_reply_listener = _ReplyListener()
 
     def __init__(self, target_service, timeout=None):
         super().__init__(target_service)

@@ -30,11 +30,11 @@ from datetime import date, timedelta
 
 import pymongo
 import pymongo.errors
-from nameko.rpc import rpc
 
 from pamong.contracts.permits import PublicStatus
 from pamong.privacy import mask_text, normalize_phone
 from pamong.replica import UNITS
+from pamong.rpc import rpc
 from pamong.storage import db_now
 from pamong.timers import setting_timer
 from pamong.web import Problem, route

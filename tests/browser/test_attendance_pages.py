@@ -23,6 +23,7 @@ from tests.integration.attendance_support import (
     NIP_STAFF,
     OFFICE,
     checkin,
+    count_from_midnight,
     seed_directory,
     token,
 )
@@ -86,6 +87,7 @@ def test_check_in_page_renders_clean_on_a_phone_and_a_desktop(browser, site, pag
 
 
 def test_my_day_page_renders_clean_on_a_phone_and_a_desktop(browser, site, page_check):
+    count_from_midnight(site.client)
     assert checkin(site.client, NIP_STAFF).status_code == 201
     leave = site.client.request("POST", f"{API}/leave", token=token(site.client, NIP_STAFF),
                                 json={"type": "CS", "start": today().isoformat(),
@@ -221,6 +223,7 @@ def test_the_check_in_page_opens_without_the_server(browser, site):
 # -- my day, my month, my leave ---------------------------------------------------------------
 
 def test_my_day_shows_today_the_month_and_leave_and_sends_a_request(browser, site):
+    count_from_midnight(site.client)
     assert checkin(site.client, NIP_STAFF).status_code == 201
     signed_in(browser, site)
     harness.open_page(browser, f"{site.url}/saya")

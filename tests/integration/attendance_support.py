@@ -117,6 +117,22 @@ def checkin(client, nip, key=None, kind="in", opd="3510.03.01", **reading_args):
                           json=reading(**reading_args))
 
 
+def count_from_midnight(client, unit="3510.03"):
+    """Let ``unit``'s day count records from 00:00 (``checkin_from``) from today on: a test
+    that checks in and expects it to count passes between midnight and 05:00 too (a record
+    before the window opens is kept but does not count, by design)."""
+    from datetime import UTC, datetime
+
+    from services.attendance import domain
+
+    today = domain.local_date(datetime.now(UTC), "Asia/Jakarta")
+    answer = client.request("POST", f"{API}/units/{unit}/config",
+                            token=token(client, roles=("admin",), opd=None),
+                            json={"effective_from": today.isoformat(),
+                                  "settings": {"checkin_from": "00:00"}})
+    assert answer.status_code == 201, answer.text
+
+
 @dataclass
 class Running:
     """A service under test: its HTTP client, its database, its settings."""

@@ -24,6 +24,7 @@ from tests.integration.attendance_support import (
     OFFICE,
     Running,
     checkin,
+    count_from_midnight,
     reading,
     seed_directory,
     token,
@@ -180,6 +181,7 @@ def test_me_today_gives_places_hours_presence_and_records(site):
     assert body["presence"]["status"] == ("not_yet_in" if working else body["presence"]["status"])
     assert body["presence"]["status"] in ("not_yet_in", "day_off", "holiday")
 
+    count_from_midnight(client)
     assert checkin(client, NIP_STAFF, position=FAR).status_code == 422
     stored = checkin(client, NIP_STAFF, key="pg-in-0001")
     assert stored.status_code == 201, stored.text
