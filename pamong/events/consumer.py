@@ -303,6 +303,11 @@ class PamongQueueConsumer(QueueConsumer):
         return consumers
 
     def _decode_error(self, provider, message, exc):
+        if not hasattr(provider, "reject_undecodable"):  # an RPC request or reply
+            log.warning("dropped an undecodable message on %s: %s", type(provider).__name__,
+                        exc)
+            message.reject(requeue=False)
+            return
         self.container.spawn_managed_thread(
             partial(provider.reject_undecodable, message, exc), identifier="decode-error"
         )

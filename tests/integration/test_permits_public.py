@@ -232,6 +232,22 @@ def test_public_status_answers_only_the_applicants_phone(service, config):
         assert secret not in repr(found)
 
 
+def test_an_undecodable_rpc_request_is_dropped_and_the_service_answers_on(service, config):
+    """The RPC entrypoint shares our queue consumer, whose decode-error path parks events:
+    a request that is not JSON is dropped (logged), and the next one is answered."""
+    from kombu import Connection
+
+    app = registered(service.client)
+    with Connection(config["AMQP_URI"]) as conn:
+        conn.Producer().publish(b"{not json", exchange="nameko-rpc",
+                                routing_key="permits.public_status",
+                                content_type="application/json", content_encoding="utf-8")
+    with rpc_proxy(config) as proxy:
+        found = proxy.permits.public_status(app["registration_number"], PHONE_E164)
+    assert found["found"] is True
+    assert not service.container._died.ready()
+
+
 def test_an_unregistered_application_is_not_tracked(service):
     client = service.client
     publish_type(client)
