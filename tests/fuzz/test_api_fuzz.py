@@ -14,7 +14,6 @@ found again. Answers per module and status are printed at the end of the run.
 """
 
 import json
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from pamong.testing import local_today
 from pamong.web.problem import PROBLEM_CONTENT_TYPE
 from tests.fuzz.conftest import NIP_HEAD, NIP_STAFF, OPD
 
@@ -70,7 +70,7 @@ SESSION = requests.Session()
 
 # half the time a parameter of one of these names holds a value of the seeded Pemda instead of
 # a generated one, so the fuzzer gets past "no such unit" into the handlers behind it
-_today = date.today()
+_today = local_today()
 KNOWN = {
     "unit": [OPD, f"{OPD}.02", "3510"], "opd": [OPD], "under": [OPD], "root": [OPD],
     "parent": [OPD], "code": [OPD, f"{OPD}.02"], "nip": [NIP_STAFF, NIP_HEAD],

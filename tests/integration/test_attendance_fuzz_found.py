@@ -1,10 +1,10 @@
 """Inputs the API fuzzer (tests/fuzz) found: year 0000 took the monthly reports to a 500, and
 refusals answered with a status attendance's OpenAPI document did not name (now documented)."""
 
-from datetime import date
 
 import pytest
 
+from pamong.testing import local_today
 from tests.integration.attendance_support import API, NIP_HEAD, NIP_STAFF, token
 from tests.integration.fuzz_found_support import (
     assert_documented_refusal,
@@ -33,14 +33,14 @@ def test_a_month_of_year_0000_is_refused_not_a_500(attendance):
         assert r.status_code == 422, r.text
         assert "month" in r.json()["errors"]
     assert get(client, "/reports/monthly", unit=BIDANG,
-               month=f"{date.today():%Y-%m}").status_code == 200
+               month=f"{local_today():%Y-%m}").status_code == 200
 
 
 def test_an_unknown_unit_in_the_query_is_a_documented_404(attendance):
     # found: GET /holidays?unit=%0D%C2%B1%C2%BBu, /outages?unit=, /reports/...?unit=0
     client = attendance.client
     for path, params in (("/holidays", {}), ("/outages", {}),
-                         ("/reports/monthly", {"month": f"{date.today():%Y-%m}"}),
+                         ("/reports/monthly", {"month": f"{local_today():%Y-%m}"}),
                          ("/reports/absences", {})):
         r = get(client, path, unit="\r\u00b1\u00bbu", **params)
         assert_documented_refusal(r, "attendance", f"{API}{path}", 404)

@@ -4,12 +4,12 @@ state and the allowed actions, one winner of two officers on two service process
 action, and who may act at all."""
 
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import eventlet
 import pytest
 
-from pamong.testing import HttpClient, free_port, race, serve_process, wait_until
+from pamong.testing import HttpClient, free_port, local_today, race, serve_process, wait_until
 from services.permits import domain
 from tests.integration.attendance_support import seed_directory
 from tests.integration.permits_support import (
@@ -92,7 +92,7 @@ def test_a_paid_permit_from_submission_to_collection(permits, permit_events):
     assert ok(recommend_as(client, app, OTHER_OPD, other))["recommendations"][0]["status"] \
         == "positive"  # given again: the same answer
     assert recommend_as(client, app, OTHER_OPD, other, "negative", "x").status_code == 409
-    today = datetime.now(UTC).date()
+    today = local_today()
     ok(site_visit(client, app, petugas, scheduled_on=(today + timedelta(days=3)).isoformat()))
     assert site_visit(client, app, petugas, done_on=(today + timedelta(days=1)).isoformat(),
                       findings="x").status_code == 422  # not yet happened
@@ -247,7 +247,7 @@ def test_a_free_permit_is_signed_without_a_bill_and_can_be_revoked(permits, perm
     assert r.status_code == 409 and "free" in r.json()["reasons"][0]
     app = step(client, app, "sign", pimpinan)
     app = step(client, app, "issue", petugas)
-    today = datetime.now(UTC).date()
+    today = local_today()
     assert app["permit"]["valid_until"] == domain.validity(today, 12)[1].isoformat()
     assert app["bill"] is None
     r = act(client, app["id"], "revoke", pimpinan, version=app["version"])
@@ -345,9 +345,9 @@ def test_who_may_act(permits):
         == 404
     assert recommend_as(client, app, OPD, reviewer(client)).status_code == 404  # not asked
     assert site_visit(client, app, head(client),
-                      scheduled_on=date.today().isoformat()).status_code == 403
+                      scheduled_on=local_today().isoformat()).status_code == 403
     assert site_visit(client, app, reviewer(client, opd=OTHER_OPD),
-                      scheduled_on=date.today().isoformat()).status_code == 403
+                      scheduled_on=local_today().isoformat()).status_code == 403
 
 
 def test_recommendations_and_the_site_visit_at_once(permits, permit_events):
@@ -370,7 +370,7 @@ def test_recommendations_and_the_site_visit_at_once(permits, permit_events):
         "recommendations"]}
     assert given == {OTHER_OPD: ("positive", "pupr-1"), "3510.09": ("negative", "uptd-1")}
     # two officers record the visit at once with different findings: one record stands
-    today = datetime.now(UTC).date().isoformat()
+    today = local_today().isoformat()
     answers = race([("officer-1", "Sesuai"), ("officer-2", "Tidak sesuai")],
                    lambda a: site_visit(client, app, officer(client, sub=a[0]),
                                         done_on=today, findings=a[1]))

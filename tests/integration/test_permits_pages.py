@@ -367,7 +367,7 @@ def test_streams_past_the_limit_are_told_to_come_back(request, config):
 # -- today's attendance per OPD -------------------------------------------------------------------
 
 def check_in(nip, unit, opd, day=None, **changes):
-    day = day or date.today()
+    day = day or local_today({})
     now = datetime.now(UTC)
     data = {"nip": nip, "unit": unit, "opd": opd, "date": day, "at": now, "received_at": now,
             "device_at": None, "place": "Kantor", "distance_m": 12.0, "accuracy_m": 8.0,
@@ -462,7 +462,7 @@ def test_the_open_data_page_lists_the_dataset_with_metadata_and_downloads(servic
     words = text_of(assert_page(page(client, "/data")))
     assert "Statistik perizinan" in words and "CC BY 4.0" in words
     assert "hari kerja" in words and "sla_compliance_pct" in words  # units and columns
-    month = f"{date.today():%Y-%m}"
+    month = f"{local_today({}):%Y-%m}"
     links = re.findall(r'href="(/api/permits/v1/open-data/permits\.(?:csv|json)[^"]*)"', html)
     assert len(links) == 2 and all(f"to={month}" in link for link in links)
     csv = client.request("GET", links[0].replace("&amp;", "&"))

@@ -9,7 +9,7 @@ import pytest
 from nameko.containers import ServiceContainer
 from nameko.testing.services import entrypoint_hook
 
-from pamong.testing import HttpClient, free_port, race, rpc_proxy, wait_until
+from pamong.testing import HttpClient, free_port, local_today, race, rpc_proxy, wait_until
 from tests.integration.attendance_support import seed_directory
 from tests.integration.permits_support import (
     API,
@@ -91,7 +91,7 @@ def test_tracking_with_the_nik_or_phone_digits_shows_the_timeline_and_no_persona
     assert body["label"] == "Terdaftar" and body["stage"] == "teknis"
     assert [s["state"] for s in body["timeline"]] == ["draft", "submitted", "registered"]
     assert body["days_used"] == 0 and body["days_left"] == body["sla_days"] == 5
-    assert body["running"] is True and body["expected_by"] > date.today().isoformat()
+    assert body["running"] is True and body["expected_by"] > local_today().isoformat()
     assert by_nik.headers["Cache-Control"] == "no-store"
     for secret in PERSONAL:
         assert secret not in by_nik.text
