@@ -10,10 +10,9 @@ class ConditionTimeout(AssertionError):
 def local_today(tz="Asia/Jakarta"):
     """Today where the Pemda is, as the services count days; not the machine's date (from
     17:00 to 24:00 UTC, Jakarta is a day ahead)."""
-    from datetime import UTC, datetime
-    from zoneinfo import ZoneInfo
+    from pamong.localtime import local_today as today_in
 
-    return datetime.now(UTC).astimezone(ZoneInfo(tz)).date()
+    return today_in(tz)
 
 
 def wait_until(condition, timeout=10.0, interval=0.02, message="condition"):

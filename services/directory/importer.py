@@ -18,7 +18,7 @@ place plans nothing and emits nothing.
 
 import logging
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pamong.auth.principal import in_subtree
 from pamong.web import Problem
@@ -34,8 +34,9 @@ PROBLEMS = {"units": domain.unit_problems, "positions": domain.position_problems
 
 
 class Importer:
-    def __init__(self, db, outbox, lock, actor, correlation_id, scope=None):
+    def __init__(self, db, outbox, lock, actor, correlation_id, scope=None, *, today):
         self.db = db
+        self.today = today  # the Pemda's date (DIRECTORY_TIMEZONE): changes take effect on it
         self.outbox = outbox
         self.lock = lock  # WriteLock factory: lock(wait=seconds)
         self.actor = actor
@@ -43,7 +44,7 @@ class Importer:
         self.scope = scope  # an opd_admin's unit: every row must lie in it
 
     def run(self, kind, text, dry_run=False):
-        parsed = csvio.parse(kind, text)
+        parsed = csvio.parse(kind, text, today=self.today)
         if dry_run:
             state, meta = load(self.db)
             errors, changes = self.plan(kind, parsed, state, meta, dry_run=True)
@@ -100,7 +101,7 @@ class Importer:
         errors.sort(key=lambda e: e.line)
         if errors:
             return errors, []
-        return [], domain.plan(state, new, meta, date.today())
+        return [], domain.plan(state, new, meta, self.today)
 
     def _out_of_scope(self, kind, row, existing):
         """An opd_admin's row must stay in its OPD; another OPD's record is not described."""
@@ -168,8 +169,8 @@ class Importer:
         self.actor, self.correlation_id = job["by"], job.get("correlation_id")
         self.scope = job.get("scope")  # the caller's OPD limits a resumed import too
         state, meta = load(self.db)
-        _, changes = self.plan(job["kind"], csvio.parse(job["kind"], text), state, meta,
-                               check=False)
+        parsed = csvio.parse(job["kind"], text, today=self.today)
+        _, changes = self.plan(job["kind"], parsed, state, meta, check=False)
         self._apply(job_id, changes, lock)
         log.info("import %s resumed: %d changes written", job_id, len(changes))
         return job_id

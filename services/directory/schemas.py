@@ -1,7 +1,6 @@
 """Request and response schemas of the directory API (marshmallow; unknown fields rejected)."""
 
 import re
-from datetime import date
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates
 
@@ -223,7 +222,8 @@ class TransferBody(Schema):
     unit = fields.String(required=True, validate=validate.Regexp(UNIT_CODE))
     position = fields.String(load_default=None, allow_none=True,
                              validate=validate.Regexp(POSITION_ID))
-    effective_date = fields.Date(load_default=date.today)
+    effective_date = fields.Date(load_default=None, metadata={
+        "description": "default: today in DIRECTORY_TIMEZONE"})
 
 
 class DeactivateBody(Schema):
@@ -258,11 +258,13 @@ class ActingQuery(PageQuery):
 
 
 class EndActingBody(Schema):
-    ended_on = fields.Date(load_default=date.today)
+    ended_on = fields.Date(load_default=None, metadata={
+        "description": "default: today in DIRECTORY_TIMEZONE"})
 
 
 class HeadQuery(Schema):
-    date = fields.Date(load_default=date.today)
+    date = fields.Date(load_default=None, metadata={
+        "description": "default: today in DIRECTORY_TIMEZONE"})
 
 
 class HeadOut(Schema):

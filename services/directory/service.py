@@ -4,7 +4,6 @@ import logging
 import re
 import time
 import uuid
-from datetime import date
 
 import eventlet
 from marshmallow import ValidationError
@@ -17,6 +16,7 @@ from pamong.contracts.directory import UNIT_CODE
 from pamong.events.consumer import handles
 from pamong.events.outbox import OUTBOX, Outbox
 from pamong.health import HealthEndpoints
+from pamong.localtime import DEFAULT_ZONE, local_today
 from pamong.privacy import mask_nik
 from pamong.replica import request_snapshot
 from pamong.storage import Mongo, by_ids
@@ -79,8 +79,9 @@ class DirectoryService(HealthEndpoints):
     def _finish_import(self, lock):
         """Whoever takes the exclusive lock first completes what a writer that died left:
         an import, the re-derivations a change noted."""
-        Importer(self.db, self.outbox, self._lock, None, None).finish_interrupted(lock)
-        finish_pending(self.db, lock, self._timer_writer(), date.today(), everything=True)
+        Importer(self.db, self.outbox, self._lock, None, None,
+                 today=self._today()).finish_interrupted(lock)
+        finish_pending(self.db, lock, self._timer_writer(), self._today(), everything=True)
 
     def _timer_writer(self):
         return ChangeWriter(self.db, self.outbox, {"sub": "directory", "role": "service"},
@@ -90,16 +91,21 @@ class DirectoryService(HealthEndpoints):
         return ChangeWriter(self.db, self.outbox, principal.actor(ADMINS),
                             current_correlation_id(), source)
 
+    def _today(self):
+        """Today where the Pemda is (``DIRECTORY_TIMEZONE``), not on the server's UTC clock:
+        a transfer at 06:00 WIB takes effect today, not yesterday."""
+        return local_today(self.config.get("DIRECTORY_TIMEZONE", DEFAULT_ZONE))
+
     def _change_employee(self, principal, nip, mutate):
         """One employee, under the shared lock (``changes.change_employee``)."""
         with self._lock(shared=True) as lock:
             return change_employee(self.db, lock, self._writer(principal), nip, mutate,
-                                   date.today())
+                                   self._today())
 
     def _change_structure(self, principal, mutate):
         """A unit or a position, under the exclusive lock (``changes.change_structure``)."""
         with self._lock() as lock:
-            change_structure(self.db, lock, self._writer(principal), mutate, date.today())
+            change_structure(self.db, lock, self._writer(principal), mutate, self._today())
 
     def _structure(self):
         """The structure for a reader (no lock: readers never wait)."""
@@ -189,7 +195,7 @@ class DirectoryService(HealthEndpoints):
         head = built.state.head_position(code)
         state = built.with_employees({}, load_holders(self.db, [head] if head else []), set())
         actings = self._actings(head)[1] if head else []
-        return domain.head_on(state, actings, code, query["date"])
+        return domain.head_on(state, actings, code, query["date"] or self._today())
 
     # -- positions ---------------------------------------------------------------------------
 
@@ -403,7 +409,7 @@ class DirectoryService(HealthEndpoints):
             self._may_write(principal, doc["unit"])
             if doc.get("ended_on"):
                 raise conflict(f"The assignment already ended on {doc['ended_on']}.")
-            ended_on = body["ended_on"].isoformat()
+            ended_on = (body["ended_on"] or self._today()).isoformat()
             if not doc["start"] <= ended_on:
                 raise unprocessable({"ended_on": ["before the start"]})
             record = {**record_of(doc, "acting"), "ended_on": min(ended_on, doc["end"])}
@@ -413,7 +419,7 @@ class DirectoryService(HealthEndpoints):
     @timer(interval=600)
     def end_expired_acting(self):
         """Assignments whose end date passed get their ``acting.ended``."""
-        today = date.today().isoformat()
+        today = self._today().isoformat()
         with self._lock(shared=True):
             expired = [a for a in self.db.acting.find({"ended_on": None}, {"audit": 0})
                        if a["end"] < today]
@@ -438,7 +444,8 @@ class DirectoryService(HealthEndpoints):
         except UnicodeDecodeError:
             raise unprocessable({"_schema": ["the file is not UTF-8 text"]}) from None
         importer = Importer(self.db, self.outbox, self._lock, principal.actor(ADMINS),
-                            current_correlation_id(), scope=_write_scope(principal))
+                            current_correlation_id(), scope=_write_scope(principal),
+                            today=self._today())
         report = importer.run(kind, text, dry_run=query["dry_run"])
         if report["errors"] and not query["dry_run"]:
             raise unprocessable(
@@ -451,10 +458,10 @@ class DirectoryService(HealthEndpoints):
     def resume_imports(self):
         """Finish an import whose process died midway (its write lock has expired), and the
         re-derivations of single changes whose writer died (their note's lease is over)."""
-        Importer(self.db, self.outbox, self._lock, None, None).resume()
+        Importer(self.db, self.outbox, self._lock, None, None, today=self._today()).resume()
         if self.db.pending.find_one({"until": {"$lt": time.time()}}, {"_id": 1}):
             with self._lock(shared=True) as lock:
-                finish_pending(self.db, lock, self._timer_writer(), date.today())
+                finish_pending(self.db, lock, self._timer_writer(), self._today())
 
     @timer(interval=3600)
     def purge_import_files(self):

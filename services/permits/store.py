@@ -49,9 +49,10 @@ Collections (``pamong_permits``), besides the directory replica (``units``, ``em
   ``_id`` NIP (which event counted the employee), dropped after a week.
 """
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date
 from zoneinfo import ZoneInfo
 
+from pamong import localtime
 from pamong.calendar import national_holidays
 from pamong.storage import Index
 from services.permits import domain
@@ -101,8 +102,7 @@ def public_url(config):
 
 def local_today(config):
     """Today in the Pemda's time zone (``PERMITS_TIMEZONE``, default Asia/Jakarta)."""
-    zone = ZoneInfo(config.get("PERMITS_TIMEZONE", "Asia/Jakarta"))
-    return datetime.now(UTC).astimezone(zone).date()
+    return localtime.local_today(config.get("PERMITS_TIMEZONE", localtime.DEFAULT_ZONE))
 
 
 def local_date(config, at):

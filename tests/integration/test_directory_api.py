@@ -3,7 +3,7 @@ supervisors, acting heads, the audit trail, and events only on real changes."""
 
 import pytest
 
-from pamong.testing import wait_until
+from pamong.testing import HttpClient, free_port, local_today, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -133,6 +133,27 @@ def test_transfer_is_published_as_a_transfer(directory, recorder):
                              "effective_date": "2026-12-01", "version": 2}
     upserted = [e for e in recorder.of("employee.upserted") if e["data"]["nip"] == NIP_OTHER]
     assert upserted[-1]["data"]["unit"] == "3510.03.01" and upserted[-1]["data"]["version"] == 2
+
+
+# UTC+14 and UTC-12: their dates always differ, so a server date would fail one of the two
+@pytest.mark.parametrize("zone", ["Etc/GMT-14", "Etc/GMT+12"])
+def test_a_transfer_without_a_date_takes_effect_today_where_the_pemda_is(request, config,
+                                                                          zone):
+    from nameko.containers import ServiceContainer
+
+    from services.directory.service import DirectoryService
+
+    port = free_port()
+    container = ServiceContainer(DirectoryService, {
+        **config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}", "DIRECTORY_TIMEZONE": zone})
+    container.start()
+    request.addfinalizer(container.stop)
+    directory = HttpClient(f"http://127.0.0.1:{port}", config)
+    seed(directory)
+    admin(directory, "POST", f"{API}/employees/{NIP_OTHER}/transfer",
+          json={"unit": "3510.03.01", "position": "dinkes-perawat"})
+    stored = admin(directory, "GET", f"{API}/employees/{NIP_OTHER}")
+    assert stored["effective_date"] == local_today(zone).isoformat()
 
 
 def test_head_and_acting_head_on_a_date(directory, recorder):

@@ -2,13 +2,13 @@
 that name every bad row, all-or-nothing real runs, idempotent re-imports, transfers."""
 
 import csv
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from pamong.storage import client_for, database_name
-from pamong.testing import wait_until
+from pamong.testing import local_today, wait_until
 from services.directory.importer import purge_files
 from tests.integration.test_directory_api import API
 
@@ -138,10 +138,10 @@ def test_a_transfer_in_a_file_without_tmt_is_dated_the_day_of_the_import(directo
     assert report["transferred"] == 1
     wait_until(lambda: recorder.of("employee.transferred"), timeout=15)
     transfer, = recorder.of("employee.transferred")
-    assert transfer["data"]["effective_date"] == date.today().isoformat()
+    assert transfer["data"]["effective_date"] == local_today().isoformat()
     stored = directory.as_staff("GET", f"{API}/employees/198707302010121001", roles=("admin",),
                                 opd="3510").json()
-    assert stored["effective_date"] == date.today().isoformat()
+    assert stored["effective_date"] == local_today().isoformat()
 
 
 def test_uploaded_files_are_purged_after_the_retention_and_the_job_stays(directory,
