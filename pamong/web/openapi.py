@@ -9,7 +9,7 @@ import re
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from pamong.web.route import routes_of
+from pamong.web.route import route, routes_of
 
 PROBLEM_SCHEMA = {
     "type": "object",
@@ -136,3 +136,16 @@ def spec_for(service_cls, title, version, description=None):
             operations[method] = operation
         spec.path(path=path, operations=operations)
     return spec.to_dict()
+
+
+def openapi_endpoint(name):
+    """A mixin for service ``name``: ``GET /api/<name>/v1/openapi.json`` (public) answers
+    the document ``make docs`` writes to ``docs/openapi-<name>.json``, built from the
+    service's own routes (so a client of a running module reads what that version serves)."""
+
+    class OpenApiEndpoint:
+        @route("GET", f"/api/{name}/v1/openapi.json", public=True, document=False)
+        def openapi(self, request, principal):
+            return spec_for(type(self), title=f"pamong {name}", version="1")
+
+    return OpenApiEndpoint

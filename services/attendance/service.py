@@ -7,6 +7,7 @@ from pamong.events.outbox import Outbox
 from pamong.health import HealthEndpoints
 from pamong.replica import REPLICA_INDEXES, DirectoryReplica
 from pamong.storage import Mongo
+from pamong.web.openapi import openapi_endpoint
 from pamong.web.pages import PageEndpoints
 from services.attendance.assignments import AssignmentEndpoints
 from services.attendance.checkin import CheckInEndpoints
@@ -22,7 +23,8 @@ from services.attendance.store import INDEXES, CalendarProvider
 
 class AttendanceService(CheckInEndpoints, MeEndpoints, ConfigEndpoints, AssignmentEndpoints,
                         LeaveEndpoints, CorrectionEndpoints, Closing, ReportEndpoints,
-                        AttendancePages, PageEndpoints, DirectoryReplica, HealthEndpoints):
+                        AttendancePages, PageEndpoints, DirectoryReplica,
+                        HealthEndpoints, openapi_endpoint("attendance")):
     name = "attendance"
     db = Mongo(indexes=REPLICA_INDEXES + INDEXES)
     outbox = Outbox()

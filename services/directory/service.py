@@ -30,7 +30,7 @@ from pamong.web import (
     route,
     unprocessable,
 )
-from pamong.web.openapi import spec_for
+from pamong.web.openapi import openapi_endpoint
 from services.directory import csvio, domain, schemas
 from services.directory.changes import (
     change_employee,
@@ -63,7 +63,7 @@ TAGS = {"units": ["units"], "positions": ["positions"], "employees": ["employees
         "acting": ["acting"], "imports": ["imports"]}
 
 
-class DirectoryService(HealthEndpoints):
+class DirectoryService(openapi_endpoint("directory"), HealthEndpoints):
     name = "directory"
     db = Mongo(indexes=INDEXES)
     outbox = Outbox()
@@ -494,10 +494,6 @@ class DirectoryService(HealthEndpoints):
     def on_snapshot_requested(self, event):
         count = publish_snapshot(self.db, self.config["AMQP_URI"])
         log.info("snapshot for %s: %d events", event.data["requested_by"], count)
-
-    @route("GET", f"{API}/openapi.json", public=True, document=False)
-    def openapi(self, request, principal):
-        return spec_for(type(self), "directory", "1.0.0")
 
     # -- scoping -----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from pamong.health import HealthEndpoints
 from pamong.replica import REPLICA_INDEXES, DirectoryReplica
 from pamong.storage import Mongo
 from pamong.timers import setting_timer
+from pamong.web.openapi import openapi_endpoint
 from pamong.web.pages import PageEndpoints
 from services.letters import numbering
 from services.letters.archive import ArchiveEndpoints
@@ -41,7 +42,8 @@ class CacheProvider(DependencyProvider):
 
 class LettersService(FlowEndpoints, ReservationEndpoints, DocumentEndpoints, MailEndpoints,
                      DispositionEndpoints, ListEndpoints, ArchiveEndpoints, ReferenceEndpoints,
-                     LetterPages, PageEndpoints, DirectoryReplica, HealthEndpoints):
+                     LetterPages, PageEndpoints, DirectoryReplica,
+                     HealthEndpoints, openapi_endpoint("letters")):
     name = "letters"
     db = Mongo(indexes=REPLICA_INDEXES + INDEXES)
     outbox = Outbox()

@@ -10,6 +10,7 @@ from pamong.events.outbox import Outbox
 from pamong.health import HealthEndpoints
 from pamong.replica import REPLICA_INDEXES, DirectoryReplica
 from pamong.storage import Mongo
+from pamong.web.openapi import openapi_endpoint
 from services.notify import rules
 from services.notify.admin import AdminEndpoints
 from services.notify.desk import ServiceDesk
@@ -45,7 +46,8 @@ def build_service(rules_file=None, templates_dir=None):
 
     class NotifyService(Dispatcher, PendingTimers, RuleIntake, PreviewEndpoints,
                         WebhookEndpoints, ServiceDesk, InboxEndpoints, PreferenceEndpoints,
-                        AdminEndpoints, DirectoryReplica, HealthEndpoints):
+                        AdminEndpoints, DirectoryReplica,
+                        HealthEndpoints, openapi_endpoint("notify")):
         name = "notify"
         db = Mongo(indexes=REPLICA_INDEXES + INDEXES)
         outbox = Outbox()

@@ -9,6 +9,7 @@ from pamong.events.outbox import Outbox
 from pamong.health import HealthEndpoints
 from pamong.replica import REPLICA_INDEXES, DirectoryReplica
 from pamong.storage import Mongo
+from pamong.web.openapi import openapi_endpoint
 from pamong.web.pages import PageEndpoints
 from services.permits.applications import ApplicationEndpoints
 from services.permits.dashboard import DashboardEndpoints
@@ -35,7 +36,8 @@ class CacheProvider(DependencyProvider):
 
 class PermitsService(TypeEndpoints, ApplicationEndpoints, LifecycleEndpoints, PublicEndpoints,
                      SlaTimers, DashboardEndpoints, SurveyEndpoints, PresenceReadModel,
-                     PermitPages, PageEndpoints, DirectoryReplica, HealthEndpoints):
+                     PermitPages, PageEndpoints, DirectoryReplica,
+                     HealthEndpoints, openapi_endpoint("permits")):
     name = "permits"
     db = Mongo(indexes=REPLICA_INDEXES + INDEXES)
     outbox = Outbox()
