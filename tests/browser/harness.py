@@ -57,6 +57,7 @@ from selenium.common.exceptions import (
     NoSuchElementException,
     StaleElementReferenceException,
     TimeoutException,
+    WebDriverException,
 )
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -537,9 +538,12 @@ def go_online(driver):
 def wait_for(driver, condition, timeout=10.0, message="condition"):
     """Poll ``condition(driver)`` until it is truthy and return it; an AssertionError naming
     ``message`` (a string, or a callable giving one) after ``timeout`` seconds."""
+    # a look while the page is being replaced (a form posted) can fail in ChromeDriver itself
+    # ("unhandled inspector error"): it is tried again, and a lasting one ends in the timeout
     try:
         return WebDriverWait(driver, timeout, poll_frequency=0.05, ignored_exceptions=(
-            NoSuchElementException, StaleElementReferenceException)).until(condition)
+            NoSuchElementException, StaleElementReferenceException, WebDriverException)
+        ).until(condition)
     except TimeoutException:
         text = message() if callable(message) else message
         raise AssertionError(f"waited {timeout}s for {text} on {driver.current_url}") from None
