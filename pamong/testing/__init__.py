@@ -7,14 +7,6 @@ class ConditionTimeout(AssertionError):
     pass
 
 
-def local_today(tz="Asia/Jakarta"):
-    """Today where the Pemda is, as the services count days; not the machine's date (from
-    17:00 to 24:00 UTC, Jakarta is a day ahead)."""
-    from pamong.localtime import local_today as today_in
-
-    return today_in(tz)
-
-
 def wait_until(condition, timeout=10.0, interval=0.02, message="condition"):
     """Poll ``condition`` until it returns a truthy value; return that value.
 

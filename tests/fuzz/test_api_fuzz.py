@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from pamong.testing import local_today
+from pamong.localtime import local_today
 from pamong.web.problem import PROBLEM_CONTENT_TYPE
 from tests.fuzz.conftest import NIP_HEAD, NIP_STAFF, OPD
 

@@ -4,7 +4,7 @@ refusals answered with a status attendance's OpenAPI document did not name (now 
 
 import pytest
 
-from pamong.testing import local_today
+from pamong.localtime import local_today
 from tests.integration.attendance_support import API, NIP_HEAD, NIP_STAFF, token
 from tests.integration.fuzz_found_support import (
     assert_documented_refusal,

@@ -3,7 +3,8 @@ supervisors, acting heads, the audit trail, and events only on real changes."""
 
 import pytest
 
-from pamong.testing import HttpClient, free_port, local_today, wait_until
+from pamong.localtime import local_today
+from pamong.testing import HttpClient, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 

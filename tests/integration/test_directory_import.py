@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from pamong.localtime import local_today
 from pamong.storage import client_for, database_name
-from pamong.testing import local_today, wait_until
+from pamong.testing import wait_until
 from services.directory.importer import purge_files
 from tests.integration.test_directory_api import API
 

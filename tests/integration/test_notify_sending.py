@@ -11,7 +11,6 @@ shipped rules turn into notifications. Real broker, database, WhatsApp, SMTP and
 stand-ins; timers are run by the test (``pending_timer``) inside the running service."""
 
 import random
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -402,7 +401,8 @@ def test_per_recipient_pacing_queues_many_to_one_person_and_a_restart_keeps_them
     # default pace is 6 s): each is taken anew, in order (a slot released less than a pace
     # late is kept, and may go out less than a pace after the one before)
     pace = settings["NOTIFY_PACE_WHATSAPP_SECONDS"]
-    time.sleep(max(0.0, (slots[-1] - datetime.now(UTC)).total_seconds()) + pace + 0.1)
+    behind = slots[-1] + timedelta(seconds=pace)
+    wait_until(lambda: datetime.now(UTC) > behind, timeout=10, message="every slot a pace behind")
     again = notify_with(**settings)
     wait_until(lambda: timer_round(again) is not None and
                len(sends_to(notify, phone)) == 6, timeout=20, message="all six sent")

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import eventlet
 import pytest
 
-from pamong.testing import HttpClient, free_port, local_today, race, serve_process, wait_until
+from pamong.localtime import local_today
+from pamong.testing import HttpClient, free_port, race, serve_process, wait_until
 from services.permits import domain
 from tests.integration.attendance_support import seed_directory
 from tests.integration.permits_support import (

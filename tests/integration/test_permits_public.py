@@ -9,7 +9,8 @@ import pytest
 from nameko.containers import ServiceContainer
 from nameko.testing.services import entrypoint_hook
 
-from pamong.testing import HttpClient, free_port, local_today, race, rpc_proxy, wait_until
+from pamong.localtime import local_today
+from pamong.testing import HttpClient, free_port, race, rpc_proxy, wait_until
 from tests.integration.attendance_support import seed_directory
 from tests.integration.permits_support import (
     API,
