@@ -12,13 +12,16 @@ Rows, one after the other in the same process run, against the same broker and d
                  directory replica holds a generated Pemda (units with offices, N active
                  employees, written with ``pamong.replica.apply_full``, the replica's own
                  code path): every employee checks in once (``POST /check-in``, their own
-                 JWT, an ``Idempotency-Key``, a reading a few metres from their office),
-                 answered 201; afterwards every check-in is verified stored exactly once
-                 (today's day document of each employee holds one record under its key) and
-                 its event published (the document's outbox empty) to a subscriber's queue
-                 (bound to ``attendance.events``, as the dashboard or an outside system is;
-                 without one the broker returns each event and the relay parks it in
-                 ``attendance.unroutable``, a second publish per check-in);
+                 JWT, an ``Idempotency-Key``, a reading a few metres from their office,
+                 their own phone, or in one case of 50 the colleague's before them),
+                 answered 201, after a warm-up like (a)'s (200 check-ins, their days and
+                 the device notes removed again); afterwards every check-in is verified
+                 stored exactly once (today's day document of each employee holds one
+                 record under its key) and its event published (the document's outbox
+                 empty) to a subscriber's queue (bound to ``attendance.events``, as the
+                 dashboard or an outside system is; without one the broker returns each
+                 event and the relay parks it in ``attendance.unroutable``, a second
+                 publish per check-in);
 (c) loaded peak  today's documents removed, P (``--past``) past day documents inserted
                  (``insert_many`` in batches; the shape ``records.write_record`` writes, two
                  records each, with the close's ``result``), then (b) again;
@@ -135,7 +138,7 @@ def past_day(employee, day, i):
     nip = employee["nip"]
     records = [{"key": f"past-{nip}-{day.isoformat()}-{kind}", "kind": kind, "at": at,
                 "received_at": at, "device_at": at, "latitude": lat, "longitude": lon,
-                "accuracy_m": 10.0, "device_id": f"dev-{nip[-6:]}", "mock": False,
+                "accuracy_m": 10.0, "device_id": f"dev-{nip}", "mock": False,
                 "place": "Kantor", "place_kind": "office", "distance_m": 3.0, "radius_m": 100,
                 "flags": [], "offline": False} for kind, at in (("in", at_in), ("out", at_out))]
     tl = late if late < 15 else 0
@@ -223,16 +226,24 @@ def bare_calls(n):
     return [("GET", "/hello", {}) for _ in range(n)]
 
 
+def phone_of(employees, i):
+    """Employee ``i``'s phone: their own, except that one in 50 checks in on the phone of the
+    colleague listed before them (the ``shared_device`` flag's path, at a realistic share;
+    runs until 2026-12-06 gave all 5,000 employees 24 phones between them)."""
+    owner = employees[i - 1] if i % 50 == 49 else employees[i]
+    return f"dev-{owner['nip']}"
+
+
 def checkin_calls(config, employees):
     calls = []
-    for employee in employees:
+    for i, employee in enumerate(employees):
         lat, lon = office_of(employee)
         token = mint_token(config, employee["nip"], ["pegawai"], opd=employee["unit"],
                            nip=employee["nip"])
         calls.append(("POST", f"{API}/check-in", {
             "token": token, "headers": {"Idempotency-Key": uuid.uuid4().hex},
             "json": {"latitude": lat + 0.00003, "longitude": lon - 0.00002, "accuracy_m": 12.0,
-                     "device_id": f"dev-{employee['nip'][-6:]}",
+                     "device_id": phone_of(employees, i),
                      "device_time": datetime.now(UTC).isoformat(), "mock_location": False}}))
     return calls
 
@@ -363,9 +374,17 @@ def run_rows(config, n, clients, past, recap):
         processes.append(serve_process(config, BARE, ports["bare"], ready_path="/hello"))
         processes.append(serve_process(config, "attendance", ports["attendance"],
                                        DIRECTORY_SNAPSHOT_ON_EMPTY="false"))
-        fire(urls["bare"], config, bare_calls(min(n, 200)), clients, 200)  # warm up both
+        fire(urls["bare"], config, bare_calls(min(n, 200)), clients, 200)  # warm up
         rows["bare"], _ = fire(urls["bare"], config, bare_calls(n), clients, 200)
         print(f"  {'(a) bare':<16} {rows['bare']}", flush=True)
+
+        # the service warmed up as the bare one was: check-ins of the first employees, then
+        # their days and the devices removed, so that (b) starts each day afresh as (c) does
+        warm = checkin_calls(config, employees[:min(n, 200)])
+        _, answers = fire(urls["attendance"], config, warm, clients, 201)
+        _, warm_ids = verify_stored(db, warm, answers, timeout, subscriber)
+        db[DAYS].delete_many({"_id": {"$in": warm_ids}})
+        db[DEVICES].delete_many({})
 
         calls = checkin_calls(config, employees)
         rows["peak"], answers = fire(urls["attendance"], config, calls, clients, 201)
@@ -485,11 +504,14 @@ def section(result):
         "serve attendance`, each sent N requests by C concurrent clients (green threads, one "
         "`requests` session each, released together; the same client code), every request "
         "timed. In (b) each of N employees of a generated directory replica (written with "
-        "`apply_full`) checks in once with their own JWT, an `Idempotency-Key` and a reading "
-        "near their office (validation, geofence, day document write with its event in the "
-        "outbox, the relay publishing alongside); then every check-in is verified stored "
-        "exactly once under its key and its event received by a subscriber's queue (bound "
-        "to `attendance.events`, as the dashboard or an outside system is; without one each "
+        "`apply_full`) checks in once with their own JWT, an `Idempotency-Key`, a reading "
+        "near their office and their own phone (one in 50 a colleague's: the shared-device "
+        "flag) (validation, geofence, day document write with its event in the outbox, the "
+        "relay publishing alongside), after a warm-up of 200 check-ins whose days are "
+        "removed again (as (a) is warmed up by 200 requests); then every check-in is "
+        "verified stored exactly once under its key and its event received by a "
+        "subscriber's queue (bound to `attendance.events`, as the dashboard or an outside "
+        "system is; without one each "
         "event would be returned and parked as unroutable). (c) the same peak after today's "
         "documents are removed and P past day documents (two records and a result each) are "
         "inserted. The recap rows time the monthly recap of N x 22 closed days through the "

@@ -51,7 +51,7 @@ from zoneinfo import ZoneInfo
 
 import eventlet
 
-from bench.attendance import figures, stop
+from bench.attendance import figures, phone_of, stop
 from bench.common import cpu_seconds, local_servers, machine_line, run_scenario
 from bench.directory import employees as generated_employees
 from bench.directory import post_csv
@@ -217,7 +217,7 @@ def configure_letters(url, config, db):
 
 def checkin_client(meter, url, config, employees, places, deadline, answers):
     http = HttpClient(url, config)
-    for employee in employees:
+    for i, employee in enumerate(employees):
         if time.perf_counter() >= deadline:
             break
         lat, lon = places[employee["unit"]]
@@ -226,7 +226,7 @@ def checkin_client(meter, url, config, employees, places, deadline, answers):
         answer = meter.call(http, ("attendance", "check-in"), "POST", f"{ATTENDANCE}/check-in",
                             201, token=token, headers={"Idempotency-Key": uuid.uuid4().hex},
                             json={"latitude": lat + 0.00003, "longitude": lon - 0.00002,
-                                  "accuracy_m": 12.0, "device_id": f"dev-{employee['nip'][-6:]}",
+                                  "accuracy_m": 12.0, "device_id": phone_of(employees, i),
                                   "device_time": datetime.now(UTC).isoformat(),
                                   "mock_location": False})
         if answer:

@@ -7,6 +7,7 @@ idempotently when the container starts. Code must stay inside what both MongoDB 
 string ``_id``.
 """
 
+import copy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -141,6 +142,21 @@ def by_ids(collection, ids, projection=None, keep=None):
     return found
 
 
+_groups = {}
+
+
+def grouped(kind, collection, *args):
+    """The process's group ``kind`` (``GroupInsert``, ``GroupFind``, ``GroupCount`` or a
+    subclass) on ``collection`` (``args``: the rest of its constructor's): every worker of the
+    process that asks gets the same one, so their single-document operations share a request.
+    """
+    key = (kind, id(collection.database.client), collection.full_name, args)
+    group = _groups.get(key)
+    if group is None:
+        group = _groups[key] = kind(collection, *args)
+    return group
+
+
 class GroupInsert:
     """Insert single documents, written together (group commit).
 
@@ -150,6 +166,9 @@ class GroupInsert:
     concurrent workers. FerretDB spends most of a write on the request itself (measured here:
     about 1,200 ``insert_one``/s against 7,400 documents/s in batches of 10), so this is what
     keeps the inbox cheap. For green threads (eventlet) only, as every nameko service is.
+    Subclasses group other single-document operations the same way (``_write``: the items of
+    a batch -> each caller's outcome, an exception instance to raise in that caller); a
+    worker killed while it waits does not stop its batch, so what it asked for is done.
     """
 
     def __init__(self, collection, max_batch=100):
@@ -184,12 +203,69 @@ class GroupInsert:
             self.flushing = False
 
     def _write(self, documents):
-        outcomes = [True] * len(documents)
+        return insert_each(self.collection, documents)
+
+
+def insert_each(collection, documents):
+    """Insert ``documents`` in one ``insert_many(ordered=False)``; each one's outcome: True
+    (written), False (its ``_id`` exists) or the ``WriteError`` that refused it."""
+    outcomes = [True] * len(documents)
+    try:
+        collection.insert_many(documents, ordered=False)
+    except pymongo.errors.BulkWriteError as exc:
+        for error in exc.details.get("writeErrors", []):
+            duplicate = error.get("code") == 11000
+            outcomes[error["index"]] = False if duplicate else pymongo.errors.WriteError(
+                error.get("errmsg", "write failed"), error.get("code"), error)
+    return outcomes
+
+
+class GroupFind(GroupInsert):
+    """``insert(_id)`` -> the document with that ``_id`` (``projection`` applied) or None: the
+    reads of concurrent workers share one ``_id $in`` find (one round trip instead of one
+    each; measured on FerretDB: a tenth of its time per document in batches of ten)."""
+
+    def __init__(self, collection, projection=None):
+        super().__init__(collection)
+        self.projection = dict(projection) if projection else None
+
+    def _write(self, ids):
+        found = {d["_id"]: d for d in self.collection.find({"_id": {"$in": sorted(set(ids))}},
+                                                           self.projection)}
+        given, answers = set(), []
+        for i in ids:  # two callers of one _id get a document each (either may change it)
+            answers.append(copy.deepcopy(found.get(i)) if i in given else found.get(i))
+            given.add(i)
+        return answers
+
+
+class GroupCount(GroupInsert):
+    """``insert(counter id)`` -> this caller's count on that counter document (``n``, created
+    at the first use): concurrent workers counting on one document share one ``$inc`` by how
+    many they are, each getting its own value in the order they asked."""
+
+    def _write(self, ids):
+        counts = {}
+        for counter in ids:
+            counts[counter] = counts.get(counter, 0) + 1
+        last = {counter: count(self.collection, counter, k) - k  # before this batch
+                for counter, k in counts.items()}
+        positions = []
+        for counter in ids:
+            last[counter] += 1
+            positions.append(last[counter])
+        return positions
+
+
+def count(collection, counter, k, field="n"):
+    """Add ``k`` to a counter document's ``field`` (created at the first use); its value
+    after."""
+    for _ in range(3):
         try:
-            self.collection.insert_many(documents, ordered=False)
-        except pymongo.errors.BulkWriteError as exc:
-            for error in exc.details.get("writeErrors", []):
-                duplicate = error.get("code") == 11000
-                outcomes[error["index"]] = False if duplicate else pymongo.errors.WriteError(
-                    error.get("errmsg", "write failed"), error.get("code"), error)
-        return outcomes
+            return collection.find_one_and_update(
+                {"_id": counter}, {"$inc": {field: k}}, upsert=True,
+                return_document=pymongo.ReturnDocument.AFTER)[field]
+        except pymongo.errors.DuplicateKeyError:
+            continue  # two replicas created it at once: it exists now
+    raise RuntimeError(f"counter {counter} could not be counted")
+

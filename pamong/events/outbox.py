@@ -83,6 +83,7 @@ from pamong.events.topology import (
     event_exchange,
     unroutable_queue,
 )
+from pamong.storage import GroupInsert, grouped
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,16 @@ class OutboxWriter:
         self.relay.enqueue(collection, result.inserted_id, events)
         return result
 
+    def insert_grouped(self, collection, document, events):
+        """``insert`` on a path many workers of the process take at once (a check-in at the
+        morning peak): the inserts of concurrent workers share one ``insert_many`` (group
+        commit, ``pamong.storage.GroupInsert``), each document with its own outbox as
+        ``insert`` writes it. True when written; False when a document with its ``_id``
+        exists (nothing written, its events dropped)."""
+        self._check(events, collection)
+        return grouped(GroupOutboxInsert, self.db[collection], self.relay).insert(
+            {**document, OUTBOX: list(events)})
+
     def insert_many(self, collection, documents):
         """``documents``: [(document with its ``_id``, events)]: new documents in one request,
         their events in one batch document (see the module docstring).
@@ -243,6 +254,29 @@ class OutboxWriter:
         if result.matched_count or result.upserted_id is not None:
             self.relay.enqueue(collection, doc_id, events)
         return result
+
+
+class GroupOutboxInsert(GroupInsert):
+    """The group commit behind ``OutboxWriter.insert_grouped``: the written documents' events
+    go to the relay; after a failure that may have been applied (see ``OutboxWriter._write``)
+    the relay reads every document of the batch back."""
+
+    def __init__(self, collection, relay):
+        super().__init__(collection)
+        self.relay = relay
+
+    def _write(self, documents):
+        name = self.collection.name
+        try:
+            written = super()._write(documents)
+        except BaseException:
+            for document in documents:
+                self.relay.doubt(name, document["_id"])
+            raise
+        for document, outcome in zip(documents, written, strict=True):
+            if outcome is True:
+                self.relay.enqueue(name, document["_id"], document[OUTBOX])
+        return written
 
 
 _JSON = json.JSONEncoder(separators=(",", ":"))

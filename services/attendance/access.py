@@ -13,6 +13,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from pamong.auth.principal import in_subtree
 from pamong.replica import EMPLOYEES
+from pamong.storage import GroupFind, grouped
 from pamong.web import Problem, forbidden, not_found
 
 API = "/api/attendance/v1"
@@ -53,9 +54,10 @@ def employee_or_404(db, principal, nip):
 
 
 def active_self(db, principal):
-    """The caller as an active employee of the directory replica."""
+    """The caller as an active employee of the directory replica (read with the concurrent
+    workers' reads: every check-in of the morning peak asks)."""
     nip = own_nip(principal)
-    employee = db[EMPLOYEES].find_one({"_id": nip})
+    employee = grouped(GroupFind, db[EMPLOYEES]).insert(nip)
     if employee is None:
         raise Problem(403, f"NIP {nip} is not in this Pemda's directory (yet): ask the BKD "
                            "to register you, or wait a minute after they did.")

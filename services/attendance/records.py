@@ -12,11 +12,13 @@ import pymongo.errors
 
 from pamong.contracts.attendance import CheckedIn, CheckedOut
 from pamong.events.outbox import OUTBOX
+from pamong.storage import GroupFind, GroupInsert, grouped, insert_each
 from services.attendance import domain
 from services.attendance.store import DAYS, DEVICES, PEOPLE, day_id
 
 EVENTS = {"in": "attendance.checked_in", "out": "attendance.checked_out"}
 CONTRACTS = (CheckedIn, CheckedOut)  # registered on import
+PERSON_FIELDS = (("rota", 1), ("assignments", 1))  # what a record is judged with
 REFUSALS_KEPT = 20  # refused attempts kept per day (enough to settle "I was there")
 # a retry just after midnight (local) still finds a record written just before it
 REPLAY_AFTER_MIDNIGHT = timedelta(minutes=15)
@@ -24,8 +26,8 @@ REPLAY_AFTER_MIDNIGHT = timedelta(minutes=15)
 
 def person_of(db, nip):
     """The employee's rota and assignments (not the leave and correction history the same
-    document keeps, which grows with the years)."""
-    return db[PEOPLE].find_one({"_id": nip}, {"rota": 1, "assignments": 1}) or {"_id": nip}
+    document keeps, which grows with the years), read with the concurrent workers' reads."""
+    return grouped(GroupFind, db[PEOPLE], PERSON_FIELDS).insert(nip) or {"_id": nip}
 
 
 def rota_of(person):
@@ -118,10 +120,36 @@ def judge(reading, places, previous, settings, offline):
 def note_device(db, device, day, nip):
     """Record that ``device`` recorded ``nip`` on ``day``; the other employees it recorded
     that day (a shared device is flagged, never refused)."""
-    doc = db[DEVICES].find_one_and_update(
-        {"_id": f"{device}:{day.isoformat()}"}, {"$addToSet": {"nips": nip}}, upsert=True,
-        return_document=pymongo.ReturnDocument.AFTER)
-    return sorted(set(doc.get("nips", ())) - {nip})
+    return grouped(GroupDeviceNote, db[DEVICES]).insert((f"{device}:{day.isoformat()}", nip))
+
+
+class GroupDeviceNote(GroupInsert):
+    """``insert((device day id, nip))`` -> the other NIPs that device recorded that day; the
+    notes of concurrent workers share one read by ``_id $in`` and one ``insert_many`` of the
+    devices new today. A device seen before that has not recorded this NIP yet (a shared one,
+    or another replica's insert that won) gets an ``$addToSet``, atomic per document."""
+
+    def _write(self, notes):
+        wanted = {}
+        for device_day, nip in notes:
+            wanted.setdefault(device_day, set()).add(nip)
+        known = {d["_id"]: set(d.get("nips", ())) for d in self.collection.find(
+            {"_id": {"$in": sorted(wanted)}})}
+        new = [{"_id": d, "nips": sorted(nips)} for d, nips in wanted.items() if d not in known]
+        if new:
+            taken = insert_each(self.collection, new)  # False: another replica's was first
+            for doc, inserted in zip(new, taken, strict=True):
+                if isinstance(inserted, Exception):
+                    raise inserted
+                if inserted:
+                    known[doc["_id"]] = set(doc["nips"])
+        for device_day, nips in wanted.items():
+            if device_day not in known or not nips <= known[device_day]:
+                doc = self.collection.find_one_and_update(
+                    {"_id": device_day}, {"$addToSet": {"nips": {"$each": sorted(nips)}}},
+                    upsert=True, return_document=pymongo.ReturnDocument.AFTER)
+                known[device_day] = set(doc["nips"])
+        return [sorted(known[device_day] - {nip}) for device_day, nip in notes]
 
 
 def note_refusal(db, employee, day, attempt):
@@ -158,11 +186,7 @@ def write_first_record(outbox, employee, day, record):
                 "records": [record], "keys": [record["key"]]}
     event = outbox.event(EVENTS[record["kind"]], event_data(employee, day, record),
                          opd=employee.get("opd"))
-    try:
-        outbox.insert(DAYS, document, [event])
-    except pymongo.errors.DuplicateKeyError:
-        return False
-    return True
+    return outbox.insert_grouped(DAYS, document, [event])
 
 
 def write_record(db, outbox, employee, day, record):

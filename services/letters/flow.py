@@ -21,7 +21,7 @@ from pamong.contracts import letters as contracts  # noqa: F401 - registers the 
 from pamong.events.envelope import new_event
 from pamong.events.outbox import OUTBOX
 from pamong.replica import ACTING, EMPLOYEES, UNITS
-from pamong.storage import by_ids, db_now
+from pamong.storage import GroupFind, by_ids, db_now, grouped
 from pamong.web import Problem, conflict, forbidden, not_found, route, unprocessable
 from pamong.web.context import current_correlation_id
 from pamong.web.idempotency import idempotency_key
@@ -144,7 +144,7 @@ class FlowEndpoints:
 
     def _letter(self, principal, letter_id):
         """The letter, when ``principal`` may see it (``MailEndpoints._sees``); else 404."""
-        letter = self.db[LETTERS].find_one({"_id": letter_id}, {OUTBOX: 0})
+        letter = grouped(GroupFind, self.db[LETTERS], ((OUTBOX, 0),)).insert(letter_id)
         if letter is None or not self._sees(principal, letter):
             raise not_found()
         return letter

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 
 import pymongo
 
-from pamong.storage import by_ids
+from pamong.storage import GroupInsert, by_ids, grouped, insert_each
 from services.letters import domain
 from services.letters.store import COUNTERS, LETTERS, NUMBERING, NUMBERS, claim_id
 
@@ -55,22 +55,49 @@ def unit_chain(unit):
 
 def allocate(db, counter, letter_id, render, by, at):
     """The next number of ``counter``, claimed for ``letter_id``: ``(n, printed number)``.
-    ``render(n)`` prints it."""
-    while True:
-        doc = db[COUNTERS].find_one_and_update(
-            {"_id": counter}, {"$inc": {"next": 1}, "$set": {"at": at}}, upsert=True,
-            return_document=pymongo.ReturnDocument.AFTER)
-        n = doc["next"]
-        number = render(n)
-        try:
-            db[NUMBERS].insert_one({"_id": claim_id(counter, n), "counter": counter, "n": n,
-                                    "status": "used", "number": number, "letter": letter_id,
-                                    "at": at, "by": by})
-            return n, number
-        except pymongo.errors.DuplicateKeyError:
-            # a settle round took this process for dead and cancelled n: take the next one
-            log.warning("number %s of %s was cancelled before its claim; taking the next",
-                        n, counter)
+    ``render(n)`` prints it. The signers a process serves at the same moment share one
+    ``$inc`` per counter and one insert of their claims (``GroupAllocate``)."""
+    return grouped(GroupAllocate, db[COUNTERS]).insert((counter, letter_id, render, by, at))
+
+
+class GroupAllocate(GroupInsert):
+    """The group commit of ``allocate``: the batch's signers of one counter take their numbers
+    by one ``$inc`` of how many they are (in the order they asked), then every claim is
+    inserted in one ``insert_many``. A claim that meets a ``cancelled`` one (a settle round
+    took this process for dead) takes the next number, as a lone signer would."""
+
+    def _write(self, asks):
+        numbers = self.collection.database[NUMBERS]
+        outcomes = [None] * len(asks)
+        waiting = list(range(len(asks)))
+        while waiting:
+            claims = {}
+            for counter in dict.fromkeys(asks[i][0] for i in waiting):
+                mine = [i for i in waiting if asks[i][0] == counter]
+                doc = self.collection.find_one_and_update(
+                    {"_id": counter}, {"$inc": {"next": len(mine)},
+                                       "$set": {"at": max(asks[i][4] for i in mine)}},
+                    upsert=True, return_document=pymongo.ReturnDocument.AFTER)
+                for n, i in enumerate(mine, start=doc["next"] - len(mine) + 1):
+                    _, letter_id, render, by, at = asks[i]
+                    try:  # a number it cannot print stays unclaimed: settle cancels it
+                        claims[i] = {"_id": claim_id(counter, n), "counter": counter, "n": n,
+                                     "status": "used", "number": render(n),
+                                     "letter": letter_id, "at": at, "by": by}
+                    except Exception as exc:  # noqa: BLE001 - that signer's own error
+                        outcomes[i] = exc
+            order = list(claims)
+            written = insert_each(numbers, [claims[i] for i in order]) if order else []
+            waiting = []
+            for i, outcome in zip(order, written, strict=True):
+                if outcome is False:
+                    log.warning("number %s of %s was cancelled before its claim; taking the "
+                                "next", claims[i]["n"], claims[i]["counter"])
+                    waiting.append(i)
+                else:
+                    outcomes[i] = (claims[i]["n"], claims[i]["number"]) if outcome is True \
+                        else outcome
+        return outcomes
 
 
 def reserve(db, counter, count, block, at):

@@ -33,7 +33,7 @@ import pymongo.errors
 
 from pamong.contracts import notify as contracts  # noqa: F401 - registers the contracts
 from pamong.events.consumer import handles
-from pamong.storage import GroupInsert, db_now
+from pamong.storage import GroupCount, GroupFind, GroupInsert, db_now, grouped
 from services.notify import domain, metrics, store
 from services.notify.channels import Channels
 from services.notify.settings import send_concurrency
@@ -167,8 +167,7 @@ class Dispatcher:
                 slot_at, address_doc = store.reserve_slot(self.db, key, now, pace)
                 slot = {"channel": channel, "at": slot_at}
             else:
-                address_doc = self.channels.grouped(
-                    store.GroupFind, self.db[store.ADDRESSES]).insert(key)
+                address_doc = grouped(GroupFind, self.db[store.ADDRESSES]).insert(key)
             if not critical and (address_doc or {}).get("opted_out"):
                 return self._skip(stored, doc, channel, address, "skipped", "opted_out", now)
             if free_text and not domain.within_window(address_doc, now):
@@ -177,8 +176,7 @@ class Dispatcher:
             if slot is not None and (_aware(slot["at"]) - now).total_seconds() > EARLY:
                 return self._wait(stored, doc, "paced", slot["at"], now, slot=slot)
             later = store.take_rate(self.db, channel, now, settings.rates.get(channel, 0),
-                                    self.channels.grouped(store.GroupCount,
-                                                          self.db[store.RATES]))
+                                    grouped(GroupCount, self.db[store.RATES]))
             if later is not None:
                 return self._wait(stored, doc, "rate", later, now, slot=slot)
         claimed, n = domain.start_attempt(doc, channel, address, now, settings.lease_seconds)
@@ -254,8 +252,7 @@ class Dispatcher:
                     self.outbox.insert(store.NOTIFICATIONS, document, events)
                 except pymongo.errors.DuplicateKeyError:
                     return None
-            elif not self.channels.grouped(GroupInsert,
-                                           self.db[store.NOTIFICATIONS]).insert(document):
+            elif not grouped(GroupInsert, self.db[store.NOTIFICATIONS]).insert(document):
                 return None
             document.pop("_outbox", None)
             return document, dict(document)

@@ -33,7 +33,7 @@ import pymongo.errors
 
 from pamong.events.consumer import apply_once
 from pamong.events.outbox import OUTBOX
-from pamong.storage import GroupInsert, Index
+from pamong.storage import Index, count
 
 NOTIFICATIONS, PENDING, ADDRESSES, PEOPLE = "notifications", "pending", "addresses", "people"
 RATES, INBOX, INBOUND = "rates", "inbox", "inbound"
@@ -98,15 +98,6 @@ def address(db, key):
     return db[ADDRESSES].find_one({"_id": key})
 
 
-class GroupFind(GroupInsert):
-    """``insert(_id)`` -> the document with that ``_id`` or None: the reads of concurrent
-    workers share one ``_id $in`` find (one round trip instead of one each)."""
-
-    def _write(self, ids):
-        found = {d["_id"]: d for d in self.collection.find({"_id": {"$in": sorted(set(ids))}})}
-        return [found.get(i) for i in ids]
-
-
 def reserve_slot(db, key, now, pace_seconds):
     """Reserve the next pacing slot of an address: ``(slot time, address document)``.
 
@@ -140,36 +131,6 @@ def reserve_slot(db, key, now, pace_seconds):
 
 def _aware(at):
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
-class GroupCount(GroupInsert):
-    """``insert(counter id)`` -> this caller's position in the counter: concurrent workers
-    counting on one document share one ``$inc`` by how many they are (the rate counter of a
-    second is written once per batch, not once per message)."""
-
-    def _write(self, ids):
-        positions, counts = [], {}
-        for counter in ids:
-            counts[counter] = counts.get(counter, 0) + 1
-        last = {}
-        for counter, k in counts.items():
-            last[counter] = count(self.collection, counter, k) - k  # before this batch
-        for counter in ids:
-            last[counter] += 1
-            positions.append(last[counter])
-        return positions
-
-
-def count(collection, counter, k):
-    """Add ``k`` to a counter document (created at the first use); its count after."""
-    for _ in range(3):
-        try:
-            return collection.find_one_and_update(
-                {"_id": counter}, {"$inc": {"n": k}}, upsert=True,
-                return_document=pymongo.ReturnDocument.AFTER)["n"]
-        except pymongo.errors.DuplicateKeyError:
-            continue  # two replicas created it at once: it exists now
-    raise RuntimeError(f"counter {counter} could not be counted")
 
 
 def take_rate(db, channel, now, limit, grouped=None):

@@ -257,3 +257,28 @@ def test_two_replica_processes_store_one_record_per_key(config):
         for process in processes:
             process.terminate()
             process.wait(timeout=30)
+
+
+def test_device_notes_of_two_replicas_at_once_see_every_other_employee(config):
+    """Two replicas' group writers (each its own client, nothing shared but the database)
+    note one device for six employees at once: the device keeps all six, and only the one
+    whose note came first can have been told the device was not shared."""
+    import pymongo
+
+    from services.attendance.records import GroupDeviceNote
+
+    clients = [pymongo.MongoClient(config["MONGO_URI"]) for _ in range(2)]
+    try:
+        name = f"{config['MONGO_DB_PREFIX']}attendance"
+        groups = [GroupDeviceNote(client[name]["devices"]) for client in clients]
+        nips = [f"19900101201501100{i}" for i in range(6)]
+        jobs = [(groups[i % 2], nip) for i, nip in enumerate(nips)]
+        others = race(jobs, lambda job: job[0].insert(("phone-1:2026-12-07", job[1])))
+        stored = clients[0][name]["devices"].find_one({"_id": "phone-1:2026-12-07"})
+    finally:
+        for client in clients:
+            client.close()
+    assert sorted(stored["nips"]) == nips
+    assert all(nip not in seen and set(seen) <= set(nips)
+               for nip, seen in zip(nips, others, strict=True))
+    assert sum(1 for seen in others if not seen) <= 1

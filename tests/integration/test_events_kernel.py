@@ -655,6 +655,40 @@ def test_an_envelope_is_validated_whole_when_written(config, change):
     assert db["_outbox_batches"].count_documents({}) == 0
 
 
+def test_grouped_inserts_share_writes_and_publish_each_written_event_once(config):
+    """Concurrent workers' ``insert_grouped``: each learns whether its document was written
+    (an ``_id`` that exists, or a twin in the same batch, is not), and exactly the events of
+    the written documents are published, once."""
+    db = db_of(config, "probe")
+    recorder = EventRecorder(config, "probe")
+    relay = Relay(db, config["AMQP_URI"], "probe", config)
+    writer = OutboxWriter(db, "probe", relay)
+    db.records.insert_one({"_id": "taken"})
+    keys = [f"g{i}" for i in range(30)] + ["taken", "g4"]
+    events = {}
+
+    def insert(index, key):
+        events[index] = writer.event("probe.recorded", {"key": key, "amount": index})
+        return key, writer.insert_grouped("records", {"_id": key, "index": index},
+                                          [events[index]])
+
+    pool = eventlet.GreenPool(len(keys))
+    outcomes = list(pool.starmap(insert, enumerate(keys)))
+    assert sorted(key for key, written in outcomes if not written) == ["g4", "taken"]
+    written = [index for index, (_, ok) in enumerate(outcomes) if ok]  # one of the two g4s
+    stop = relaying(relay)
+    try:
+        wait_until(lambda: len(recorder.of("probe.recorded")) >= 30, message="30 published")
+        eventlet.sleep(0.5)  # a duplicate would arrive now
+    finally:
+        stop()
+    published = sorted(e["id"] for e in recorder.of("probe.recorded"))
+    recorder.close()
+    assert published == sorted(events[i]["id"] for i in written)
+    assert db.records.count_documents({"index": {"$exists": True}}) == 30
+    assert db.records.count_documents({f"{OUTBOX}.0": {"$exists": True}}) == 0
+
+
 # -- writes in doubt, the lease, a sweep past bad items, a clean stop ---------------------------
 
 class ReplyLost:
@@ -672,6 +706,13 @@ class ReplyLost:
 class AppliedThenLost:
     def __init__(self, collection):
         self.collection = collection
+
+    def __getattr__(self, name):  # name, full_name, database: the collection's own
+        return getattr(self.collection, name)
+
+    def insert_many(self, *args, **kwargs):
+        self.collection.insert_many(*args, **kwargs)
+        raise pymongo.errors.AutoReconnect("connection closed")
 
     def insert_one(self, *args, **kwargs):
         self.collection.insert_one(*args, **kwargs)
@@ -692,7 +733,7 @@ def relaying(relay):
     return stop
 
 
-@pytest.mark.parametrize("write", ["insert", "update"])
+@pytest.mark.parametrize("write", ["insert", "insert_grouped", "update"])
 def test_an_event_whose_write_was_applied_but_raised_is_published(config, write):
     db = db_of(config, "probe")
     recorder = EventRecorder(config, "probe")
@@ -702,6 +743,8 @@ def test_an_event_whose_write_was_applied_but_raised_is_published(config, write)
     with pytest.raises(pymongo.errors.AutoReconnect):
         if write == "insert":
             writer.insert("records", {"_id": "lost"}, [event])
+        elif write == "insert_grouped":
+            writer.insert_grouped("records", {"_id": "lost"}, [event])
         else:
             writer.update("records", {"_id": "lost"}, {"$set": {"amount": 1}}, [event],
                           upsert=True)

@@ -126,3 +126,25 @@ def test_a_number_cancelled_before_its_claim_is_skipped(letters):
     signed = step(client, letter, "sign", NIP_HEAD, roles=("pimpinan",)).json()
     assert signed["number"].split("/")[1] == "2"
     assert db.numbers.find_one({"_id": f"{counter}:2"})["letter"] == letter
+
+
+def test_concurrent_signers_skip_numbers_cancelled_before_their_claims(letters):
+    """Signers served at once share one ``$inc`` and one insert of their claims; those whose
+    claim meets a cancelled number take the next ones, and no number is given twice."""
+    from pamong.testing import race
+
+    client, db = letters.client, letters.db
+    configure_numbering(client)
+    waiting = awaiting_signature(client, 6)
+    counter = f"3510.03:*:{datetime.now(UTC).year}"
+    db.numbers.insert_many([{"_id": f"{counter}:{n}", "counter": counter, "n": n,
+                             "status": "cancelled", "reason": "handed out but never claimed",
+                             "at": datetime.now(UTC)} for n in (2, 3)])
+    signed = race(waiting, lambda letter: step(client, letter, "sign", NIP_HEAD,
+                                               roles=("pimpinan",)).json())
+    numbers = sorted(int(s["number"].split("/")[1]) for s in signed)
+    assert numbers == [1, 4, 5, 6, 7, 8]
+    for letter, s in zip(waiting, signed, strict=True):
+        n = int(s["number"].split("/")[1])
+        assert db.numbers.find_one({"_id": f"{counter}:{n}"})["letter"] == letter
+    assert db.counters.find_one({"_id": counter})["next"] == 8

@@ -1,22 +1,28 @@
-"""GroupInsert against the real database: outcomes per caller, and fewer round trips."""
+"""Group commits (GroupInsert, GroupFind, GroupCount) against the real database: outcomes per
+caller, and fewer round trips."""
 
 import eventlet
 import pymongo
 import pytest
 from pymongo import monitoring
 
-from pamong.storage import GroupInsert
+from pamong.storage import GroupCount, GroupFind, GroupInsert, grouped
 
 pytestmark = pytest.mark.integration
 
 
 class InsertCommands(monitoring.CommandListener):
+    """Counts the commands a test's client sends, by name (``count``: the inserts)."""
+
     def __init__(self):
-        self.count = 0
+        self.commands = {}
+
+    @property
+    def count(self):
+        return self.commands.get("insert", 0)
 
     def started(self, event):
-        if event.command_name == "insert":
-            self.count += 1
+        self.commands[event.command_name] = self.commands.get(event.command_name, 0) + 1
 
     def succeeded(self, event):
         pass
@@ -57,3 +63,36 @@ def test_a_write_error_other_than_duplicate_reaches_its_caller(collection):
         bad.wait()
     assert good.wait() is True
     assert claims.find_one({"_id": "y"}) is not None
+
+
+def test_concurrent_reads_by_id_share_finds_and_apply_the_projection(collection):
+    claims, listener = collection
+    claims.insert_many([{"_id": f"p{i}", "rota": i, "history": "x" * 100} for i in range(30)])
+    group = GroupFind(claims, (("rota", 1),))
+    keys = [f"p{i}" for i in range(30)] + ["missing", "p3"]
+    pool = eventlet.GreenPool(len(keys))
+    answers = list(pool.imap(group.insert, keys))
+    found = dict(zip(keys, answers, strict=True))
+    assert found["p3"] == {"_id": "p3", "rota": 3}  # without the history
+    assert answers[3] == answers[-1] and answers[3] is not answers[-1]  # one each to change
+    assert found["p29"] == {"_id": "p29", "rota": 29}
+    assert found["missing"] is None
+    assert listener.commands["find"] <= 3  # 32 callers, a handful of round trips
+
+
+def test_concurrent_counts_on_one_counter_share_an_inc_and_each_get_their_own(collection):
+    claims, listener = collection
+    group = GroupCount(claims)
+    pool = eventlet.GreenPool(50)
+    positions = list(pool.imap(lambda _: group.insert("c"), range(50)))
+    assert sorted(positions) == list(range(1, 51))
+    assert claims.find_one({"_id": "c"})["n"] == 50
+    assert listener.commands["findAndModify"] <= 4
+
+
+def test_the_process_keeps_one_group_per_kind_collection_and_arguments(collection):
+    claims, _ = collection
+    assert grouped(GroupFind, claims) is grouped(GroupFind, claims)
+    assert grouped(GroupFind, claims, (("rota", 1),)) is not grouped(GroupFind, claims)
+    assert grouped(GroupInsert, claims) is not grouped(GroupFind, claims)
+    assert grouped(GroupFind, claims.database["other"]) is not grouped(GroupFind, claims)

@@ -27,20 +27,11 @@ class ChannelSet:
 
     def __init__(self, config):
         self.settings = Settings.of(config)
-        self._grouped = {}
         timeout = provider_timeout(config)
         self.clients = {"whatsapp": WhatsAppChannel(config, timeout),
                         "sms": SmsChannel(config, timeout),
                         "email": EmailChannel(config, timeout),
                         "inapp": InappChannel()}
-
-    def grouped(self, kind, collection):
-        """The process's group writer ``kind`` (``GroupInsert``, ``store.GroupFind``) on
-        ``collection``: concurrent workers' single-document operations share one request."""
-        key = (kind, collection.full_name)
-        if key not in self._grouped:
-            self._grouped[key] = kind(collection)
-        return self._grouped[key]
 
     def __getitem__(self, channel):
         return self.clients[channel]
