@@ -11,12 +11,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import requests
 
 from pamong.config import load_config
+from pamong.events.outbox import OUTBOX
 from pamong.storage import client_for
-from pamong.testing import broker, drop_databases
+from pamong.testing import broker, drop_databases, wait_until
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
@@ -73,6 +75,28 @@ def scenario_env(**overrides):
     finally:
         drop_databases(config)
         broker.delete_vhost(vhost)
+
+
+STATS_SECONDS = 5.5  # RabbitMQ's management statistics refresh (5 s by default), and a margin
+
+
+def wait_quiet(config, outboxes, timeout=600):
+    """Until the work one phase left behind is done, so that the next phase is timed alone:
+    every collection of ``outboxes`` (``[collection]``) has published its events, and the
+    broker holds no message (ready or being handled) in any queue of the scenario's vhost on
+    two readings of the management API one statistics refresh apart."""
+    vhost = unquote(urlsplit(config["AMQP_URI"]).path[1:])
+    deadline = time.monotonic() + timeout
+    for collection in outboxes:
+        wait_until(lambda c=collection: c.count_documents({f"{OUTBOX}.0": {"$exists": True}})
+                   == 0, timeout=timeout, interval=0.2, message=f"{collection.name} published")
+    quiet = 0
+    while quiet < 2:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the queues of {vhost} still hold messages after {timeout} s")
+        quiet = quiet + 1 if broker.vhost_messages(vhost) == 0 else 0
+        if quiet < 2:
+            time.sleep(STATS_SECONDS)
 
 
 SERVERS = {"ferretdb": "FerretDB", "beam.smp": "RabbitMQ"}  # in a command line: its server

@@ -47,6 +47,15 @@ def queue_depth(vhost, queue):
     return response.json().get("messages", 0)
 
 
+def vhost_messages(vhost):
+    """Messages ready + unacknowledged over every queue of ``vhost`` (as of the management
+    API's last statistics refresh, every 5 s by default)."""
+    url, auth = _api(f"/queues/{quote(vhost, safe='')}?columns=name,messages")
+    response = requests.get(url, auth=auth, timeout=10)
+    response.raise_for_status()
+    return sum(queue.get("messages") or 0 for queue in response.json())
+
+
 def drop_all_connections(vhost):
     """What a broker restart looks like to a client: every connection closed by the server."""
     from pamong.testing import wait_until

@@ -2,9 +2,11 @@
 
 A number comes from a counter (``counters``, ``_id "<unit>:<kind or *>:<year>"``) by one
 atomic ``$inc`` (``find_one_and_update``, safe across replicas: the database serialises the
-writes of one document). The number is then *claimed*: an insert of ``numbers``
-``{_id: "<counter>:<n>"}`` naming the letter. The unique ``_id`` makes the claim the proof of
-who holds a number; then the letter is written signed with it.
+writes of one document; the signers a process serves at once share one ``$inc`` by how many
+they are, and one ``insert_many`` of their claims: ``GroupAllocate``). The number is then
+*claimed*: an insert of ``numbers`` ``{_id: "<counter>:<n>"}`` naming the letter. The unique
+``_id`` makes the claim the proof of who holds a number; then the letter is written signed
+with it.
 
 What a crash or a race leaves, and who settles it (``settle``, on a timer in every replica;
 each action is a unique insert or a compare-and-set, so two replicas settling at once agree):
