@@ -257,14 +257,13 @@ class GroupCount(GroupInsert):
         return positions
 
 
-def count(collection, counter, k, field="n"):
-    """Add ``k`` to a counter document's ``field`` (created at the first use); its value
-    after."""
+def count(collection, counter, k):
+    """Add ``k`` to a counter document's ``n`` (created at the first use); its count after."""
     for _ in range(3):
         try:
             return collection.find_one_and_update(
-                {"_id": counter}, {"$inc": {field: k}}, upsert=True,
-                return_document=pymongo.ReturnDocument.AFTER)[field]
+                {"_id": counter}, {"$inc": {"n": k}}, upsert=True,
+                return_document=pymongo.ReturnDocument.AFTER)["n"]
         except pymongo.errors.DuplicateKeyError:
             continue  # two replicas created it at once: it exists now
     raise RuntimeError(f"counter {counter} could not be counted")

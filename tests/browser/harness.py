@@ -363,6 +363,24 @@ def wait_until_settled(driver, timeout=15.0):
                              f"{[r.url for r in traffic.in_flight()]})")
 
 
+def submit(driver, button, timeout=15.0):
+    """Click ``button`` of a form whose answer is a new page, then wait until that page has
+    replaced this one and settled. Without waiting for the old document to go, a look right
+    after the click can find an element of the old page that is gone a moment later."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    button.click()
+
+    def replaced(_):
+        try:
+            old.tag_name  # noqa: B018 - asks ChromeDriver; raises once the page is replaced
+        except StaleElementReferenceException:
+            return True
+        return False
+
+    wait_for(driver, replaced, timeout, "the form's answer to replace the page")
+    wait_until_settled(driver, timeout)
+
+
 def set_viewport(driver, width, height, mobile=False):
     """Emulate a screen of ``width`` x ``height`` CSS pixels (``mobile``: a phone, whose
     layout follows the page's viewport meta tag)."""

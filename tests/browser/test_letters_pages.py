@@ -78,8 +78,7 @@ def verdict(driver):
 
 def upload(driver, path):
     driver.find_element(By.ID, "berkas").send_keys(str(path))
-    driver.find_element(By.CSS_SELECTOR, "#unggah button[type=submit]").click()
-    harness.wait_until_settled(driver)
+    harness.submit(driver, driver.find_element(By.CSS_SELECTOR, "#unggah button[type=submit]"))
 
 
 def test_verification_pages_and_the_pdf_upload(browser, page_check, site, tmp_path):

@@ -85,8 +85,8 @@ def track(driver, site, number, digits):
     field.clear()
     field.send_keys(number)
     driver.find_element(By.ID, "digit").send_keys(digits)
-    driver.find_element(By.CSS_SELECTOR, "form[action='/lacak'] button[type=submit]").click()
-    harness.wait_until_settled(driver)
+    harness.submit(driver, driver.find_element(
+        By.CSS_SELECTOR, "form[action='/lacak'] button[type=submit]"))
     return main_text(driver)
 
 
