@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import eventlet
 import eventlet.event
 import pymongo
+import pymongo.database
 import pymongo.errors
 from nameko.extensions import DependencyProvider
 
@@ -78,6 +79,22 @@ def ensure_indexes(db, indexes):
         db[index.collection].create_indexes([index.model()])
 
 
+class CollectionCache(pymongo.database.Database):
+    """A database whose ``db[name]`` is made once per name: pymongo builds a new
+    ``Collection`` (names, codec and read/write options) on every lookup, which was a few
+    per cent of a check-in's CPU at the morning peak."""
+
+    def __init__(self, client, name):
+        super().__init__(client, name)
+        self._made = {}
+
+    def __getitem__(self, name):
+        collection = self._made.get(name)
+        if collection is None:
+            collection = self._made[name] = super().__getitem__(name)
+        return collection
+
+
 class Mongo(DependencyProvider):
     """Injects the service's ``pymongo.database.Database``.
 
@@ -91,9 +108,8 @@ class Mongo(DependencyProvider):
 
     def setup(self):
         config = self.container.config
-        self.db = client_for(config["MONGO_URI"], config)[
-            database_name(config, self.container.service_name)
-        ]
+        self.db = CollectionCache(client_for(config["MONGO_URI"], config),
+                                  database_name(config, self.container.service_name))
 
     def start(self):
         # the kernel's own collections (the inbox day buckets, outbox batches) are read by _id
