@@ -12,14 +12,14 @@ the race on the letter cancels its number on record, and a crash in between is s
 
 import secrets
 import uuid
-from datetime import UTC, date, datetime
-from zoneinfo import ZoneInfo
+from datetime import date
 
 import pymongo
 
 from pamong.contracts import letters as contracts  # noqa: F401 - registers the contracts
 from pamong.events.envelope import new_event
 from pamong.events.outbox import OUTBOX
+from pamong.localtime import local_today
 from pamong.replica import ACTING, EMPLOYEES, UNITS
 from pamong.storage import GroupFind, by_ids, db_now, grouped
 from pamong.web import Problem, conflict, forbidden, not_found, route, unprocessable
@@ -95,7 +95,7 @@ class FlowEndpoints:
     def _today(self, unit):
         zone = self.cache.get(("zone", unit), lambda: (self.db[UNITS].find_one(
             {"_id": unit}, {"timezone": 1}) or {}).get("timezone") or "Asia/Jakarta")
-        return datetime.now(UTC).astimezone(ZoneInfo(zone)).date()
+        return local_today(zone)
 
     def _check_reference(self, body):
         kind = self.cache.get(("kind", body["kind"]),

@@ -19,12 +19,11 @@ What is never silently dropped:
 """
 
 import logging
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 from prometheus_client import Counter
 
 from pamong.events import contracts
+from pamong.localtime import local_today
 from pamong.replica import ACTING, EMPLOYEES, UNITS
 from pamong.storage import db_now
 from pamong.web import not_found, route, unprocessable
@@ -126,7 +125,7 @@ class RuleIntake:
 
     def _head_of(self, unit):
         """Who acts as ``unit``'s head today (in the unit's zone)."""
-        today = datetime.now(UTC).astimezone(ZoneInfo(self._unit_timezone(unit))).date()
+        today = local_today(self._unit_timezone(unit))
         actings = list(self.db[ACTING].find({"unit": unit}))
         heads = list(self.db[EMPLOYEES].find({"unit": unit, "position.heads_unit": True}))
         return rules.head_of_unit(unit, heads, actings, today)

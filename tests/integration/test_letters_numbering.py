@@ -148,3 +148,31 @@ def test_concurrent_signers_skip_numbers_cancelled_before_their_claims(letters):
         n = int(s["number"].split("/")[1])
         assert db.numbers.find_one({"_id": f"{counter}:{n}"})["letter"] == letter
     assert db.counters.find_one({"_id": counter})["next"] == 8
+
+
+def test_a_number_one_signer_cannot_print_fails_that_signer_alone(config):
+    """Three signers in one batch of a counter; printing the second one's number fails: that
+    signer gets the error, the others their numbers, and the unprinted number stays
+    unclaimed for the settle round to cancel on record."""
+    from pamong.storage import client_for, database_name
+    from pamong.testing import race
+
+    db = client_for(config["MONGO_URI"])[database_name(config, "letters-render")]
+    at = datetime.now(UTC)
+
+    def render(n):
+        if n == 2:
+            raise ValueError("the template cannot print 2")
+        return f"X/{n}"
+
+    def sign(letter):
+        try:
+            return numbering.allocate(db, "c:*:2026", letter, render, NIP_HEAD, at)
+        except ValueError as exc:
+            return str(exc)
+
+    answers = race(["a", "b", "c"], sign)
+    assert sorted(map(str, answers)) == sorted(
+        ["(1, 'X/1')", "(3, 'X/3')", "the template cannot print 2"])
+    assert sorted(c["n"] for c in db.numbers.find({"counter": "c:*:2026"})) == [1, 3]
+    assert db.counters.find_one({"_id": "c:*:2026"})["next"] == 3

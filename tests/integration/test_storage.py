@@ -6,7 +6,7 @@ import pymongo
 import pytest
 from pymongo import monitoring
 
-from pamong.storage import GroupCount, GroupFind, GroupInsert, grouped
+from pamong.storage import CollectionCache, GroupCount, GroupFind, GroupInsert, grouped
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +96,15 @@ def test_the_process_keeps_one_group_per_kind_collection_and_arguments(collectio
     assert grouped(GroupFind, claims, (("rota", 1),)) is not grouped(GroupFind, claims)
     assert grouped(GroupInsert, claims) is not grouped(GroupFind, claims)
     assert grouped(GroupFind, claims.database["other"]) is not grouped(GroupFind, claims)
+
+
+def test_a_service_database_makes_each_collection_once(config):
+    client = pymongo.MongoClient(config["MONGO_URI"], tz_aware=True)
+    try:
+        db = CollectionCache(client, f"{config['MONGO_DB_PREFIX']}storage")
+        assert db["claims"] is db["claims"] is db.claims
+        assert db["claims"] is not db["other"]
+        db["claims"].insert_one({"_id": "cached"})
+        assert db["claims"].find_one({"_id": "cached"}) == {"_id": "cached"}
+    finally:
+        client.close()
