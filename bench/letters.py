@@ -54,7 +54,7 @@ from bench.common import (
 from pamong.auth import mint_token
 from pamong.events.outbox import OUTBOX
 from pamong.storage import client_for, database_name
-from pamong.testing import drop_databases, free_port, serve_process
+from pamong.testing import drop_databases, free_port, serve_process, wait_until
 from services.letters import lists
 from services.letters.access import API
 
@@ -232,7 +232,12 @@ def run_rows(config, n, clients, keys_dir, large):
                    for i in ids]
         fire(url, config, submits, clients, 200)
         # the submits' events (the signer's to-do lists) are handled before signing is timed,
-        # as the raw loop competes with nothing
+        # as the raw loop competes with nothing: both to-do lists hold every letter, and then
+        # nothing is left in the outbox or the queues
+        for todo in (f"todo:{HEAD_NIP}", f"todo:pos:HEAD.{UNIT}"):
+            wait_until(lambda t=todo: len((db["lists"].find_one({"_id": t}) or {})
+                                          .get("items", {})) >= len(ids),
+                       timeout=600, interval=0.5, message=f"{todo} complete")
         wait_quiet(config, [db["letters"]])
         signs = [("POST", f"{API}/letters/{i}/sign", {"token": token, "json": {}})
                  for i in ids]

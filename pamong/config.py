@@ -32,6 +32,10 @@ DEFAULTS = {
     "UNROUTABLE_RETENTION_HOURS": 72,
     # how long the relay lets writes gather before a round (fewer, larger publishes and pulls)
     "OUTBOX_LINGER_SECONDS": 0.02,
+    # the relay pulls published events out of their documents once writes pause this long,
+    # or when the oldest was published this long ago (a pull rewrites the whole document)
+    "OUTBOX_PULL_IDLE_SECONDS": 0.5,
+    "OUTBOX_PULL_DEFER_SECONDS": 10,
     # a request waits this long for a reachable database before it is refused with 503
     "MONGO_SERVER_SELECTION_TIMEOUT_SECONDS": 2,
     "MONGO_CONNECT_TIMEOUT_SECONDS": 3,

@@ -26,7 +26,11 @@ patched to look up by key). A crash anywhere repeats a publish, never loses one:
   the data); a collection is scanned only after a writer died. A marker per write would spare
   even that scan, but it costs one more round trip per event on the hot path;
 - crash after publishing, before the pull: they are published again, and consumers are
-  idempotent by event id;
+  idempotent by event id. The relay defers its pulls while writes keep coming (until it has
+  been idle ``OUTBOX_PULL_IDLE_SECONDS``, at most ``OUTBOX_PULL_DEFER_SECONDS`` or
+  ``PULL_DEFER_DOCUMENTS`` documents): a pull rewrites the whole document, so pulling during
+  a burst (a signing or check-in peak) doubled the writes of the busiest collection. A crash
+  republishes what was published but not yet pulled, which consumers deduplicate;
 - a writer adding events while the relay works: ``$pullAll`` removes only what was published,
   and the writer has queued its own events for the next round;
 - two replicas: each relays its own writes; one that takes a live but paused writer for dead
@@ -90,6 +94,7 @@ log = logging.getLogger(__name__)
 OUTBOX = "_outbox"
 BATCH = 500
 PULL_CHUNK = 100  # documents per update_many that empties published outboxes
+PULL_DEFER_DOCUMENTS = 5000  # published documents awaiting their pull, at most
 BATCHES = "_outbox_batches"
 READY = "_outbox_ready"
 WRITERS = "_outbox_writers"
@@ -414,8 +419,9 @@ class Relay:
 
     Writers in this process hand over (collection, _id, events) after their write, so the
     normal path reads nothing back: publish a confirmed batch, then ``$pullAll`` exactly those
-    events by ``_id``. The sweep, at start and every ``OUTBOX_SWEEP_SECONDS``, queues the
-    events of dead writers (expired leases) and of outbox batches. Writes that failed are in
+    events by ``_id`` once the writes pause (``pull_published``). The sweep, at start and every
+    ``OUTBOX_SWEEP_SECONDS``, queues the events of dead writers (expired leases) and of outbox
+    batches. Writes that failed are in
     doubt: each round reads their documents back. ``stop`` lets the relay thread publish what
     is left and close its own connection.
     """
@@ -434,7 +440,12 @@ class Relay:
         self.batch_lease = float(config.get("OUTBOX_BATCH_LEASE_SECONDS", 60))
         self.writer_lease = float(config.get("OUTBOX_WRITER_LEASE_SECONDS", 60))
         self.linger = float(config.get("OUTBOX_LINGER_SECONDS", 0.02))
+        self.pull_idle = float(config.get("OUTBOX_PULL_IDLE_SECONDS", 0.5))
+        self.pull_defer = float(config.get("OUTBOX_PULL_DEFER_SECONDS", 10))
         self.pending = {}  # (collection, _id) -> {event id: envelope}, in arrival order
+        self.published = {}  # the same, published and still in their documents
+        self.published_since = None  # monotonic time of the oldest in ``published``
+        self.last_enqueue = 0.0
         self.in_flight = False
         self.in_doubt = set()  # (collection, _id) of failed writes that may have been applied
         # a write in doubt may still be applied after we read its document back (a slow
@@ -471,16 +482,21 @@ class Relay:
 
     def _release_lease(self):
         """On a clean stop with nothing left to publish, nobody needs to recover us."""
-        if self.leased and not (self.pending or self.in_flight or self.ever_in_doubt):
+        if self.leased and not (self.pending or self.published or self.in_flight
+                                or self.ever_in_doubt):
             self.db[WRITERS].delete_one({"_id": self.writer_id})
             self.leased = set()
 
     # -- the loop ------------------------------------------------------------------------
 
     def enqueue(self, collection, doc_id, events):
-        queued = self.pending.setdefault((collection, doc_id), {})
-        for envelope in events:
-            queued.setdefault(envelope["id"], envelope)
+        out = self.published.get((collection, doc_id), {})
+        fresh = [envelope for envelope in events if envelope["id"] not in out]
+        if fresh:  # a document read back (doubt) still holds what went out unpulled
+            queued = self.pending.setdefault((collection, doc_id), {})
+            for envelope in fresh:
+                queued.setdefault(envelope["id"], envelope)
+        self.last_enqueue = time.monotonic()
         self.wake()
 
     def doubt(self, collection, doc_id):
@@ -540,7 +556,9 @@ class Relay:
                     self._next_sweep = time.monotonic() + self.sweep_every
                     self.sweep()
                 self._resolve_doubts()
-                published = self.publish_pending()
+                published = self.publish_pending(defer_pull=True)
+                if self._pull_due():
+                    self.pull_published()
                 backoff = self.poll
             except Exception:  # noqa: BLE001 - the relay must outlive broker/db outages
                 log.warning("outbox relay round failed; retrying in %.1fs", backoff,
@@ -549,7 +567,8 @@ class Relay:
                 published = 0
                 backoff = min(backoff * 2, 10.0)
             if published == 0:
-                with eventlet.Timeout(backoff, False):
+                wait = backoff if not self.published else min(backoff, self.pull_idle)
+                with eventlet.Timeout(wait, False):
                     self._wake.wait()
                 self._wake = eventlet.event.Event()
             if self.linger and len(self.pending) < BATCH:
@@ -563,9 +582,11 @@ class Relay:
         publishes it once the lease runs out."""
         deadline = time.monotonic() + STOP_SECONDS
         try:
-            while (self.pending or self.in_doubt) and time.monotonic() < deadline:
+            while (self.pending or self.in_doubt or self.published) \
+                    and time.monotonic() < deadline:
                 self._resolve_doubts()
                 self.publish_pending()
+                self.pull_published()
         except Exception:  # noqa: BLE001 - stopping anyway; the lease covers what is left
             log.warning("outbox relay stopped with events unpublished; a replica publishes "
                         "them once its lease runs out", exc_info=True)
@@ -672,7 +693,9 @@ class Relay:
 
     # -- publishing ----------------------------------------------------------------------
 
-    def publish_pending(self):
+    def publish_pending(self, defer_pull=False):
+        """Publish a batch of what is pending; then pull it from its documents, or with
+        ``defer_pull`` leave that to ``pull_published``. How many events went out."""
         batch, events = [], 0
         while self.pending and events < BATCH:  # events, not documents: a batch holds many
             key = next(iter(self.pending))
@@ -686,13 +709,20 @@ class Relay:
             items = self._encode(batch)
             returned = set(self.publisher.send([item[1:] for item in items]))
             self._park_unroutable([item for item in items if item[0]["id"] in returned])
-            self._pull(batch)
+            self._drop_batches(batch)
         except Exception:
             for (collection, doc_id), events in batch:  # still in the documents: try again
                 self.enqueue(collection, doc_id, events)
             raise
         finally:
             self.in_flight = False
+        for key, events in batch:
+            if key[0] != BATCHES:
+                self.published.setdefault(key, {}).update((e["id"], e) for e in events)
+        if self.published_since is None and self.published:
+            self.published_since = time.monotonic()
+        if not defer_pull:
+            self.pull_published()
         self._record([envelope for envelope, _, _, _ in items], returned)
         metrics.OUTBOX_PENDING.labels(self.service_name).set(len(self.pending))
         return len(items)
@@ -744,23 +774,40 @@ class Relay:
         if self.publisher.send(parked):
             raise RuntimeError(f"{self.unroutable.name} is missing: unroutable events kept")
 
-    def _pull(self, batch):
+    def _drop_batches(self, batch):
+        """A published batch document exists only for its events: delete it (its ready
+        marker first: a crash in between only repeats the publish)."""
+        for (collection, doc_id), _ in batch:
+            if collection == BATCHES:
+                self.db[READY].delete_one({"_id": doc_id})
+                self.db[BATCHES].delete_one({"_id": doc_id})
+
+    def _pull_due(self):
+        """Pull once the writes pause, or when the published set is old or large."""
+        if not self.published:
+            return False
+        now = time.monotonic()
+        return (now - self.last_enqueue >= self.pull_idle
+                or now - self.published_since >= self.pull_defer
+                or len(self.published) >= PULL_DEFER_DOCUMENTS)
+
+    def pull_published(self):
         """Take the published events out of their documents: per collection, one
         ``update_many`` per ``PULL_CHUNK`` documents, ``$pullAll`` of their events together
-        (each document holds only its own, so pulling the union takes exactly those)."""
+        (each document holds only its own, so pulling the union takes exactly those). A
+        chunk that fails stays for the next call."""
         by_collection = {}
-        for (collection, doc_id), events in batch:
-            if collection == BATCHES:  # a batch document exists only for its events
-                self.db[READY].delete_one({"_id": doc_id})  # first: a crash in between
-                self.db[BATCHES].delete_one({"_id": doc_id})  # only repeats the publish
-            else:
-                by_collection.setdefault(collection, []).append((doc_id, events))
+        for (collection, doc_id), events in self.published.items():
+            by_collection.setdefault(collection, []).append((doc_id, list(events.values())))
         for collection, docs in by_collection.items():
             for start in range(0, len(docs), PULL_CHUNK):
                 chunk = docs[start:start + PULL_CHUNK]
                 self.db[collection].update_many(
                     {"_id": {"$in": [doc_id for doc_id, _ in chunk]}},
                     {"$pullAll": {OUTBOX: [e for _, events in chunk for e in events]}})
+                for doc_id, _ in chunk:
+                    del self.published[(collection, doc_id)]
+        self.published_since = None
 
     def _record(self, envelopes, returned):
         if not envelopes:

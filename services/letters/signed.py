@@ -9,16 +9,17 @@
   replicas: the stored documents are keyed inserts (the first one stays; a replica that sealed
   too reads it and uses its hash) and a second letter write finds the state changed and
   publishes nothing. A letter revoked before it was sealed is not sent. Rendering and sealing
-  are CPU work: they run in an OS thread (eventlet's ``tpool``) so the process keeps serving
-  requests meanwhile.
+  are CPU work that holds the GIL: they run in ``sealpool``'s worker processes, started with a
+  lower priority, so a signing burst is served first and the seals catch up after it.
 - **A seal that fails** (no key, a wrong passphrase) raises: the event is retried, then parked
   in the handler's DLQ with the reason; the letter stays ``signed`` until an operator fixes the
-  keys and replays it (``pamong dlq replay``). A sealer that cannot even be set up is logged
-  at start.
+  keys and replays it (``pamong dlq replay``). A seal worker that dies mid-seal is replaced
+  and its event retried the same way. A sealer that cannot even be set up is logged at start.
 - **Verification** (public): ``GET /verify/<code>`` answers from the letter itself, read by
   ``_id`` (``codes`` -> letter), never cached (``no-store``), so a revocation shows at once;
   ``POST /verify`` takes a PDF and says whether it is byte for byte a sealed letter (its
-  SHA-256 in ``hashes``) and whether its PAdES signature holds against the trusted roots.
+  SHA-256 in ``hashes``) and whether its PAdES signature holds against the trusted roots
+  (checked in an OS thread of the service, ``tpool``: a visitor waits for no sealing backlog).
   What either says of a letter is ``domain.public_view``: never the subject or the content.
 - **Revocation** (``POST /letters/<id>/revoke``): the signer, or an ``opd_admin`` whose write
   scope covers the letter's unit, revokes a signed, sent or archived letter once, with a
@@ -27,10 +28,8 @@
 
 import hashlib
 import logging
-import os
 import re
 from datetime import date
-from pathlib import Path
 
 import pymongo
 from bson import Binary
@@ -47,21 +46,20 @@ from pamong.storage import by_ids, db_now
 from pamong.web import Problem, forbidden, route, unprocessable
 from services.letters import domain, numbering, sealing
 from services.letters.access import API, DRAFTERS
-from services.letters.document import render_letter
 from services.letters.flow import letter_out, secret_subject
 from services.letters.schemas import LetterOut, RevokeBody, UploadVerifyOut, VerifyOut
+from services.letters.sealpool import SEAL_PROCESSES, SealPool, build_sealer
 from services.letters.store import CODES, DOCUMENTS, HASHES, KINDS, LETTERS
 
 log = logging.getLogger(__name__)
 
 TAGS = ["letters"]
 VERIFY_TAGS = ["verification"]
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_KEYS_DIR = ".run/letters-ca"
 DEFAULT_PUBLIC_URL = "http://localhost:8003"
 VERIFY_MAX_BYTES = 20 * 1024 * 1024  # a sealed letter is tens of kB; scans are not sealed
-SEAL_THREADS = 2  # seals at once per process (its handler's concurrency): more only
-# contend for the GIL and hold workers the HTTP entrypoints need
+# seals at once per process (its handler's concurrency): one per seal worker
+# (LETTERS_SEAL_PROCESSES), as more would only wait for one while holding a nameko worker
+SEAL_CONCURRENCY = SEAL_PROCESSES
 CODE = re.compile(r"[A-Za-z0-9_-]{8,64}")  # what secrets.token_urlsafe draws
 NO_STORE = {"Cache-Control": "no-store"}  # a verification is never served stale
 READ_ROLES = DRAFTERS + ("sekretariat", "admin", "service")
@@ -69,65 +67,48 @@ PUBLIC_FIELDS = {k: 1 for k in ("state", "number", "signed_at", "security", "kin
                                 "signed_by", "revoked", "document")}
 
 
-def repo_path(path):
-    """A configured path; a relative one is taken from the repository root, not from the
-    directory the service happens to be started in."""
-    return REPO_ROOT / Path(path).expanduser()
-
-
 class Sealing:
     """The process's sealer (``LETTERS_SEALER``: ``development`` or ``pkcs12``, keys in
-    ``LETTERS_KEYS_DIR``) and the roots a verification trusts."""
+    ``LETTERS_KEYS_DIR``) and the roots a verification trusts. The sealer is set up here to
+    report a problem at start; the seal workers set up theirs the same way and seal."""
 
     def __init__(self, config):
-        kind = config.get("LETTERS_SEALER", "development")
-        if kind not in ("development", "pkcs12"):
-            raise ValueError(f"LETTERS_SEALER is development or pkcs12, not {kind!r}")
-        directory = repo_path(config.get("LETTERS_KEYS_DIR") or DEFAULT_KEYS_DIR)
-        self.sealer, self.trust_roots, self.problem = None, [], None
-        try:
-            if kind == "development":
-                self.sealer = sealing.DevelopmentSealer(directory)
-                self.trust_roots = [sealing.development_trust_root(directory)]
-            else:
-                # from the environment only: the typed config would read a passphrase of
-                # digits as a number
-                self.sealer = sealing.Pkcs12Sealer(directory,
-                                                   os.environ.get("LETTERS_KEYS_PASSWORD"))
-                if roots := config.get("LETTERS_TRUST_ROOTS"):
-                    self.trust_roots = sealing.load_trust_roots(repo_path(roots))
-                if not any(directory.glob("*.p12")):
-                    self.problem = f"{directory} holds no .p12 key"
-        except (OSError, ValueError) as error:
-            self.problem = str(error)
+        setup = build_sealer(config)  # the workers build theirs with the same function
+        self.sealer, self.trust_roots, self.problem = (setup.sealer, setup.trust_roots,
+                                                       setup.problem)
         if self.problem:
             log.error("letters cannot be sealed (%s sealer): %s. Signed letters stay signed; "
                       "their letter.signed events are retried, then parked in the DLQ",
-                      kind, self.problem)
+                      setup.kind, self.problem)
+        self.pool = SealPool(config)  # a worker starts when a seal first needs it
 
     def seal(self, printable, verify_url):
-        """``(sealed PDF, the signing certificate's subject)``; in an OS thread."""
+        """``(sealed PDF, the signing certificate's subject)``, from a seal worker."""
         if self.sealer is None:
             raise sealing.SealingError(self.problem)
-        return tpool.execute(self._seal, printable, verify_url)
-
-    def _seal(self, printable, verify_url):
-        signer = printable["signer"]
-        pdf = self.sealer.seal(render_letter(printable, verify_url), signer_name=signer["name"],
-                               signer_nip=signer["nip"],
-                               reason=f"Naskah dinas nomor {printable['number']}",
-                               location=printable["letterhead"]["city"])
-        return pdf, sealing.sealed_by(pdf)
+        return self.pool.seal(printable, verify_url)
 
     def check(self, pdf):
+        # an OS thread, not the pool: a visitor's upload must not queue behind a backlog of
+        # seals in workers that yield the CPU to everything else
         return tpool.execute(sealing.check_signature, pdf, self.trust_roots)
+
+    def close(self):
+        self.pool.close()
 
 
 class SealerProvider(DependencyProvider):
-    """One ``Sealing`` per process (its keys read once), shared by its workers."""
+    """One ``Sealing`` per process (its keys read once), shared by its workers; its seal
+    workers end with the service."""
 
     def setup(self):
         self.sealing = Sealing(self.container.config)
+
+    def stop(self):
+        if hasattr(self, "sealing"):  # not when its setup failed
+            self.sealing.close()
+
+    kill = stop
 
     def get_dependency(self, worker_ctx):
         return self.sealing
@@ -141,7 +122,7 @@ class DocumentEndpoints:
 
     # -- sealing and sending ---------------------------------------------------------------
 
-    @handles("letters", "letter.signed", concurrency=SEAL_THREADS)
+    @handles("letters", "letter.signed", concurrency=SEAL_CONCURRENCY)
     def seal_signed_letter(self, event):
         letter = self.db[LETTERS].find_one({"_id": event.data["id"]}, {OUTBOX: 0})
         if letter is None or letter["state"] != domain.SIGNED or letter.get("revoked"):

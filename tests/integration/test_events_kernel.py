@@ -358,7 +358,9 @@ def test_bulk_insert_events_travel_in_one_batch_and_once_each(config):
                    message="the batch document deleted after publishing")
         records = db_of(config, "probe").records
         assert records.count_documents({}) == 50
-        assert all(not d.get(OUTBOX) for d in records.find())  # no per-record outbox
+        # no per-record outbox (bulk-3's own event is pulled once the writes pause)
+        assert all(not d.get(OUTBOX) for d in records.find({"_id": {"$ne": "bulk-3"}}))
+        wait_until(lambda: not records.find_one({"_id": "bulk-3"})[OUTBOX], message="pulled")
     assert totals(config)["bulk-3"]["sum"] == 100  # the first write's amount, once
     assert all(totals(config)[key]["times"] == 1 for key in keys)
 
@@ -887,3 +889,82 @@ def test_a_stop_publishes_what_was_written_just_before_it(config):
         recorder.close()
     assert db.records.find_one({"_id": "last"})[OUTBOX] == []
     assert db["_outbox_writers"].count_documents({}) == 0
+
+
+def test_the_relay_pulls_published_events_once_the_writes_pause(config):
+    """During a burst the relay publishes at once but leaves the events in their documents
+    (a pull rewrites the whole document); once writes pause for OUTBOX_PULL_IDLE_SECONDS it
+    pulls them all, each event published once."""
+    db = db_of(config, "probe")
+    recorder = EventRecorder(config, "probe")
+    relay = Relay(db, config["AMQP_URI"], "probe", {**config, "OUTBOX_PULL_IDLE_SECONDS": 1.5})
+    writer = OutboxWriter(db, "probe", relay)
+    stop = relaying(relay)
+    written = []
+    try:
+        for i in range(10):  # a write every 0.1 s: the relay is never idle 1.5 s
+            event = writer.event("probe.recorded", {"key": f"burst-{i}", "amount": i})
+            writer.insert("records", {"_id": f"burst-{i}"}, [event])
+            written.append(event["id"])
+            eventlet.sleep(0.1)
+        wait_until(lambda: len(recorder.of("probe.recorded")) == 10, message="all published")
+        # published, not yet pulled: the writes paused less than 1.5 s ago
+        assert db.records.count_documents({f"{OUTBOX}.0": {"$exists": True}}) == 10
+        assert relay.published
+        wait_until(lambda: db.records.count_documents({f"{OUTBOX}.0": {"$exists": True}}) == 0,
+                   timeout=5, message="pulled once the writes paused")
+    finally:
+        stop()
+    assert sorted(e["id"] for e in recorder.of("probe.recorded")) == sorted(written)
+    recorder.close()
+
+
+def test_a_steady_stream_of_writes_does_not_defer_the_pull_for_ever(config):
+    """Writes that never pause: the relay still pulls once the oldest published event is
+    OUTBOX_PULL_DEFER_SECONDS old."""
+    db = db_of(config, "probe")
+    relay = Relay(db, config["AMQP_URI"], "probe",
+                  {**config, "OUTBOX_PULL_IDLE_SECONDS": 60, "OUTBOX_PULL_DEFER_SECONDS": 1})
+    writer = OutboxWriter(db, "probe", relay)
+    stop = relaying(relay)
+    try:
+        first = writer.event("probe.recorded", {"key": "steady-0", "amount": 0})
+        writer.insert("records", {"_id": "steady-0"}, [first])
+        deadline = time.monotonic() + 5
+        i = 1
+        while db.records.find_one({"_id": "steady-0"})[OUTBOX] and time.monotonic() < deadline:
+            event = writer.event("probe.recorded", {"key": f"steady-{i}", "amount": i})
+            writer.insert("records", {"_id": f"steady-{i}"}, [event])
+            i += 1
+            eventlet.sleep(0.1)
+        assert db.records.find_one({"_id": "steady-0"})[OUTBOX] == []
+        assert time.monotonic() < deadline
+    finally:
+        stop()
+
+
+def test_a_document_read_back_is_not_published_again_for_what_went_out_unpulled(config):
+    """A write in doubt on a document whose earlier event is published but still in it: the
+    read-back queues only the new event (the earlier one is not sent twice)."""
+    db = db_of(config, "probe")
+    recorder = EventRecorder(config, "probe")
+    relay = Relay(db, config["AMQP_URI"], "probe", config)
+    writer = OutboxWriter(db, "probe", relay)
+    first = writer.event("probe.recorded", {"key": "twice", "amount": 1})
+    writer.insert("records", {"_id": "twice"}, [first])
+    try:
+        assert relay.publish_pending(defer_pull=True) == 1
+        assert db.records.find_one({"_id": "twice"})[OUTBOX] == [first]
+        second = writer.event("probe.recorded", {"key": "twice", "amount": 2})
+        db.records.update_one({"_id": "twice"}, {"$push": {OUTBOX: second}})
+        relay.doubt("records", "twice")  # as a write that raised after it was applied
+        relay._resolve_doubts()
+        assert list(relay.pending[("records", "twice")]) == [second["id"]]
+        assert relay.publish_pending() == 1
+    finally:
+        relay.publisher.close()
+    assert db.records.find_one({"_id": "twice"})[OUTBOX] == []
+    wait_until(lambda: len(recorder.of("probe.recorded")) == 2, message="both received")
+    eventlet.sleep(0.3)
+    assert [e["id"] for e in recorder.of("probe.recorded")] == [first["id"], second["id"]]
+    recorder.close()
