@@ -317,8 +317,9 @@ def section(result):
         "drafting and submitting before it have left nothing for the handlers (since "
         "2026-12-06: the runs before timed the signing while the 1,000 submits' to-do "
         "entries were still being written). (c) the sealing that follows each sign (PDF "
-        "render, PAdES seal, storage), by the service's own "
-        "`letter.signed` handler.",
+        "render, PAdES seal, storage, then delivery and list postings), by the service's own "
+        "`letter.signed` handler, in its niced seal worker processes (since 2026-12-07; "
+        "before, in the service's own threads, during the signing).",
         "",
         f"Latest run: {result['timestamp']}, N = {result['letters']}, C = "
         f"{result['clients']}, total wall {result['wall_s']:.0f} s.  ",

@@ -72,6 +72,13 @@ UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 # accept a caller's id only if it cannot forge log lines or headers
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _NO_BODY_STATUSES = (204, 304)
+_in_flight = 0  # requests this process is answering now
+
+
+def requests_in_flight():
+    """How many HTTP requests this process is answering now: background work (a letter's
+    seal) may let a burst of them pass first."""
+    return _in_flight
 
 
 class _ProblemWsgiApp(WsgiApp):
@@ -165,10 +172,12 @@ class HttpRoute(HttpRequestHandler):
                             ) from None
 
     def handle_request(self, request):
+        global _in_flight
         started = time.perf_counter()
         request.shallow = False
         request.correlation_id = _correlation_id(request)
         request.actor = None
+        _in_flight += 1
         try:
             response = self._respond(request)
         except Problem as problem:
@@ -177,6 +186,8 @@ class HttpRoute(HttpRequestHandler):
             response = service_unavailable("The service is shutting down.").to_response()
         except Exception as exc:
             response = self.response_from_exception(exc, request)
+        finally:
+            _in_flight -= 1
         response.headers["X-Request-ID"] = request.correlation_id
         self._observe(request, response.status_code, time.perf_counter() - started)
         return response

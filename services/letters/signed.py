@@ -10,7 +10,11 @@
   too reads it and uses its hash) and a second letter write finds the state changed and
   publishes nothing. A letter revoked before it was sealed is not sent. Rendering and sealing
   are CPU work that holds the GIL: they run in ``sealpool``'s worker processes, started with a
-  lower priority, so a signing burst is served first and the seals catch up after it.
+  lower priority, so a signing burst is served first and the seals catch up after it. A seal
+  and what follows it (the letter's delivery and its list and search postings, tens of
+  writes) is background work: while the process answers ``LETTERS_SEAL_YIELD_REQUESTS``
+  requests or more at once (a signing peak), a seal waits for the burst to pass, at most
+  ``LETTERS_SEAL_YIELD_SECONDS``.
 - **A seal that fails** (no key, a wrong passphrase) raises: the event is retried, then parked
   in the handler's DLQ with the reason; the letter stays ``signed`` until an operator fixes the
   keys and replays it (``pamong dlq replay``). A seal worker that dies mid-seal is replaced
@@ -29,8 +33,10 @@
 import hashlib
 import logging
 import re
+import time
 from datetime import date
 
+import eventlet
 import pymongo
 from bson import Binary
 from eventlet import tpool
@@ -44,6 +50,7 @@ from pamong.privacy import mask_text
 from pamong.replica import EMPLOYEES, UNITS
 from pamong.storage import by_ids, db_now
 from pamong.web import Problem, forbidden, route, unprocessable
+from pamong.web.route import requests_in_flight
 from services.letters import domain, numbering, sealing
 from services.letters.access import API, DRAFTERS
 from services.letters.flow import letter_out, secret_subject
@@ -136,7 +143,17 @@ class DocumentEndpoints:
                 pass  # written by an earlier run
         self._send(letter, document)
 
+    def _yield_to_requests(self):
+        """Wait while this process answers a burst of requests (a signing peak), at most
+        ``LETTERS_SEAL_YIELD_SECONDS``: the signers wait for their numbers, the seal can
+        wait for them."""
+        busy = int(self.config.get("LETTERS_SEAL_YIELD_REQUESTS", 8))
+        deadline = time.monotonic() + float(self.config.get("LETTERS_SEAL_YIELD_SECONDS", 10))
+        while busy and requests_in_flight() >= busy and time.monotonic() < deadline:
+            eventlet.sleep(0.1)
+
     def _store_document(self, letter):
+        self._yield_to_requests()
         public = self.config.get("LETTERS_PUBLIC_URL") or DEFAULT_PUBLIC_URL
         url = f"{public.rstrip('/')}/verifikasi/surat/{letter['verify_code']}"
         try:

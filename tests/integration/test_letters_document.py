@@ -6,6 +6,7 @@ is parked, a replay after the fix sends it)."""
 
 import hashlib
 import shutil
+import time
 import uuid
 
 import pytest
@@ -320,3 +321,47 @@ def test_a_seal_without_a_key_leaves_the_letter_signed_and_parks_the_event(witho
     assert body["hash_match"] and body["signature_valid"]
     assert body["signature"]["signer"] == "Pemerintah Kabupaten Banyuwangi"
 
+
+
+def _held_request(client, letter_id):
+    """A request this service is answering until the socket closes: a sign whose declared
+    body never comes."""
+    import socket
+    from urllib.parse import urlsplit
+
+    address = urlsplit(client.base_url)
+    tok = client.token(roles=HEAD, opd="3510.03.01", sub=f"u-{NIP_HEAD}", nip=NIP_HEAD)
+    sock = socket.create_connection((address.hostname, address.port))
+    sock.sendall((f"POST {API}/letters/{letter_id}/sign HTTP/1.1\r\nHost: x\r\n"
+                  f"Authorization: Bearer {tok}\r\nContent-Type: application/json\r\n"
+                  "Content-Length: 10\r\n\r\n").encode())
+    return sock
+
+
+def test_a_seal_waits_while_a_burst_of_requests_is_answered(letters, config):
+    """With LETTERS_SEAL_YIELD_REQUESTS=1, a request in flight holds the seal back; once it
+    ends the letter is sealed and sent. A request that never ends holds it back at most
+    LETTERS_SEAL_YIELD_SECONDS."""
+    from pamong.web.route import requests_in_flight
+
+    client, db = letters.client, letters.db
+    letters.config.update(LETTERS_SEAL_YIELD_REQUESTS=1, LETTERS_SEAL_YIELD_SECONDS=30)
+    held = _held_request(client, "nothing")
+    wait_until(lambda: requests_in_flight() >= 1, message="the request in flight")
+    first = signed(client)
+    time.sleep(2)  # a seal takes well under a second once it may run
+    assert db.letters.find_one({"_id": first["id"]})["state"] == "signed"
+    held.close()
+    wait_until(lambda: requests_in_flight() == 0, message="the request ended")
+    sent(db, first["id"])
+
+    letters.config.update(LETTERS_SEAL_YIELD_SECONDS=3)
+    held = _held_request(client, "nothing")
+    try:
+        wait_until(lambda: requests_in_flight() >= 1, message="the request in flight")
+        started = time.monotonic()
+        second = signed(client)
+        sent(db, second["id"])
+        assert time.monotonic() - started >= 2.5  # held back, but not for ever
+    finally:
+        held.close()
