@@ -87,7 +87,7 @@ from pamong.events.topology import (
     event_exchange,
     unroutable_queue,
 )
-from pamong.storage import GroupInsert, grouped
+from pamong.storage import GroupInsert, by_ids, grouped
 
 log = logging.getLogger(__name__)
 
@@ -246,11 +246,7 @@ class OutboxWriter:
     def update(self, collection, filter, update, events, upsert=False):
         """``update_one`` plus events; ``filter`` must name the document's ``_id`` value (the
         relay is told, and reads back after a failed write, that one document)."""
-        doc_id = filter.get("_id")
-        if "_id" not in filter or (isinstance(doc_id, dict)
-                                   and any(str(key).startswith("$") for key in doc_id)):
-            raise ValueError("outbox updates address one document by _id, a plain value "
-                             f"(not an operator such as $in), got _id={doc_id!r}")
+        doc_id = _plain_id(filter)
         if not events:
             return self.db[collection].update_one(filter, update, upsert=upsert)
         self._check(events, collection)
@@ -259,6 +255,30 @@ class OutboxWriter:
         if result.matched_count or result.upserted_id is not None:
             self.relay.enqueue(collection, doc_id, events)
         return result
+
+
+    def update_grouped(self, collection, filter, update, events):
+        """``update`` on a path many workers of the process take at once (a signing peak):
+        the writes of concurrent workers share one multi-statement ``update`` request (group
+        commit, ``GroupOutboxUpdate``), each a single-document write of its own. True when
+        it matched, False when not (a compare-and-set that lost); a ``WriteError`` raises in
+        its caller only. ``events`` must not be empty: they tell which statements matched."""
+        _plain_id(filter)
+        if not events:
+            raise ValueError("update_grouped needs events: they identify the writes that "
+                             "matched")
+        self._check(events, collection)
+        return grouped(GroupOutboxUpdate, self.db[collection], self.relay).insert(
+            (filter, with_events(update, events), events))
+
+
+def _plain_id(filter):
+    doc_id = filter.get("_id")
+    if "_id" not in filter or (isinstance(doc_id, dict)
+                               and any(str(key).startswith("$") for key in doc_id)):
+        raise ValueError("outbox updates address one document by _id, a plain value "
+                         f"(not an operator such as $in), got _id={doc_id!r}")
+    return doc_id
 
 
 class GroupOutboxInsert(GroupInsert):
@@ -282,6 +302,51 @@ class GroupOutboxInsert(GroupInsert):
             if outcome is True:
                 self.relay.enqueue(name, document["_id"], document[OUTBOX])
         return written
+
+
+class GroupOutboxUpdate(GroupOutboxInsert):
+    """The group commit behind ``OutboxWriter.update_grouped``: one ``update`` command with
+    the batch's statements (unordered: each stands alone). FerretDB's reply counts
+    the matches but does not say which statements they were, so when fewer matched than were
+    sent the documents are read back (one ``_id $in``): a statement matched when its first
+    event is in its document's outbox (the relay has not been told of it yet, so it is
+    still there). A statement the database refused raises in its caller only. A failure that
+    may have been applied puts every document in doubt."""
+
+    def _write(self, items):
+        name = self.collection.name
+        try:
+            # the command itself, not bulk_write: pymongo's merging of a reply with write
+            # errors expects counts that FerretDB leaves out
+            reply = self.collection.database.command(bson.SON([
+                ("update", name), ("ordered", False),
+                ("updates", [{"q": where, "u": update} for where, update, _ in items])]))
+            refused = bool(reply.get("writeErrors"))
+            outcomes = [True] * len(items)
+            if refused or reply.get("n", 0) < len(items):
+                found = by_ids(self.collection, {where["_id"] for where, _, _ in items},
+                               {OUTBOX: 1})
+                for i, (where, update, events) in enumerate(items):
+                    held = (found.get(where["_id"]) or {}).get(OUTBOX) or ()
+                    if not any(e.get("id") == events[0]["id"] for e in held):
+                        # FerretDB ends even an unordered update at its first error, and
+                        # names the wrong statement: after an error, what did not land runs
+                        # again alone (its own answer is exact)
+                        outcomes[i] = self._alone(where, update) if refused else False
+        except BaseException:
+            for where, _, _ in items:
+                self.relay.doubt(name, where["_id"])
+            raise
+        for (where, _, events), outcome in zip(items, outcomes, strict=True):
+            if outcome is True:
+                self.relay.enqueue(name, where["_id"], events)
+        return outcomes
+
+    def _alone(self, where, update):
+        try:
+            return bool(self.collection.update_one(where, update).matched_count)
+        except pymongo.errors.WriteError as error:
+            return error
 
 
 _JSON = json.JSONEncoder(separators=(",", ":"))

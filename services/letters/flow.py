@@ -5,7 +5,9 @@ Each step reads the letter by ``_id`` and writes it once, compare-and-set on ``v
 its timeline entry and its event in the same write (outbox): a step taken twice at once (two
 replicas, a double click) lands once and the other sees 409 naming the state it found. A
 repeated step that already landed for the same person (a retried sign) answers the letter as
-it is. Signing hands out the number first (``numbering.allocate``); a signer that then loses
+it is. Steps taken at the same moment (a signing peak) share one update request
+(``OutboxWriter.update_grouped``), each still its own compare-and-set. Signing hands out the
+number first (``numbering.allocate``); a signer that then loses
 the race on the letter cancels its number on record, and a crash in between is settled by
 ``numbering.settle``.
 """
@@ -271,9 +273,12 @@ class FlowEndpoints:
                   "$push": {"timeline": {"at": at, **_who(actor), "step": step,
                                          "from": letter["state"], "to": to,
                                          "note": body.get("note")}}}
-        written = self.outbox.update(LETTERS, {"_id": letter_id, "version": letter["version"]},
-                                     update, events)
-        if not written.matched_count:
+        where = {"_id": letter_id, "version": letter["version"]}
+        if events:  # concurrent steps (a signing peak) share one update request
+            matched = self.outbox.update_grouped(LETTERS, where, update, events)
+        else:
+            matched = self.outbox.update(LETTERS, where, update, events).matched_count
+        if not matched:
             if claim:
                 numbering.cancel(self.db, *claim, "the letter changed while it was being "
                                                    "signed; it was not signed with this number",

@@ -65,9 +65,12 @@ def write_transition(db, outbox, before, after, events):
     ``version``), with ``events`` in the same write. True when written; ``after`` then
     carries the new version."""
     update = {"$set": changes(before, after), "$inc": {"version": 1}}
-    result = outbox.update(NOTIFICATIONS, {"_id": before["_id"], "version": before["version"]},
-                           update, events)
-    if result.matched_count:
+    where = {"_id": before["_id"], "version": before["version"]}
+    if events:  # the results of concurrent sends share one update request
+        matched = outbox.update_grouped(NOTIFICATIONS, where, update, events)
+    else:
+        matched = outbox.update(NOTIFICATIONS, where, update, events).matched_count
+    if matched:
         after["version"] = before["version"] + 1
         return True
     return False

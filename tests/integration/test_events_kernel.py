@@ -705,6 +705,77 @@ def test_grouped_inserts_share_writes_and_publish_each_written_event_once(config
 
 # -- writes in doubt, the lease, a sweep past bad items, a clean stop ---------------------------
 
+def test_grouped_updates_each_learn_whether_they_matched_and_publish_once(config):
+    """Concurrent workers' ``update_grouped`` compare-and-sets: two race for each of five
+    documents' version 1 (exactly one wins each, the other learns it lost), one statement is
+    refused by the database (only its caller sees the error), and exactly the winners' events
+    are published, once each."""
+    db = db_of(config, "probe")
+    recorder = EventRecorder(config, "probe")
+    relay = Relay(db, config["AMQP_URI"], "probe", config)
+    writer = OutboxWriter(db, "probe", relay)
+    db.records.insert_many([{"_id": f"u{i}", "version": 1, "text": "x"} for i in range(6)])
+    events = {}
+
+    def update(index):
+        key = f"u{index % 5}" if index < 10 else "u5"
+        events[index] = writer.event("probe.recorded", {"key": key, "amount": index})
+        change = {"$set": {"by": index}, "$inc": {"version": 1}}
+        if index == 10:  # $inc on a string: refused by the database
+            change = {"$inc": {"text": 1}}
+        try:
+            return key, writer.update_grouped("records", {"_id": key, "version": 1}, change,
+                                              [events[index]])
+        except pymongo.errors.WriteError:
+            return key, "refused"
+
+    pool = eventlet.GreenPool(11)
+    outcomes = list(pool.imap(update, range(11)))
+    assert outcomes[10] == ("u5", "refused")
+    assert db.records.find_one({"_id": "u5"})["version"] == 1
+    for i in range(5):
+        results = [ok for key, ok in outcomes[:10] if key == f"u{i}"]
+        assert sorted(results) == [False, True], (i, outcomes)
+        doc = db.records.find_one({"_id": f"u{i}"})
+        assert doc["version"] == 2 and outcomes[doc["by"]] == (f"u{i}", True)
+    winners = sorted(events[i]["id"] for i, (_, ok) in enumerate(outcomes) if ok is True)
+    stop = relaying(relay)
+    try:
+        wait_until(lambda: db.records.count_documents({f"{OUTBOX}.0": {"$exists": True}}) == 0,
+                   message="every winner's event published")
+        wait_until(lambda: len(recorder.of("probe.recorded")) >= 5, message="received")
+        eventlet.sleep(0.5)
+    finally:
+        stop()
+    assert sorted(e["id"] for e in recorder.of("probe.recorded")) == winners
+    recorder.close()
+
+
+def test_grouped_updates_that_all_match_read_nothing_back(config):
+    """The common case (every statement matched): one update request, no read-back."""
+    db = db_of(config, "probe")
+    relay = Relay(db, config["AMQP_URI"], "probe", config)
+    db.records.insert_many([{"_id": f"a{i}", "version": 1} for i in range(6)])
+    listener = Commands()
+    client = pymongo.MongoClient(config["MONGO_URI"], event_listeners=[listener])
+    try:
+        writer = OutboxWriter(client[db.name], "probe", relay)
+
+        def update(i):
+            return writer.update_grouped("records", {"_id": f"a{i}", "version": 1},
+                                         {"$inc": {"version": 1}},
+                                         [writer.event("probe.recorded",
+                                                       {"key": f"a{i}", "amount": i})])
+
+        assert list(eventlet.GreenPool(6).imap(update, range(6))) == [True] * 6
+        assert ("find", "records") not in listener.sent
+        # shared by the concurrent workers
+        assert 1 <= listener.sent.count(("update", "records")) < 6
+    finally:
+        client.close()
+        relay.publisher.close()
+
+
 class ReplyLost:
     """A database whose ``records`` writes are applied, then raise ``AutoReconnect`` as when the
     connection drops before the reply comes back (FerretDB has no retryable writes): a stand-in
@@ -736,6 +807,22 @@ class AppliedThenLost:
         self.collection.update_one(*args, **kwargs)
         raise pymongo.errors.AutoReconnect("connection closed")
 
+    @property
+    def database(self):
+        return AppliedThenLostDatabase(self.collection.database)
+
+
+class AppliedThenLostDatabase:
+    def __init__(self, database):
+        self.database = database
+
+    def __getattr__(self, name):
+        return getattr(self.database, name)
+
+    def command(self, *args, **kwargs):
+        self.database.command(*args, **kwargs)
+        raise pymongo.errors.AutoReconnect("connection closed")
+
 
 def relaying(relay):
     """Run ``relay`` in a green thread; ``stop()`` it, as its service's stop does, and wait."""
@@ -747,7 +834,7 @@ def relaying(relay):
     return stop
 
 
-@pytest.mark.parametrize("write", ["insert", "insert_grouped", "update"])
+@pytest.mark.parametrize("write", ["insert", "insert_grouped", "update", "update_grouped"])
 def test_an_event_whose_write_was_applied_but_raised_is_published(config, write):
     db = db_of(config, "probe")
     recorder = EventRecorder(config, "probe")
@@ -759,6 +846,9 @@ def test_an_event_whose_write_was_applied_but_raised_is_published(config, write)
             writer.insert("records", {"_id": "lost"}, [event])
         elif write == "insert_grouped":
             writer.insert_grouped("records", {"_id": "lost"}, [event])
+        elif write == "update_grouped":
+            db.records.insert_one({"_id": "lost"})
+            writer.update_grouped("records", {"_id": "lost"}, {"$set": {"amount": 1}}, [event])
         else:
             writer.update("records", {"_id": "lost"}, {"$set": {"amount": 1}}, [event],
                           upsert=True)
