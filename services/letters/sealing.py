@@ -263,8 +263,9 @@ def _key_usage(**chosen):
 @contextmanager
 def _exclusive(directory):
     """One creator at a time, in other processes and in other threads of this one: each call
-    opens the lock file anew and flock locks belong to the open file. No threading.Lock: the
-    service seals in eventlet's OS threads (tpool), where a green lock cannot wait."""
+    opens the lock file anew and flock locks belong to the open file: the seal workers are
+    processes of their own, and the upload check runs in eventlet's OS threads (tpool), where
+    a green lock cannot wait."""
     with open(directory / ".lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield

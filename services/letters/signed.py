@@ -64,9 +64,6 @@ TAGS = ["letters"]
 VERIFY_TAGS = ["verification"]
 DEFAULT_PUBLIC_URL = "http://localhost:8003"
 VERIFY_MAX_BYTES = 20 * 1024 * 1024  # a sealed letter is tens of kB; scans are not sealed
-# seals at once per process (its handler's concurrency): one per seal worker
-# (LETTERS_SEAL_PROCESSES), as more would only wait for one while holding a nameko worker
-SEAL_CONCURRENCY = SEAL_PROCESSES
 CODE = re.compile(r"[A-Za-z0-9_-]{8,64}")  # what secrets.token_urlsafe draws
 NO_STORE = {"Cache-Control": "no-store"}  # a verification is never served stale
 READ_ROLES = DRAFTERS + ("sekretariat", "admin", "service")
@@ -129,7 +126,9 @@ class DocumentEndpoints:
 
     # -- sealing and sending ---------------------------------------------------------------
 
-    @handles("letters", "letter.signed", concurrency=SEAL_CONCURRENCY)
+    # one seal at a time per seal worker: more would only wait for one, holding a nameko
+    # worker the HTTP entrypoints need
+    @handles("letters", "letter.signed", concurrency=SEAL_PROCESSES)
     def seal_signed_letter(self, event):
         letter = self.db[LETTERS].find_one({"_id": event.data["id"]}, {OUTBOX: 0})
         if letter is None or letter["state"] != domain.SIGNED or letter.get("revoked"):
