@@ -18,6 +18,12 @@ broker and routed to its queue (``mandatory``: a missing queue is a failure, not
 
 A crash after the handler's effect but before the done mark runs the handler again: make a
 single-document effect exactly-once with ``apply_once``.
+
+``inbox=False`` is for a handler whose own effect is idempotent by the event id (DESIGN §4:
+"the id stored in the document changed"): it skips the inbox's claim and done mark (two
+writes per event), so a redelivered or twice-published event, or two deliveries at once,
+run the handler again. Everything else (validation, retries, delay queues, the DLQ, the ack
+after success, the requeue while the container is killed) is the same.
 """
 
 import functools
@@ -329,11 +335,12 @@ class Unroutable(Exception):
 class EventConsumer(Consumer):
     queue_consumer = PamongQueueConsumer()
 
-    def __init__(self, source, event_type, version=1, concurrency=None, **kwargs):
+    def __init__(self, source, event_type, version=1, concurrency=None, inbox=True, **kwargs):
         self.source = source
         self.event_type = event_type
         self.version = version
         self.concurrency = concurrency
+        self.use_inbox = inbox
         super().__init__(queue=None, **kwargs)
 
     def event_binding(self, service_name, method_name):
@@ -363,10 +370,12 @@ class EventConsumer(Consumer):
 
     def start(self):
         self.inbox = Inbox(self.mongo.db, self.lease)
-        # not stopped in stop(): nameko waits for running workers after the entrypoints
-        # stopped, and a draining handler's claim must stay renewed until then; the container
-        # kills its managed threads once the workers are done
-        self.container.spawn_managed_thread(self._upkeep, identifier=f"{self.label}.inbox")
+        if self.use_inbox:  # (without one: no claim to renew, and the day buckets are
+            # dropped by the service's handlers that have an inbox)
+            # not stopped in stop(): nameko waits for running workers after the entrypoints
+            # stopped, and a draining handler's claim must stay renewed until then; the
+            # container kills its managed threads once the workers are done
+            self.container.spawn_managed_thread(self._upkeep, identifier=f"{self.label}.inbox")
         super().start()
 
     @property
@@ -404,12 +413,16 @@ class EventConsumer(Consumer):
         self._claim_and_run(message, Event(**envelope))
 
     def _claim_and_run(self, message, event):
-        key = inbox_key(self.binding.queue, event.id, event.occurred_at)
-        try:
-            claim = self.inbox.claim(key)
-        except Exception as exc:  # noqa: BLE001 - database down: try again later
-            self._requeue_later(message, f"inbox unavailable: {describe(exc)}")
-            return
+        key = None  # no inbox: nothing to claim, mark or release
+        if self.use_inbox:
+            key = inbox_key(self.binding.queue, event.id, event.occurred_at)
+            try:
+                claim = self.inbox.claim(key)
+            except Exception as exc:  # noqa: BLE001 - database down: try again later
+                self._requeue_later(message, f"inbox unavailable: {describe(exc)}")
+                return
+        else:
+            claim = "run"
         if claim == "done":
             metrics.EVENTS_CONSUMED.labels(self.label, self.event_type, "duplicate").inc()
             self.queue_consumer.ack_message(message)
@@ -437,10 +450,11 @@ class EventConsumer(Consumer):
         metrics.HANDLER_LATENCY.labels(self.label, self.event_type).observe(
             time.monotonic() - started)
         if exc_info is None:
-            try:
-                self.inbox.done(key)
-            except Exception:  # noqa: BLE001 - the effect happened; the claim's lease still guards
-                log.exception("could not mark event %s done", key.id)
+            if key is not None:
+                try:
+                    self.inbox.done(key)
+                except Exception:  # noqa: BLE001 - the effect happened; the claim's lease guards
+                    log.exception("could not mark event %s done", key.id)
             metrics.EVENTS_CONSUMED.labels(self.label, self.event_type, "ok").inc()
             self.setbacks = 0
             self.queue_consumer.ack_message(message)
@@ -455,6 +469,8 @@ class EventConsumer(Consumer):
 
     def _release(self, key):
         """Give up this worker's claim; False when the database could not be reached."""
+        if key is None:
+            return True  # nothing claimed (no inbox)
         try:
             self.inbox.release(key)
             return True
@@ -540,7 +556,14 @@ def handles(source, event_type, version=1, **kwargs):
 
     ``concurrency=N`` runs at most N of its events at once in a process (its own prefetch):
     a slow or CPU-bound handler then holds at most N of the container's ``max_workers``, so
-    a backlog of its events cannot starve the HTTP entrypoints and the other handlers."""
+    a backlog of its events cannot starve the HTTP entrypoints and the other handlers.
+
+    ``inbox=False``: the handler's own effect is idempotent by the event id (a document
+    keyed by it, a compare-and-set it survives), so the kernel writes no inbox claim and no
+    done mark for it. A redelivered or twice-published event, or one delivered to two
+    workers at once, then runs the handler again, concurrently too: the handler must make
+    that harmless by itself (``apply_once`` does for a single-document effect). Failures
+    are retried and parked, and the message acknowledged or requeued, as with the inbox."""
     register = EventConsumer.decorator(source, event_type, version, **kwargs)
 
     def decorate(method):

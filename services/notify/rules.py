@@ -468,6 +468,8 @@ def _handler(name, source, event_type, version, rules, concurrency):
 
     handler.__name__ = handler.__qualname__ = name
     handler.__doc__ = f"{event_type} v{version} -> rules {', '.join(r.id for r in rules)}"
-    return handles(source, event_type, version, concurrency=concurrency)(handler)
+    # no inbox: the notifications' ids derive from the event id, and create_and_deliver
+    # resumes the stored ones, so a redelivered event sends nothing twice by itself
+    return handles(source, event_type, version, concurrency=concurrency, inbox=False)(handler)
 
 

@@ -1,7 +1,9 @@
 """Delivering a notification, one channel at a time in the rule's order (``Dispatcher``).
 
-Every send runs inside an event handler, so a crash is followed by the kernel running the
-event again (after ``INBOX_LEASE_SECONDS``); every step below is safe to repeat:
+Every send runs inside an event handler, so a crash is followed by the broker delivering the
+event again (these handlers have no inbox: a repeat runs at once, and a redelivered event
+whose notification exists resumes it); every step below is safe to repeat, also by two
+workers at once:
 
 1. preferences (``people``, through the cache) and the address's opt-out (``addresses``): an
    opted-out channel is skipped unless the rule is ``critical``; none left: ``cancelled``;
@@ -33,7 +35,7 @@ import pymongo.errors
 
 from pamong.contracts import notify as contracts  # noqa: F401 - registers the contracts
 from pamong.events.consumer import handles
-from pamong.storage import GroupCount, GroupFind, GroupInsert, db_now, grouped
+from pamong.storage import GroupCount, GroupFind, GroupInsert, by_ids, db_now, grouped
 from services.notify import domain, metrics, store
 from services.notify.channels import Channels
 from services.notify.settings import send_concurrency
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 SEND_CONCURRENCY = send_concurrency()
 MAX_STEPS = 24  # transitions one delivery run makes at most (channels x conflicts)
 EARLY = 0.05  # seconds: a slot or due time this close counts as now
+PROJECTION = tuple(store.WITHOUT_OUTBOX.items())  # hashable: grouped() keys on its arguments
 
 
 class Dispatcher:
@@ -54,9 +57,24 @@ class Dispatcher:
 
     def create_and_deliver(self, docs):
         """Insert each new notification (built by ``domain.new_notification``) and deliver it
-        in this worker. A notification that exists already (the event was redelivered) is
-        resumed where it stands, never sent twice. Returns the documents after."""
-        return [self._drive(None, doc) for doc in docs]
+        in this worker; the documents after.
+
+        The stored ones are read first (one read by ``_id``): a redelivered event (the rules'
+        handlers have no inbox) resumes each where it stands, reserving no pacing slot again
+        and never sending twice. A new one is inserted by its first write, which stays the
+        arbiter when two deliveries of one event race: the loser re-reads and resumes."""
+        existing = self._stored([doc["_id"] for doc in docs])
+        return [self._drive(existing[doc["_id"]], existing[doc["_id"]])
+                if doc["_id"] in existing else self._drive(None, doc) for doc in docs]
+
+    def _stored(self, ids):
+        """``{_id: document}`` of the notifications among ``ids`` that exist. One id (an
+        event for one recipient, the usual case) shares its read with the concurrent
+        workers' (``GroupFind``)."""
+        if len(ids) == 1:
+            found = grouped(GroupFind, self.db[store.NOTIFICATIONS], PROJECTION).insert(ids[0])
+            return {} if found is None else {found["_id"]: found}
+        return by_ids(self.db[store.NOTIFICATIONS], ids, store.WITHOUT_OUTBOX)
 
     def request_delivery(self, doc):
         """Insert a notification ready to send (state ``queued``) with a
@@ -83,7 +101,15 @@ class Dispatcher:
             return doc  # a newer request exists (or this one is a stale duplicate)
         return self._drive(doc, doc)
 
-    @handles("notify", "notification.requested", concurrency=SEND_CONCURRENCY)
+    # No inbox (``inbox=False``): the effect is idempotent without it. A request names its
+    # notification and round; one of another round changes nothing, and every write of the
+    # delivery run is a compare-and-set on the notification's version (above all the claim
+    # written before the provider call), so a second run of one request, at once or after a
+    # crash, finds the attempt claimed (waits for its lease: unknown outcome, no blind
+    # resend) or done, and sends nothing again. A request of one round under another event
+    # id was never filtered by the inbox, and the tests send such twins (three at once; over
+    # two processes): their run is the path a redelivered request now takes.
+    @handles("notify", "notification.requested", concurrency=SEND_CONCURRENCY, inbox=False)
     def deliver_requested(self, event):
         self.deliver(event.data["id"], event.data["round"])
 
@@ -115,9 +141,10 @@ class Dispatcher:
                 if attempt is None:
                     return doc
                 if _aware(attempt["lease_until"]) > now:
-                    # another worker is sending it: look again when its claim runs out
-                    store.put_pending(self.db, doc["_id"], attempt["lease_until"],
-                                      "unknown_outcome", doc.get("round", 0), now)
+                    # another worker is sending it (a duplicate of its event runs at once:
+                    # no inbox): look again when its claim runs out
+                    store.watch_claim(self.db, doc["_id"], attempt["lease_until"],
+                                      doc.get("round", 0), now)
                     return doc
                 step = domain.record_result(
                     doc, doc["channel"], attempt["n"],

@@ -33,7 +33,7 @@ import pymongo.errors
 
 from pamong.events.consumer import apply_once
 from pamong.events.outbox import OUTBOX
-from pamong.storage import Index, count
+from pamong.storage import GroupInsert, Index, count, grouped
 
 NOTIFICATIONS, PENDING, ADDRESSES, PEOPLE = "notifications", "pending", "addresses", "people"
 RATES, INBOX, INBOUND = "rates", "inbox", "inbound"
@@ -87,6 +87,20 @@ def put_pending(db, notification_id, due_at, reason, round_, now):
                             "$setOnInsert": {"since": now}}, upsert=True)
 
 
+def watch_claim(db, notification_id, lease_until, round_, now):
+    """Have the timer look at a notification another worker is sending once that worker's
+    claim runs out (it may have died), but never earlier than an entry says. The sender
+    writes the entry of its result (a retry, an unknown outcome's window) before its
+    compare-and-set; replacing it with the earlier lease would have the timer wake the
+    notification before its time and drop the entry it waits on, leaving it for good.
+    ``$max`` only ever moves an entry later (also a stale one the timer is about to delete
+    by its old time, so the watch survives that delete)."""
+    db[PENDING].update_one({"_id": notification_id},
+                           {"$max": {"due_at": lease_until},
+                            "$setOnInsert": {"reason": "unknown_outcome", "round": round_,
+                                             "since": now}}, upsert=True)
+
+
 def drop_pending(db, notification_id):
     db[PENDING].delete_one({"_id": notification_id})
 
@@ -104,23 +118,27 @@ def address(db, key):
 def reserve_slot(db, key, now, pace_seconds):
     """Reserve the next pacing slot of an address: ``(slot time, address document)``.
 
-    One write when the address is free (a new address, or its last slot has passed): the
-    slot is now. Otherwise the next free slot (``next_at``) is taken with a compare-and-set
-    and moved ``pace_seconds`` on, so messages to one person queue in order, each keeping its
-    slot (first come, first served; nothing dropped). The document returned tells the
-    caller the address's opt-out and 24 h window too. (Not grouped with other workers'
-    reservations in one ``update`` command: the local database's replies to a
-    multi-statement upsert name the wrong statement as failed.)"""
+    A new address (a citizen's first message, the common case) is created with its slot
+    taken: an insert shared with the concurrent workers' (``GroupInsert``), and the slot is
+    now. An address that exists costs that failed insert and then a compare-and-set: one
+    write when its last slot has passed (the slot is now), else the next free slot
+    (``next_at``) is read and taken, moved ``pace_seconds`` on, so messages to one person
+    queue in order, each keeping its slot (first come, first served; nothing dropped).
+    Workers racing for one new address: one insert wins, the others queue behind it. The
+    document returned tells the caller the address's opt-out and 24 h window too. (The
+    compare-and-sets stay ungrouped: each needs its document after, and the local
+    database's replies to a multi-statement update name the wrong statement as failed.)"""
     pace = timedelta(seconds=pace_seconds)
     collection = db[ADDRESSES]
-    try:
-        doc = collection.find_one_and_update(
-            {"_id": key, "next_at": {"$lte": now}}, {"$set": {"next_at": now + pace}},
-            upsert=True, return_document=pymongo.ReturnDocument.AFTER)
+    created = {"_id": key, "next_at": now + pace}
+    if grouped(GroupInsert, collection).insert(created):
+        return now, created
+    doc = collection.find_one_and_update(  # it exists: free when its last slot has passed
+        {"_id": key, "next_at": {"$lte": now}}, {"$set": {"next_at": now + pace}},
+        return_document=pymongo.ReturnDocument.AFTER)
+    if doc is not None:
         return now, doc
-    except pymongo.errors.DuplicateKeyError:
-        pass  # it exists with a slot ahead (or none: made by an opt-out)
-    for _ in range(50):
+    for _ in range(50):  # a slot ahead (or none: made by an opt-out)
         doc = collection.find_one({"_id": key}) or {}
         taken = doc.get("next_at")
         slot = now if taken is None or _aware(taken) <= now else _aware(taken)

@@ -392,3 +392,61 @@ def test_a_handler_with_a_concurrency_runs_at_most_that_many_events_at_once(conf
                    == {"narrow": 8, "wide": 8}, timeout=30, message="every event handled")
     assert NarrowSink.peak["narrow"] == 2  # bounded, and it did use both
     assert NarrowSink.peak["wide"] > 2  # the other handler of the same service was not
+
+
+# -- a handler without the inbox (its effect is idempotent by itself) ---------------------------
+
+
+class BareSink:
+    """Records every run: ``inbox=False`` leaves duplicates to the handler, and this one does
+    nothing about them, so the test sees each run. ``faults`` make it fail."""
+
+    name = "baresink"
+    db = Mongo()
+
+    @handles("probe", "probe.recorded", inbox=False)
+    def on_recorded(self, event):
+        fault = self.db.faults.find_one_and_update(
+            {"_id": event.data["key"], "remaining": {"$gt": 0}}, {"$inc": {"remaining": -1}})
+        if fault is not None:
+            raise RuntimeError(f"injected fault for {event.data['key']}")
+        self.db.runs.insert_one({"event": event.id, "key": event.data["key"]})
+
+
+BARE_QUEUE = "baresink.on_recorded"
+
+
+def inbox_buckets(db):
+    return [n for n in db.list_collection_names() if n.startswith(INBOX_BUCKET)]
+
+
+def test_a_handler_without_the_inbox_runs_a_duplicate_again_and_writes_no_inbox(config):
+    before = {o: consumed(BARE_QUEUE, o) for o in ("ok", "duplicate")}
+    event = envelope("twice")
+    with running(config, BareSink):
+        publish_raw(config, "probe", "probe.recorded", event)
+        publish_raw(config, "probe", "probe.recorded", event)
+        wait_until(lambda: consumed(BARE_QUEUE, "ok") == before["ok"] + 2, timeout=15,
+                   message="both deliveries handled")
+    db = db_of(config, "baresink")
+    assert [r["event"] for r in db.runs.find()] == [event["id"]] * 2
+    assert consumed(BARE_QUEUE, "duplicate") == before["duplicate"]
+    assert inbox_buckets(db) == []
+
+
+def test_a_failing_handler_without_the_inbox_is_retried_then_parked(config):
+    db = db_of(config, "baresink")
+    db.faults.insert_many([{"_id": "flaky", "remaining": 1},
+                           {"_id": "doomed", "remaining": 1000}])
+    doomed = envelope("doomed")
+    with running(config, BareSink):
+        publish_raw(config, "probe", "probe.recorded", envelope("flaky"))
+        publish_raw(config, "probe", "probe.recorded", doomed)
+        wait_until(lambda: db.runs.find_one({"key": "flaky"}) and parked(config, BARE_QUEUE),
+                   timeout=15, message="flaky handled on its retry, doomed parked")
+        [entry] = dlq.show(config["AMQP_URI"], BARE_QUEUE)
+    assert entry["message_id"] == doomed["id"]
+    assert entry["reason"] == "exhausted" and entry["attempts"] == 3
+    assert db.faults.find_one({"_id": "doomed"})["remaining"] == 1000 - 3
+    assert db.runs.count_documents({}) == 1  # flaky once; doomed never
+    assert inbox_buckets(db) == []

@@ -15,12 +15,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import eventlet
 import pytest
 from nameko.testing.services import entrypoint_hook
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
+from pamong.events.consumer import INBOX_BUCKET
 from pamong.events.envelope import new_event
+from pamong.storage import client_for, database_name, db_now
 from pamong.testing import EventRecorder, publish_raw, race, wait_until
-from services.notify import domain
+from services.notify import domain, store
 from tests.integration.notify_support import start_notify_process, wa_digits
 
 pytestmark = pytest.mark.integration
@@ -69,11 +74,44 @@ def publish_requested(config, notification_id, round_=0):
     return envelope["id"]
 
 
-def handled(notify, event_ids):
-    """Whether the service's handlers have finished every one of ``event_ids``."""
-    bucket = notify.db["_inbox_" + datetime.now(UTC).strftime("%Y%m%d")]
-    done = {d["_id"].rsplit(":", 1)[-1] for d in bucket.find({"at": {"$exists": True}})}
-    return set(event_ids) <= done
+REQUESTED = ("notify.deliver_requested", "notification.requested")
+REGISTERED = ("notify.intake_permit_registered", "permit.registered")
+
+
+def handled(handler, outcome="ok"):
+    """How many events ``handler`` (``(queue, event type)``) has handled in the test's
+    process (the ``notify`` fixture's container). These handlers have no inbox, so its
+    done marks cannot tell; the kernel's counter can."""
+    queue, event_type = handler
+    return REGISTRY.get_sample_value("pamong_events_consumed_total", {
+        "handler": queue, "type": event_type, "outcome": outcome}) or 0
+
+
+def handled_by_process(process, handler, outcome="ok"):
+    """``handled`` for a notify child process, from its ``/metrics``."""
+    queue, event_type = handler
+    wanted = {"handler": queue, "type": event_type, "outcome": outcome}
+    text = process.client.request("GET", "/metrics").text
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == "pamong_events_consumed_total" and sample.labels == wanted)
+
+
+def inbox_marks(notify, queue):
+    """The kernel inbox's claims and done marks of ``queue`` (none: it has no inbox)."""
+    return [d["_id"] for name in notify.db.list_collection_names()
+            if name.startswith(INBOX_BUCKET)
+            for d in notify.db[name].find({"_id": {"$regex": f"^{queue}:"}})]
+
+
+def permit_registered(phone):
+    """A ``permit.registered`` envelope for an applicant reached on WhatsApp at ``phone``."""
+    return new_event("permits", "permit.registered", {
+        "id": uuid.uuid4().hex, "registration_number": "PBG-2026-0042", "type": "PBG",
+        "type_name": "Persetujuan Bangunan Gedung", "opd": "3510.01",
+        "contact": {"phone": phone, "email": None, "channel": "whatsapp"},
+        "registered_at": datetime.now(UTC).isoformat(), "sla_days": 10,
+        "due_on": datetime.now(UTC).date().isoformat()}, opd="3510.01")
 
 
 def stored(notify, notification_id):
@@ -124,35 +162,66 @@ def test_a_requested_notification_is_sent_once_with_its_callback_data(notify, ev
 
 
 def test_the_same_request_three_times_and_at_once_sends_once(notify):
-    """Three requests of one round (different event ids, so the kernel's inbox does not
-    filter them: the notification's own claim must), two of them racing."""
+    """Three more requests of one round, two of them racing: the handler has no inbox, so
+    each runs (a redelivered request alike), and the notification's own claim lets one
+    send."""
+    before = handled(REQUESTED)
     doc = new_doc()
     request(notify, doc)
-    ids = race([1, 2], lambda _: publish_requested(notify.settings, doc["_id"]))
+    race([1, 2], lambda _: publish_requested(notify.settings, doc["_id"]))
     wait_until(lambda: state_of(notify, doc["_id"], "sent"), message="sent")
-    ids.append(publish_requested(notify.settings, doc["_id"]))
-    wait_until(lambda: handled(notify, ids), message="all handled")
+    publish_requested(notify.settings, doc["_id"])
+    wait_until(lambda: handled(REQUESTED) == before + 4, message="all four handled")
     assert len(sends_to(notify, doc["recipient"]["phone"])) == 1
     assert len(attempts(stored(notify, doc["_id"]))) == 1
 
 
 def test_a_permit_event_delivered_three_times_sends_one_whatsapp_message(notify):
     """The same ``permit.registered`` envelope published three times (a publisher that
-    repeated itself): the shipped rule's notification to the applicant is sent once."""
+    repeated itself): the handler runs three times (no inbox), and the shipped rule's
+    notification to the applicant is created and sent once."""
+    before = handled(REGISTERED)
     phone = a_phone()
-    envelope = new_event("permits", "permit.registered", {
-        "id": uuid.uuid4().hex, "registration_number": "PBG-2026-0042", "type": "PBG",
-        "type_name": "Persetujuan Bangunan Gedung", "opd": "3510.01",
-        "contact": {"phone": phone, "email": None, "channel": "whatsapp"},
-        "registered_at": datetime.now(UTC).isoformat(), "sla_days": 10,
-        "due_on": datetime.now(UTC).date().isoformat()}, opd="3510.01")
+    envelope = permit_registered(phone)
     for _ in range(3):
         publish_raw(notify.settings, "permits", "permit.registered", envelope)
     wait_until(lambda: sends_to(notify, phone), message="sent")
-    wait_until(lambda: handled(notify, [envelope["id"]]), message="handled")
+    wait_until(lambda: handled(REGISTERED) == before + 3, message="all three handled")
     [doc] = notify.db.notifications.find({"event.id": envelope["id"]})
     wait_until(lambda: state_of(notify, doc["_id"], "sent"), message="sent state")
     assert len(sends_to(notify, phone)) == 1
+    assert inbox_marks(notify, REGISTERED[0]) == []
+
+
+def test_a_duplicate_meeting_a_live_claim_never_moves_the_senders_entry_earlier(notify):
+    """A duplicate request runs while another worker sends (no inbox): it only makes sure
+    the timer looks once the claim runs out. The entry the sender wrote for its result (a
+    retry in ten minutes) stays: an earlier one would wake the notification before its
+    time, and the timer would drop the entry it waits on."""
+    now = db_now()
+    doc = new_doc()
+    claimed, _ = domain.start_attempt(doc, "whatsapp", doc["recipient"]["phone"], now, 60)
+    notify.db.notifications.insert_one(claimed)
+    retry_at = now + timedelta(minutes=10)
+    notify.db.pending.insert_one({"_id": doc["_id"], "due_at": retry_at, "reason": "retry",
+                                  "round": 0, "since": now})
+    before = handled(REQUESTED)
+    publish_requested(notify.settings, doc["_id"])
+    wait_until(lambda: handled(REQUESTED) == before + 1, message="the duplicate handled")
+    entry = notify.db.pending.find_one({"_id": doc["_id"]})
+    assert (entry["due_at"], entry["reason"]) == (retry_at, "retry")
+    assert notify.wa.requests == [] and stored(notify, doc["_id"])["version"] == 1
+
+    # a stale entry (the timer is about to delete it by its time) moves to the lease's end,
+    # and with no entry one is made: somebody looks if the sender died
+    lease_until = now + timedelta(seconds=60)
+    notify.db.pending.update_one({"_id": doc["_id"]}, {"$set": {"due_at": now}})
+    store.watch_claim(notify.db, doc["_id"], lease_until, 0, now)
+    assert notify.db.pending.find_one({"_id": doc["_id"]})["due_at"] == lease_until
+    notify.db.pending.delete_one({"_id": doc["_id"]})
+    store.watch_claim(notify.db, doc["_id"], lease_until, 0, now)
+    entry = notify.db.pending.find_one({"_id": doc["_id"]})
+    assert (entry["due_at"], entry["reason"]) == (lease_until, "unknown_outcome")
 
 
 def test_a_request_for_an_unknown_notification_sends_nothing(notify):
@@ -411,6 +480,22 @@ def test_per_recipient_pacing_queues_many_to_one_person_and_a_restart_keeps_them
     assert all((b - a).total_seconds() >= 0.3 for a, b in zip(times, times[1:], strict=False))
 
 
+def test_concurrent_reservations_on_a_new_address_get_slots_one_pace_apart(config):
+    """Six workers reserve on an address nobody wrote yet: one grouped insert creates it
+    (that slot is now), the others queue behind it through the compare-and-set."""
+    db = client_for(config["MONGO_URI"])[database_name(config, "notify")]
+    key, now, pace = f"whatsapp:{a_phone()}", db_now(), timedelta(seconds=2)
+    threads = [eventlet.spawn(store.reserve_slot, db, key, now, 2) for _ in range(6)]
+    reserved = sorted((t.wait() for t in threads), key=lambda r: r[0])
+    assert [slot for slot, _ in reserved] == [now + i * pace for i in range(6)]
+    assert reserved[0][1] == {"_id": key, "next_at": now + pace}  # the inserted document
+    assert db.addresses.find_one({"_id": key})["next_at"] == now + 6 * pace
+    # once its last slot has passed, the address is free again: the slot is now
+    later = now + 7 * pace
+    assert store.reserve_slot(db, key, later, 2)[0] == later
+    assert db.addresses.find_one({"_id": key})["next_at"] == later + pace
+
+
 def test_the_global_rate_defers_what_is_over_it(notify_with):
     notify = notify_with(NOTIFY_RATE_WHATSAPP=2)
     docs = [new_doc() for _ in range(6)]
@@ -485,6 +570,30 @@ def test_two_notify_processes_on_one_database_send_each_message_once(config, not
                    message="all sent")
         callbacks = [r["callback_data"] for r in notify.wa.requests]
         assert len(callbacks) == 20 and len(set(callbacks)) == 20
+    finally:
+        other.stop()
+
+
+def test_one_event_delivered_to_two_processes_at_once_sends_once(config, notify):
+    """Ten ``permit.registered`` envelopes, each published twice at once while two notify
+    processes consume: without an inbox both copies run, often in both processes at once;
+    the notification's insert (its id derives from the event) lets one send."""
+    other = start_notify_process(config, notify.settings)
+    try:
+        before = handled(REGISTERED)
+        phones = [a_phone() for _ in range(10)]
+        envelopes = [permit_registered(phone) for phone in phones]
+        for envelope in envelopes:
+            race([1, 2], lambda _, e=envelope: publish_raw(
+                notify.settings, "permits", "permit.registered", e))
+        wait_until(lambda: handled(REGISTERED) - before + handled_by_process(
+            other, REGISTERED) == 20, timeout=30, message="all twenty copies handled")
+        assert handled_by_process(other, REGISTERED) > 0  # both processes took copies
+        for envelope, phone in zip(envelopes, phones, strict=True):
+            [doc] = notify.db.notifications.find({"event.id": envelope["id"]})
+            wait_until(lambda d=doc: state_of(notify, d["_id"], "sent"), message="sent")
+            assert len(sends_to(notify, phone)) == 1
+        assert inbox_marks(notify, REGISTERED[0]) == []
     finally:
         other.stop()
 

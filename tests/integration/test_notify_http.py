@@ -1,0 +1,180 @@
+"""The HTTP channels' client (``services/notify/channels/http.py``, urllib3) against real local
+sockets: each way a call can fail gets its result class (refused before sending and a
+connect timeout: temporary; a read timeout or a connection dropped after the request went
+out: unknown; an invalid URL: technical), a reply keeps its connection alive, and a proxy
+from the environment is used unless ``NO_PROXY`` names the host."""
+
+import json
+import socket
+
+import eventlet
+import pytest
+
+from services.notify import domain
+from services.notify.channels.http import json_of, post, session
+
+pytestmark = pytest.mark.integration
+
+REPLY = b'{"messages": [{"id": "wamid.1"}]}'
+
+
+class RawServer:
+    """A TCP server that reads each request and then, by ``mode``: answers 200 with
+    ``REPLY`` on a kept-alive connection (``ok``), closes the connection (``drop``) or holds
+    it without an answer (``hold``). ``requests``: the request heads received;
+    ``connections``: how many were accepted."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.requests = []
+        self.connections = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/v21.0/1/messages"
+        self.thread = eventlet.spawn(self._accept)
+
+    def _accept(self):
+        while True:
+            connection, _ = self.sock.accept()
+            self.connections += 1
+            eventlet.spawn(self._serve, connection)
+
+    def _serve(self, connection):
+        buffered = b""
+        with connection:
+            while True:
+                while b"\r\n\r\n" not in buffered:
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        return
+                    buffered += chunk
+                head, buffered = buffered.split(b"\r\n\r\n", 1)
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                while len(buffered) < length:
+                    buffered += connection.recv(65536)
+                body, buffered = buffered[:length], buffered[length:]
+                self.requests.append((head.decode(), body))
+                if self.mode == "drop":
+                    return
+                if self.mode == "hold":
+                    eventlet.sleep(5)
+                    return
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                   b"Content-Length: %d\r\n\r\n%s" % (len(REPLY), REPLY))
+
+    def close(self):
+        self.thread.kill()
+        self.sock.close()
+
+
+@pytest.fixture
+def server():
+    servers = []
+
+    def start(mode):
+        servers.append(RawServer(mode))
+        return servers[-1]
+
+    yield start
+    for started in servers:
+        started.close()
+
+
+def call(url, timeout=0.5, http=None):
+    return post(http or session(4), url, json={"to": "6281234567890", "text": "Halo"},
+                headers={"Authorization": "Bearer t"}, timeout=timeout)
+
+
+def test_a_reply_is_read_and_the_connection_kept_alive(server):
+    ok = server("ok")
+    http = session(4)
+    for _ in range(3):
+        reply, failed, latency = call(ok.url, http=http)
+        assert failed is None and latency >= 0
+        assert reply.status_code == 200 and json_of(reply) == json.loads(REPLY)
+    assert ok.connections == 1  # one connection for the three calls
+    head, body = ok.requests[0]
+    assert json.loads(body) == {"to": "6281234567890", "text": "Halo"}
+    lines = head.lower().split("\r\n")
+    assert "content-type: application/json" in lines and "authorization: bearer t" in lines
+
+
+def test_a_refused_connection_is_temporary():
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # nobody listens there
+    reply, failed, _ = call(f"http://127.0.0.1:{port}/messages")
+    assert reply is None and failed.kind == domain.TEMPORARY
+    assert failed.error.startswith("refused:")
+
+
+def test_a_connect_timeout_is_temporary():
+    """A server whose accept queue is full: the handshake never completes, so nothing was
+    sent."""
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    port = full.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    try:
+        reply, failed, latency = call(f"http://127.0.0.1:{port}/messages", timeout=0.3)
+    finally:
+        for sock in [*fillers, full]:
+            sock.close()
+    assert reply is None and failed.kind == domain.TEMPORARY
+    assert failed.error == "refused: ConnectTimeoutError" and latency >= 250
+
+
+def test_a_read_timeout_after_sending_is_an_unknown_outcome(server):
+    held = server("hold")
+    reply, failed, latency = call(held.url, timeout=0.3)
+    assert reply is None and failed.kind == domain.UNKNOWN
+    assert failed.error.startswith("timeout:") and latency >= 250
+    assert len(held.requests) == 1  # it did go out
+
+
+def test_a_connection_dropped_after_sending_is_an_unknown_outcome(server):
+    dropped = server("drop")
+    reply, failed, _ = call(dropped.url)
+    assert reply is None and failed.kind == domain.UNKNOWN
+    assert failed.error.startswith("lost:")
+    assert len(dropped.requests) == 1
+
+
+@pytest.mark.parametrize("url", ["http:///messages", "ftp://gateway.example/messages",
+                                 "gateway.example/messages", "http://127.0.0.1:99999/x"])
+def test_an_invalid_url_is_a_technical_failure(url):
+    reply, failed, _ = call(url)
+    assert reply is None and failed.kind == domain.TECHNICAL
+    assert failed.error.startswith("config:")
+
+
+def test_a_proxy_from_the_environment_is_used_unless_no_proxy_names_the_host(server,
+                                                                              monkeypatch):
+    provider, proxy = server("ok"), server("ok")
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    reply, failed, _ = call(provider.url)
+    assert failed is None and reply.status_code == 200
+    [(head, _)] = proxy.requests  # through the proxy, with the absolute URL
+    assert head.startswith(f"POST {provider.url} HTTP/1.1")
+    assert provider.requests == []
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    reply, failed, _ = call(provider.url)
+    assert failed is None and reply.status_code == 200
+    assert len(provider.requests) == 1 and len(proxy.requests) == 1
