@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from services.notify import domain
 
 DEFAULT_DELAYS = (10, 60, 300, 1800)
+# events per delivering handler at once: bigger groups of the grouped writes; measured in the
+# notify bench (6,000 events): 60 against 20 took a fifth less CPU per message, in notify and
+# in the database, and delivered 12-15 % more per second
+DEFAULT_SEND_CONCURRENCY = 60
 
 
 def _list(value, default):
@@ -32,7 +36,7 @@ def _float(config, key, default):
 def send_concurrency():
     """Events of one delivering handler a process works on at once (its prefetch); read from
     the environment when the service module is imported (a decorator's argument)."""
-    return int(os.environ.get("NOTIFY_SEND_CONCURRENCY", 20))
+    return int(os.environ.get("NOTIFY_SEND_CONCURRENCY", DEFAULT_SEND_CONCURRENCY))
 
 
 @dataclass(frozen=True)

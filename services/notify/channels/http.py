@@ -26,6 +26,7 @@ from urllib3.exceptions import (
 )
 
 from services.notify import domain
+from services.notify.settings import DEFAULT_SEND_CONCURRENCY
 
 SCHEMES = ("http", "https")
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json",
@@ -87,9 +88,9 @@ def _proxy_manager(url, options):
     return urllib3.ProxyManager(url, proxy_headers=headers, **options)
 
 
-def session(pool_size=50):
-    """The channel's connection pool."""
-    return Pool(pool_size)
+def session(config):
+    """The channel's connection pool: one connection per delivering worker and a few more."""
+    return Pool(int(config.get("NOTIFY_SEND_CONCURRENCY", DEFAULT_SEND_CONCURRENCY)) + 10)
 
 
 def post(http, url, *, json, headers, timeout):

@@ -14,7 +14,7 @@ class SmsChannel:
         self.url = str(config.get("NOTIFY_SMS_URL") or "").rstrip("/")
         self.token = config.get("NOTIFY_SMS_TOKEN")
         self.timeout = timeout
-        self.http = session(int(config.get("NOTIFY_SEND_CONCURRENCY", 20)) + 10)
+        self.http = session(config)
 
     def close(self):
         self.http.close()

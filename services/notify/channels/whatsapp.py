@@ -26,7 +26,7 @@ class WhatsAppChannel:
         self.token = config.get("NOTIFY_WHATSAPP_TOKEN")
         self.language = str(config.get("NOTIFY_WHATSAPP_LANGUAGE") or "id")
         self.timeout = timeout
-        self.http = session(int(config.get("NOTIFY_SEND_CONCURRENCY", 20)) + 10)
+        self.http = session(config)
 
     def close(self):
         self.http.close()
