@@ -3,6 +3,8 @@ in its own process for the notify bench (its CPU is not the bench's), with three
 controls on top of the stand-in's own:
 
 - ``GET /_bench/received``: every accepted send as ``[to digits, epoch seconds, callback]``;
+  ``?count`` only how many (what the bench polls: the whole list of thousands of rows every
+  second would cost this process and the bench CPU that the notify process needs);
 - ``POST /_bench/reset`` ``{"auto_status": [...], "p500": f, "ptimeout": f, "seed": n,
   "n": sends to plan}``: forget what was received and plan the next sends' outcomes at random
   (``p500`` answered 500, ``ptimeout`` held past the client's timeout, the rest ok);
@@ -24,6 +26,9 @@ from services.notify.standins import WhatsAppStandin
 class BenchWhatsApp(WhatsAppStandin):
     def handle(self, request):
         if request.path == "/_bench/received":
+            if request.query == "count":
+                with self._lock:
+                    return 200, {"count": len(self.requests)}
             with self._lock:
                 rows = [[r["to"], r["at"].timestamp(), r["callback_data"]]
                         for r in self.requests]

@@ -44,13 +44,24 @@ def race(workers, task):
     return [thread.wait() for thread in threads]
 
 
+_HANDED_OUT = set()  # ports free_port() gave this process
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and that this process was
+    not given before: the kernel may hand the same free port to two asks in a row, and a
+    service's server binds with SO_REUSEPORT (eventlet's default), so two services given one
+    port would both listen on it and share its requests without an error (seen in the chaos
+    day: a letters request answered 404 by notify)."""
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def serve_process(config, module, port, ready_path="/health/ready", log=None,

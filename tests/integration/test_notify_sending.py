@@ -451,7 +451,9 @@ def test_free_text_outside_the_24_hour_window_is_not_sent(notify):
 
 
 def test_per_recipient_pacing_queues_many_to_one_person_and_a_restart_keeps_them(notify_with):
-    settings = {"NOTIFY_PACE_WHATSAPP_SECONDS": 0.4}
+    # a pace of 1 s: a request handled up to that late after the first still finds its slot
+    # ahead (on a loaded machine the six are not all handled within a few tenths)
+    settings = {"NOTIFY_PACE_WHATSAPP_SECONDS": 1.0}
     notify = notify_with(**settings)
     phone = a_phone()
     docs = [new_doc(phone=phone) for _ in range(6)]
@@ -464,20 +466,20 @@ def test_per_recipient_pacing_queues_many_to_one_person_and_a_restart_keeps_them
         {"_id": {"$in": [d["_id"] for d in docs]}, "state": "deferred"}))
     assert len(slots) == 5
     gaps = [(b - a).total_seconds() for a, b in zip(slots, slots[1:], strict=False)]
-    assert all(gap >= 0.39 for gap in gaps)  # one slot each, none shared
+    assert all(gap >= 0.99 for gap in gaps)  # one slot each, none shared
     notify.container.stop()  # a restart: the queue is in the database
     # down until every slot is more than a pace behind, as a real restart leaves them (the
     # default pace is 6 s): each is taken anew, in order (a slot released less than a pace
     # late is kept, and may go out less than a pace after the one before)
     pace = settings["NOTIFY_PACE_WHATSAPP_SECONDS"]
     behind = slots[-1] + timedelta(seconds=pace)
-    wait_until(lambda: datetime.now(UTC) > behind, timeout=10, message="every slot a pace behind")
+    wait_until(lambda: datetime.now(UTC) > behind, timeout=15, message="every slot a pace behind")
     again = notify_with(**settings)
     wait_until(lambda: timer_round(again) is not None and
-               len(sends_to(notify, phone)) == 6, timeout=20, message="all six sent")
+               len(sends_to(notify, phone)) == 6, timeout=30, message="all six sent")
     assert all(state_of(again, d["_id"], "sent") for d in docs)
     times = [r["at"] for r in notify.wa.requests]
-    assert all((b - a).total_seconds() >= 0.3 for a, b in zip(times, times[1:], strict=False))
+    assert all((b - a).total_seconds() >= 0.75 for a, b in zip(times, times[1:], strict=False))
 
 
 def test_concurrent_reservations_on_a_new_address_get_slots_one_pace_apart(config):
