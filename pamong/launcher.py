@@ -92,25 +92,33 @@ def seed_demo(modules, first_port, config):
     first, so the others' replicas have people to record for)."""
     import importlib
 
-    import requests
-
     for name, port in module_ports(modules, first_port).items():
         try:
             seed = importlib.import_module(f"services.{name}.seed").seed
         except (ModuleNotFoundError, AttributeError):  # no seed, or only a before_start one
             continue
         base_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base_url}/health/ready", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{name} did not become ready within 60 s; demo data not loaded")
-            time.sleep(0.5)
+        if not wait_ready(base_url):
+            raise SystemExit(f"{name} did not become ready within 60 s; demo data not loaded")
         seed(base_url, config)
+
+
+def wait_ready(base_url, within=60, ask_timeout=2):
+    """Until ``base_url`` answers ``/health/ready`` with 200: True, or False after ``within``
+    seconds. Refused, reset or slower than ``ask_timeout`` (a module still starting while
+    the others start beside it on a busy machine) all mean not ready yet."""
+    import requests
+
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if requests.get(f"{base_url}/health/ready", timeout=ask_timeout).ok:
+                return True
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
 
 
 # what asks `pamong run` to stop every module: Ctrl-C, `kill`, the terminal closing
