@@ -186,16 +186,16 @@ def figures(latencies, seconds, errors):
             "errors": len(errors), "first_error": errors[0] if errors else None}
 
 
-def fire(base_url, config, calls, clients, expect, timeout=60):
+def fire(base_url, config, calls, clients, expect, timeout=60, http_client=HttpClient):
     """Send every ``(method, path, kwargs)`` of ``calls``, shared out over ``clients`` green
-    threads (one session each), all released together. ``(figures, answers)``: answers are
-    the JSON bodies of the answers ``expect``-ed, in order of ``calls``."""
+    threads (one ``http_client`` each), all released together. ``(figures, answers)``:
+    answers are the JSON bodies of the answers ``expect``-ed, in order of ``calls``."""
     shares = [list(range(c, len(calls), clients)) for c in range(clients)]
     latencies, errors, answers = [], [], [None] * len(calls)
     gate = eventlet.event.Event()
 
     def client(indexes):
-        http = HttpClient(base_url, config)
+        http = http_client(base_url, config)
         gate.wait()
         for i in indexes:
             method, path, kwargs = calls[i]

@@ -27,6 +27,7 @@ Targets (issue 13): numbers/s of (b) >= 0.25 x numbers/s of (a), zero duplicates
 p50 and p99 of the 100,000 rows <= 2 x those of the 1,000 rows. (c) is reported.
 """
 
+import os
 import random
 import tempfile
 import time
@@ -45,6 +46,7 @@ from bench.attendance import (
     stop,
 )
 from bench.common import (
+    LeanHttp,
     cpu_seconds,
     local_servers,
     machine_line,
@@ -225,12 +227,13 @@ def run_rows(config, n, clients, keys_dir, large):
                                LETTERS_KEYS_DIR=keys_dir)]
     try:
         token = mint_token(config, f"u-{HEAD_NIP}", ["pimpinan"], opd=UNIT, nip=HEAD_NIP)
-        fire(url, config, draft_calls(token, 50), clients, 201)  # warm up
-        _, drafts = fire(url, config, draft_calls(token, n), clients, 201)
+        fire(url, config, draft_calls(token, 50), clients, 201, http_client=LeanHttp)  # warm up
+        _, drafts = fire(url, config, draft_calls(token, n), clients, 201,
+                         http_client=LeanHttp)
         ids = [d["id"] for d in drafts if d]
         submits = [("POST", f"{API}/letters/{i}/submit", {"token": token, "json": {}})
                    for i in ids]
-        fire(url, config, submits, clients, 200)
+        fire(url, config, submits, clients, 200, http_client=LeanHttp)
         # the submits' events (the signer's to-do lists) are handled before signing is timed,
         # as the raw loop competes with nothing: both to-do lists hold every letter, and then
         # nothing is left in the outbox or the queues
@@ -241,9 +244,11 @@ def run_rows(config, n, clients, keys_dir, large):
         wait_quiet(config, [db["letters"]])
         signs = [("POST", f"{API}/letters/{i}/sign", {"token": token, "json": {}})
                  for i in ids]
-        pids = {processes[0].pid: "letters", **local_servers()}
+        pids = {processes[0].pid: "letters", os.getpid(): "bench (the signers)",
+                **local_servers()}
         before = cpu_seconds(pids)
-        rows["sign"], answers = fire(url, config, signs, clients, 200)
+        rows["sign"], answers = fire(url, config, signs, clients, 200,
+                                     http_client=LeanHttp)
         after = cpu_seconds(pids)
         cpu = {}
         for pid, who in pids.items():
