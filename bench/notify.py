@@ -9,6 +9,8 @@ Rows (one notify process, the stand-in in a process of its own):
     time from the first publish to the ``N``-th request the stand-in received; p50/p99 of
     each event's ``occurred_at`` to its request; duplicates (a phone that received twice) and
     losses (a phone that received nothing). No status callbacks in this row;
+(a2) **the loop again** once notify has published what (b) left: the target compares (b) with
+    the mean of (a) and (a2), so a slow or fast spell during one short loop weighs less;
 (c) **faults**: ``N`` more events while the stand-in answers 5% of sends with 500 and holds
     1% past notify's timeout (accepted, outcome unknown to notify), posting ``sent`` and
     ``delivered`` for every accepted send (a held one too, as Meta would): every
@@ -37,6 +39,7 @@ from bench.common import run_scenario
 from pamong.contracts import permits as _permits  # noqa: F401 - registers the contracts
 from pamong.events import contracts
 from pamong.events.envelope import new_event
+from pamong.events.outbox import OUTBOX
 from pamong.events.topology import CONFIRM_TIMEOUT, event_exchange
 from pamong.storage import client_for, database_name
 from pamong.testing import free_port, serve_process, wait_until
@@ -235,6 +238,13 @@ def run_rows(config, n, loop_n, pace_n):
         print(f"  notify: {clean['per_s']}/s, lost {clean['lost']}, "
               f"duplicates {clean['duplicates']}", flush=True)
         db = client_for(config["MONGO_URI"], config)[database_name(config, "notify")]
+        # the loop once more, once notify has published and cleared what (b) left (the
+        # ratio takes the mean of both: one short loop swung between 417 and 659/s)
+        wait_until(lambda: db["notifications"].count_documents(
+            {f"{OUTBOX}.0": {"$exists": True}}) == 0, timeout=600, interval=0.5,
+            message="the notifications of (b) published")
+        loop_after = plain_loop(standin, loop_n)
+        print(f"  plain loop again: {loop_after['per_s']}/s", flush=True)
         standin.reset(auto_status=["sent", "delivered"], p500=0.05, ptimeout=0.01, seed=15,
                       n=n * 2)
         faults = notify_row(config, standin, n, "faults", 100_000, timeout=max(900, n // 4))
@@ -251,18 +261,28 @@ def run_rows(config, n, loop_n, pace_n):
             process.terminate()
             process.wait(timeout=30)
         standin.stop()
-    return {"loop": loop, "clean": clean, "faults": faults, "pacing": pacing}
+    return {"loop": loop, "loop_after": loop_after, "clean": clean, "faults": faults,
+            "pacing": pacing}
+
+
+def loop_per_s(rows):
+    """The baseline: the mean of the loop before (a) and after (a2) row (b) (runs before
+    2026-12-07 had (a) only)."""
+    runs = [rows[key]["per_s"] for key in ("loop", "loop_after") if key in rows]
+    return sum(runs) / len(runs)
 
 
 def verdicts(rows):
-    loop, clean, faults, pacing = rows["loop"], rows["clean"], rows["faults"], rows["pacing"]
-    ratio = clean["per_s"] / loop["per_s"] if loop["per_s"] else 0.0
+    clean, faults, pacing = rows["clean"], rows["faults"], rows["pacing"]
+    loop = loop_per_s(rows)
+    ratio = clean["per_s"] / loop if loop else 0.0
     states = faults["states"]
     open_states = {k: v for k, v in states.items() if k not in ENDED + FAILED}
     return {
         "notify_over_loop": {
-            "what": f"notify's event-to-request throughput over a plain request loop "
-                    f"({clean['events']:,} notifications)", "target": TARGET,
+            "what": f"notify's event-to-request throughput over a plain request loop (the "
+                    f"mean of (a) and (a2); {clean['events']:,} notifications)",
+            "target": TARGET,
             "value": round(ratio, 3),
             "verdict": "PASS" if ratio >= TARGET and not clean["lost"]
             and not clean["duplicates"] else "FAIL"},
@@ -291,6 +311,9 @@ def table(rows):
         "|---|---|---|---|---|---|---|---|",
         f"| (a) plain request loop | {loop['requests']} | {loop['seconds']} | "
         f"{loop['per_s']} | - | - | - | - |",
+        *([f"| (a2) the loop again, after (b) | {rows['loop_after']['requests']} | "
+           f"{rows['loop_after']['seconds']} | {rows['loop_after']['per_s']} | - | - | - | - |"]
+          if "loop_after" in rows else []),
         f"| (b) notify, events to requests | {clean['events']} | {clean['seconds']} | "
         f"{clean['per_s']} | {clean['p50_ms']} | {clean['p99_ms']} | {clean['lost']} | "
         f"{clean['duplicates']} |",
