@@ -189,13 +189,15 @@ def figures(latencies, seconds, errors):
 def fire(base_url, config, calls, clients, expect, timeout=60, http_client=HttpClient):
     """Send every ``(method, path, kwargs)`` of ``calls``, shared out over ``clients`` green
     threads (one ``http_client`` each), all released together. ``(figures, answers)``:
-    answers are the JSON bodies of the answers ``expect``-ed, in order of ``calls``."""
+    answers are the JSON bodies of the answers ``expect``-ed, in order of ``calls``.
+    ``base_url`` may be a list (replicas): client c talks to the (c mod len)-th."""
+    urls = [base_url] if isinstance(base_url, str) else list(base_url)
     shares = [list(range(c, len(calls), clients)) for c in range(clients)]
     latencies, errors, answers = [], [], [None] * len(calls)
     gate = eventlet.event.Event()
 
-    def client(indexes):
-        http = http_client(base_url, config)
+    def client(c, indexes):
+        http = http_client(urls[c % len(urls)], config)
         gate.wait()
         for i in indexes:
             method, path, kwargs = calls[i]
@@ -213,7 +215,7 @@ def fire(base_url, config, calls, clients, expect, timeout=60, http_client=HttpC
                 answers[i] = response.json()
 
     pool = eventlet.GreenPool(clients)
-    threads = [pool.spawn(client, share) for share in shares if share]
+    threads = [pool.spawn(client, c, share) for c, share in enumerate(shares) if share]
     eventlet.sleep(0.2)  # every client waiting at the gate
     started = time.perf_counter()
     gate.send()
