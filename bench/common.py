@@ -88,9 +88,7 @@ def wait_quiet(config, outboxes, timeout=600):
     two readings of the management API one statistics refresh apart."""
     vhost = unquote(urlsplit(config["AMQP_URI"]).path[1:])
     deadline = time.monotonic() + timeout
-    for collection in outboxes:
-        wait_until(lambda c=collection: c.count_documents({f"{OUTBOX}.0": {"$exists": True}})
-                   == 0, timeout=timeout, interval=0.2, message=f"{collection.name} published")
+    wait_published(outboxes, timeout)
     quiet = 0
     while quiet < 2:
         if time.monotonic() > deadline:
@@ -98,6 +96,20 @@ def wait_quiet(config, outboxes, timeout=600):
         quiet = quiet + 1 if broker.vhost_messages(vhost) == 0 else 0
         if quiet < 2:
             time.sleep(STATS_SECONDS)
+
+
+def wait_published(outboxes, timeout=600):
+    """Until no document of the collections ``outboxes`` holds an event in its outbox."""
+    for collection in outboxes:
+        wait_until(lambda c=collection: c.count_documents({f"{OUTBOX}.0": {"$exists": True}})
+                   == 0, timeout=timeout, interval=0.2, message=f"{collection.name} published")
+
+
+def mean_rate(rows, *keys):
+    """The mean ``per_s`` of the rows ``keys`` that ran: a baseline measured before and after
+    the row it is compared with (a slow or fast spell during one short run weighs less)."""
+    runs = [rows[key]["per_s"] for key in keys if key in rows]
+    return sum(runs) / len(runs)
 
 
 SERVERS = {"ferretdb": "FerretDB", "beam.smp": "RabbitMQ"}  # in a command line: its server

@@ -50,6 +50,7 @@ from bench.common import (
     cpu_seconds,
     local_servers,
     machine_line,
+    mean_rate,
     run_scenario,
     wait_quiet,
 )
@@ -273,15 +274,8 @@ def run_rows(config, n, clients, keys_dir, large, replicas=REPLICAS):
     return rows
 
 
-def raw_per_s(rows):
-    """The baseline: the mean of the raw loop before (a) and after (a2) the signing (runs
-    before 2026-12-07 had (a) only)."""
-    runs = [rows[key]["per_s"] for key in ("raw", "raw_after") if key in rows]
-    return sum(runs) / len(runs)
-
-
 def verdicts(rows):
-    sign, raw = rows["sign"], raw_per_s(rows)
+    sign, raw = rows["sign"], mean_rate(rows, "raw", "raw_after")  # (a2) since 2026-12-07
     ratio = sign["per_s"] / raw if raw else 0.0
     check = sign["check"]
     exact = (check["distinct"] == check["signed"] == check["claims_used"]

@@ -35,11 +35,10 @@ from datetime import UTC, date, datetime, timedelta
 import requests
 from kombu import Connection
 
-from bench.common import run_scenario
+from bench.common import mean_rate, run_scenario, wait_published
 from pamong.contracts import permits as _permits  # noqa: F401 - registers the contracts
 from pamong.events import contracts
 from pamong.events.envelope import new_event
-from pamong.events.outbox import OUTBOX
 from pamong.events.topology import CONFIRM_TIMEOUT, event_exchange
 from pamong.storage import client_for, database_name
 from pamong.testing import free_port, serve_process, wait_until
@@ -240,9 +239,7 @@ def run_rows(config, n, loop_n, pace_n):
         db = client_for(config["MONGO_URI"], config)[database_name(config, "notify")]
         # the loop once more, once notify has published and cleared what (b) left (the
         # ratio takes the mean of both: one short loop swung between 417 and 659/s)
-        wait_until(lambda: db["notifications"].count_documents(
-            {f"{OUTBOX}.0": {"$exists": True}}) == 0, timeout=600, interval=0.5,
-            message="the notifications of (b) published")
+        wait_published([db["notifications"]])
         loop_after = plain_loop(standin, loop_n)
         print(f"  plain loop again: {loop_after['per_s']}/s", flush=True)
         standin.reset(auto_status=["sent", "delivered"], p500=0.05, ptimeout=0.01, seed=15,
@@ -265,16 +262,9 @@ def run_rows(config, n, loop_n, pace_n):
             "pacing": pacing}
 
 
-def loop_per_s(rows):
-    """The baseline: the mean of the loop before (a) and after (a2) row (b) (runs before
-    2026-12-07 had (a) only)."""
-    runs = [rows[key]["per_s"] for key in ("loop", "loop_after") if key in rows]
-    return sum(runs) / len(runs)
-
-
 def verdicts(rows):
     clean, faults, pacing = rows["clean"], rows["faults"], rows["pacing"]
-    loop = loop_per_s(rows)
+    loop = mean_rate(rows, "loop", "loop_after")  # (a2) since 2026-12-07
     ratio = clean["per_s"] / loop if loop else 0.0
     states = faults["states"]
     open_states = {k: v for k, v in states.items() if k not in ENDED + FAILED}

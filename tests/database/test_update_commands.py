@@ -20,10 +20,11 @@ pytestmark = pytest.mark.database
 
 
 def update(db, statements, ordered=True):
-    return db.command(SON([("update", "c"), ("ordered", ordered),
-                           ("updates", [{"q": q, "u": u, **extra}
-                                        for q, u, *rest in statements
-                                        for extra in [rest[0] if rest else {}]])]))
+    """One ``update`` command on collection ``c``; ``statements``: ``(filter, update)`` or
+    ``(filter, update, options)``."""
+    return db.command(SON([("update", "c"), ("ordered", ordered), ("updates", [
+        {"q": statement[0], "u": statement[1], **(statement[2:] or [{}])[0]}
+        for statement in statements])]))
 
 
 def test_a_statement_sees_what_the_statements_before_it_wrote(db):
