@@ -412,6 +412,14 @@ build_ferretdb() { # want binary patch...
         log "applying $(basename "$p")"
         (cd "$src" && patch -p1 --forward --batch <"$p" >&2) || die "FerretDB patch $p does not apply to $FERRETDB_VERSION"
     done
+    # the patches' own Go tests (pamong_*_test.go) run before the binary is used
+    local tested
+    tested=$(cd "$src" && find . -name 'pamong_*_test.go' -printf '%h\n' | sort -u)
+    if [[ -n "$tested" ]]; then
+        mkdir -p "$src/.git" # FerretDB's test helpers look for the repository root
+        # shellcheck disable=SC2086 # one package per line
+        (cd "$src" && "$go" test $tested) >&2 || die "the FerretDB patches' Go tests failed (output above)"
+    fi
     (cd "$src" && "$go" build -o "$bin.new" ./cmd/ferretdb) >&2 ||
         die "go build of FerretDB failed (output above)"
     "$bin.new" --version >/dev/null 2>&1 || die "the freshly built FerretDB does not run: $bin.new --version failed"

@@ -23,6 +23,7 @@ import io
 import os
 import re
 import tempfile
+import weakref
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,7 @@ from cryptography.x509.oid import NameOID
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers
+from pyhanko.sign.general import SigningError
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
@@ -47,6 +49,9 @@ PEMDA_FILE = "pemda.p12"
 CA_CERT_FILE = "development-ca.pem"
 CA_KEY_FILE = "development-ca.key"
 DOCUMENT_SIGNING = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")   # id-kp-documentSigning
+# the hex string of a signature dictionary's /Contents: the space reserved for the signature
+SIGNATURE_CONTENTS = re.compile(rb"/Contents\s*<([0-9A-Fa-f]*)>")
+_RESERVED = weakref.WeakKeyDictionary()  # signer -> hex digits its signature is given
 
 
 class SealingError(Exception):
@@ -60,12 +65,33 @@ class Sealer(ABC):
 
 
 def pades_seal(pdf, signer, *, signer_name, reason, location):
-    """``pdf`` signed by a pyHanko ``Signer`` in a new invisible field: PAdES, SHA-256."""
+    """``pdf`` signed by a pyHanko ``Signer`` in a new invisible field: PAdES, SHA-256.
+
+    pyHanko sizes the space for the signature by first signing a dummy (with a margin of a
+    half): about a third of a seal's CPU. The size depends on the signer's certificates, not
+    on the letter, so a signer's first seal measures it and the next ones reserve the same;
+    should a signature ever not fit (a signer that grew a longer chain), it is measured
+    again."""
     meta = signers.PdfSignatureMetadata(
         field_name=FIELD, name=signer_name, reason=reason, location=location,
         subfilter=fields.SigSeedSubFilter.PADES, md_algorithm="sha256")
+    reserved = _RESERVED.get(signer)
+    try:
+        sealed = _sign(pdf, meta, signer, reserved)
+    except SigningError:
+        if reserved is None:
+            raise
+        reserved = None
+        sealed = _sign(pdf, meta, signer, None)
+    if reserved is None:
+        _RESERVED[signer] = len(SIGNATURE_CONTENTS.findall(sealed)[-1])
+    return sealed
+
+
+def _sign(pdf, meta, signer, reserved):
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-    return signers.PdfSigner(meta, signer=signer).sign_pdf(writer).getvalue()
+    return signers.PdfSigner(meta, signer=signer).sign_pdf(
+        writer, bytes_reserved=reserved).getvalue()
 
 
 class Pkcs12Sealer(Sealer):

@@ -3,7 +3,7 @@
 A letter's render and seal (fpdf2, segno, pyHanko: about 90 ms of CPU) holds the GIL: run in
 the service's own OS threads it starved the eventlet hub that serves requests, and a signing
 burst lost a quarter of its throughput to the seals of the letters signed just before. Here
-they run in ``LETTERS_SEAL_PROCESSES`` separate processes started ``os.nice``'d by
+they run in ``LETTERS_SEAL_PROCESSES`` separate processes started ``nice``'d by
 ``LETTERS_SEAL_NICE``: while requests keep the CPU busy the kernel serves them first, and the
 seals catch up when it is free.
 
@@ -42,6 +42,7 @@ DEFAULT_KEYS_DIR = ".run/letters-ca"
 # from the environment only: the handler's concurrency (as many seals at once as there are
 # workers) is fixed when signed.py is imported, before any config is read
 SEAL_PROCESSES = max(1, int(os.environ.get("LETTERS_SEAL_PROCESSES", "2")))
+SEAL_NICE = int(os.environ.get("LETTERS_SEAL_NICE", "10"))
 SEALER_SETTINGS = ("LETTERS_SEALER", "LETTERS_KEYS_DIR", "LETTERS_TRUST_ROOTS")
 CONFIG_VARIABLE = "SEALPOOL_CONFIG"  # the worker's settings, from the service's config
 HEADER = struct.Struct(">I")
@@ -135,10 +136,6 @@ def main():
     # the service stops its workers itself (EOF, SIGTERM); a Ctrl-C in its terminal reaches
     # the whole process group and would only print a traceback here
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        os.nice(int(os.environ.get("LETTERS_SEAL_NICE", "10")))
-    except OSError as error:
-        log.warning("cannot lower the priority: %s", error)
     setup = build_sealer(json.loads(os.environ.get(CONFIG_VARIABLE) or "{}"))
     requests = sys.stdin.buffer
     while (request := read_message(requests)) is not None:
@@ -155,6 +152,17 @@ def _answer(setup, printable, verify_url):
         if not isinstance(error, sealing.SealingError):
             log.exception("sealing failed")
         return ("error", type(error).__name__, str(error))
+
+
+def _lower_priority(pid):
+    """The worker's CPU priority, lowered by ``LETTERS_SEAL_NICE`` from the service's own:
+    set here the moment it starts, not by the worker, which would first import pyHanko (a
+    second of CPU) at the priority of the requests it must not slow down."""
+    nice = min(os.getpriority(os.PRIO_PROCESS, 0) + SEAL_NICE, 19)
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+    except OSError as error:
+        log.warning("cannot lower the priority of seal worker %s: %s", pid, error)
 
 
 # -- the service's side ---------------------------------------------------------------------
@@ -235,6 +243,7 @@ class SealPool:
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self.env,
                                   cwd=REPO_ROOT)
         self.workers.add(worker)
+        _lower_priority(worker.pid)
         log.info("seal worker %s started", worker.pid)
         return worker
 

@@ -131,3 +131,32 @@ def test_audience_is_ignored_when_not_configured():
 def test_mint_token_needs_a_secret():
     with pytest.raises(ValueError):
         mint_token({}, "u1", ["admin"])
+
+
+def test_a_verified_token_is_not_verified_again_while_cached(monkeypatch):
+    decoded = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    token = mint_token(CONFIG, "cached-once", ["pegawai"])
+    assert authenticate(bearer(token), CONFIG).sub == "cached-once"
+    assert authenticate(bearer(token), CONFIG).sub == "cached-once"
+    assert len(decoded) == 1
+    never = CONFIG | {"JWT_VERIFIED_CACHE_SECONDS": 0}
+    fresh = mint_token(CONFIG, "never-cached", ["pegawai"])
+    authenticate(bearer(fresh), never)
+    authenticate(bearer(fresh), never)
+    assert len(decoded) == 3
+
+
+def test_a_cached_token_is_refused_once_it_expires():
+    config = CONFIG | {"JWT_LEEWAY_SECONDS": 0}
+    token = mint_token(config, "short-lived", ["pegawai"], ttl_seconds=1)
+    assert authenticate(bearer(token), config).sub == "short-lived"
+    time.sleep(1.1)
+    assert rejected(bearer(token), config).detail == "The token has expired."
+
+
+def test_a_token_verified_under_one_secret_is_refused_under_another():
+    token = mint_token(CONFIG, "rotated", ["pegawai"])
+    assert authenticate(bearer(token), CONFIG).sub == "rotated"
+    rejected(bearer(token), {"JWT_SECRET": "another-secret-after-a-rotation-long-enough"})

@@ -231,3 +231,33 @@ def test_pkcs12_sealer_falls_back_to_the_pemda_seal(sealed, ca_dir, root, tmp_pa
     result = sealing.check_signature(seal(sealer, render_letter(a_letter(), VERIFY_URL), other),
                                      [root])
     assert result["valid"] and result["serial"] == NIP
+
+
+def test_a_signers_later_seals_reserve_what_the_first_measured_and_still_validate(tmp_path):
+    sealer = sealing.DevelopmentSealer(tmp_path)
+    root = sealing.development_trust_root(tmp_path)
+    first = seal(sealer, render_letter(a_letter(), VERIFY_URL))
+    signer = sealer._signer(NIP)
+    reserved = sealing._RESERVED[signer]
+    [contents] = sealing.SIGNATURE_CONTENTS.findall(first)
+    assert reserved == len(contents) > 0
+
+    body = "Dengan hormat,\n\n" + "Isi yang lain sama sekali. " * 40
+    later = seal(sealer, render_letter(a_letter(number="000/16/OR", body=body), VERIFY_URL))
+    assert len(sealing.SIGNATURE_CONTENTS.findall(later)[0]) == reserved
+    assert sealing.check_signature(later, [root])["valid"]
+    assert sealing.check_signature(first, [root])["valid"]
+
+
+def test_a_reserve_too_small_for_the_signature_is_measured_again(tmp_path):
+    sealer = sealing.DevelopmentSealer(tmp_path)
+    root = sealing.development_trust_root(tmp_path)
+    seal(sealer, render_letter(a_letter(), VERIFY_URL))
+    signer = sealer._signer(NIP)
+    measured = sealing._RESERVED[signer]
+    sealing._RESERVED[signer] = 64  # as if the signer's chain had grown since
+
+    pdf = seal(sealer, render_letter(a_letter(), VERIFY_URL))
+    assert sealing.check_signature(pdf, [root])["valid"]
+    # measured again (pyHanko's estimate varies by a few digits: an ECDSA signature's length)
+    assert abs(sealing._RESERVED[signer] - measured) < measured // 10
