@@ -50,6 +50,8 @@ DEFAULTS = {
     # a process that writes events holds a lease this long; then a sweep publishes its leftovers
     "OUTBOX_WRITER_LEASE_SECONDS": 60,
     "HTTP_MAX_BODY_BYTES": 1024 * 1024,
+    # a bearer token verified this recently (same settings, not expired) is not verified again
+    "JWT_VERIFIED_CACHE_SECONDS": 60,
     # requests and events one process works on at once (nameko's ``max_workers``, whose
     # default of 10 left a check-in peak waiting on the database round trips of only 10)
     "MAX_WORKERS": 100,

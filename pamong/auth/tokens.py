@@ -26,7 +26,7 @@ from jwt import PyJWKClient
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError, PyJWKSetError
 
 from pamong.auth.principal import Principal
-from pamong.config import ConfigError
+from pamong.config import DEFAULTS, ConfigError
 from pamong.web.problem import not_found, service_unavailable, unauthorized
 
 _log = logging.getLogger(__name__)
@@ -112,7 +112,8 @@ def verify_token(token, config):
             return dict(claims)
         del _verified[key]
     claims = _verify(token, config, leeway)
-    lifetime = float(config.get("JWT_VERIFIED_CACHE_SECONDS", 60))
+    lifetime = float(config.get("JWT_VERIFIED_CACHE_SECONDS",
+                                DEFAULTS["JWT_VERIFIED_CACHE_SECONDS"]))
     if lifetime > 0:
         if len(_verified) >= VERIFIED_CACHE_SIZE:
             del _verified[next(iter(_verified))]  # the oldest
