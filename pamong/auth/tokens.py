@@ -98,9 +98,10 @@ def verify_token(token, config):
     ``check_auth_config`` (a route checks it when its service starts).
 
     A client sends the same token with every request for as long as it lives, and verifying
-    it (two JSON documents, base64, the signature) cost about a tenth of a busy service's
-    CPU. So a token verified in the last ``JWT_VERIFIED_CACHE_SECONDS`` under the same
-    settings is not verified again, unless it has expired since; only successes are kept,
+    it (two JSON documents, base64, the signature) took 0.1 ms alone and up to 0.3 ms inside
+    a busy service, of the 2-3 ms of CPU a letter's signing costs there. So a token verified
+    in the last ``JWT_VERIFIED_CACHE_SECONDS`` under the same settings is not verified
+    again, unless it has expired since; only successes are kept,
     at most ``VERIFIED_CACHE_SIZE`` of them, by the token's full text (signature included)."""
     leeway = float(config.get("JWT_LEEWAY_SECONDS", 30))
     key = (token, config.get("JWT_SECRET"), config.get("JWT_JWKS_URL"),
