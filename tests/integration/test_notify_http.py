@@ -10,6 +10,7 @@ import socket
 import eventlet
 import pytest
 
+from pamong.testing import wait_until
 from services.notify import domain
 from services.notify.channels.http import json_of, post, session
 
@@ -20,8 +21,9 @@ REPLY = b'{"messages": [{"id": "wamid.1"}]}'
 
 class RawServer:
     """A TCP server that reads each request and then, by ``mode``: answers 200 with
-    ``REPLY`` on a kept-alive connection (``ok``), closes the connection (``drop``) or holds
-    it without an answer (``hold``). ``requests``: the request heads received;
+    ``REPLY`` on a kept-alive connection (``ok``), answers and then closes it as an idle
+    keep-alive runs out (``close_after``), closes the connection (``drop``) or holds it
+    without an answer (``hold``). ``requests``: the request heads received;
     ``connections``: how many were accepted."""
 
     def __init__(self, mode):
@@ -64,6 +66,8 @@ class RawServer:
                     return
                 connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                                    b"Content-Length: %d\r\n\r\n%s" % (len(REPLY), REPLY))
+                if self.mode == "close_after":
+                    return
 
     def close(self):
         self.thread.kill()
@@ -103,6 +107,28 @@ def test_a_reply_is_read_and_the_connection_kept_alive(server):
     assert json.loads(body) == {"to": "6281234567890", "text": "Halo"}
     lines = head.lower().split("\r\n")
     assert "content-type: application/json" in lines and "authorization: bearer t" in lines
+
+
+def test_a_kept_connection_the_server_closed_is_not_reused(server):
+    """The pool's check before reusing a connection (a real ``poll``, not eventlet's
+    select) sees the server's close: the next call opens a new connection and is answered,
+    instead of going out on a dead socket and ending as an unknown outcome. The check gives
+    no other green thread a turn (eventlet's select would)."""
+    closing = server("close_after")
+    http = session(SMALL)
+    for n in (1, 2, 3):
+        reply, failed, _ = call(closing.url, http=http)
+        assert failed is None and reply.status_code == 200
+        assert closing.connections == n
+        pool = http.direct.connection_from_url(closing.url)
+        kept = [c for c in pool.pool.queue if c is not None]
+        assert len(kept) == 1
+        others_ran = []
+        eventlet.spawn_n(others_ran.append, True)
+        assert kept[0].is_connected in (True, False) and not others_ran
+        wait_until(lambda kept=kept: not kept[0].is_connected,
+                   timeout=5, message="the server's close seen by the pooled connection")
+    assert len(closing.requests) == 3
 
 
 def test_a_refused_connection_is_temporary():
