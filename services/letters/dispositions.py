@@ -76,6 +76,8 @@ class DispositionEndpoints:
         try:
             receipt, letter = self._visible_receipt(principal, d["receipt"])
         except Problem:
+            if not d["cancelled"]:  # cancelled since it was read (the cancel took the access)
+                d = self.db[DISPOSITIONS].find_one({"_id": disposition_id}, {OUTBOX: 0}) or d
             if d["cancelled"] and d["to"]["nip"] == principal.nip:
                 # its recipient was told of it: they learn it was cancelled, not the letter
                 raise Problem(409, "The disposition was cancelled: the letter is no longer "
