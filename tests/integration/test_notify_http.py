@@ -123,7 +123,7 @@ def test_a_kept_connection_the_server_closed_is_not_reused(server):
         reply, failed, _ = call(closing.url, http=http)
         assert failed is None and reply.status_code == 200
         assert closing.connections == n
-        pool = http.direct.connection_from_url(closing.url)
+        pool, _ = http.origin(closing.url)
         kept = [c for c in pool.pool.queue if c is not None]
         assert len(kept) == 1
         others_ran = []

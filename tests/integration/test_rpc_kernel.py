@@ -3,8 +3,10 @@ run when its target comes back, a state change called with one idempotency key a
 once, through retries and between two replicas, and a retry waits for a call still running
 no longer than the RPC timeout."""
 
+import gc
 import time
 import uuid
+import weakref
 
 import eventlet
 import pytest
@@ -65,6 +67,24 @@ class Ledger:
 class Caller:
     name = "rpccaller"
     ledger = Rpc("rpcledger", timeout=1)
+
+    @rpc
+    def forward(self, entry):
+        return self.ledger.record(entry)
+
+
+WORKERS = []  # a weak reference to each WatchedCaller worker's service instance
+
+
+class ServiceInstances(DependencyProvider):
+    def worker_setup(self, worker_ctx):
+        WORKERS.append(weakref.ref(worker_ctx.service))
+
+
+class WatchedCaller:
+    name = "rpcwatched"
+    ledger = Rpc("rpcledger", timeout=5)
+    instances = ServiceInstances()
 
     @rpc
     def forward(self, entry):
@@ -148,3 +168,20 @@ def test_a_retry_waits_for_a_running_call_no_longer_than_the_rpc_timeout(config)
         first = eventlet.spawn(call, "slow_with_own_timeout", 3)
         wait_until(lambda: claims.count_documents({}) == 2, message="the first call's claim")
         assert call("slow_with_own_timeout", 3) == first.wait()
+
+
+def test_a_worker_with_an_rpc_proxy_is_freed_when_it_ends(config):
+    """The proxy holds the worker's context, which holds the service instance, which holds
+    the proxy. Without Rpc's teardown that cycle waits for Python's cyclic collector (with
+    the worker's event and everything it touched); with it, the worker's objects go by
+    reference counting as soon as it ends. The collector is off here, so only that frees it."""
+    WORKERS.clear()
+    gc.disable()
+    try:
+        with running(config, Ledger), running(config, WatchedCaller), \
+                RpcClient(config, timeout=10) as client:
+            assert client.rpcwatched.forward(f"freed-{uuid.uuid4().hex}").startswith("freed-")
+            wait_until(lambda: WORKERS and WORKERS[0]() is None, timeout=5,
+                       message="the worker's service instance freed without the collector")
+    finally:
+        gc.enable()
