@@ -22,6 +22,3 @@ def test_start_up_objects_are_frozen_and_the_threshold_is_the_setting():
         gc.unfreeze()
         gc.set_threshold(*before)
 
-
-def test_the_default_threshold_is_above_pythons():
-    assert load_config()["GC_THRESHOLD"] == 10000 > gc.get_threshold()[0]

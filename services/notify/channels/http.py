@@ -88,37 +88,37 @@ class Pool:
     retries and no redirects (a retry is the delivery run's decision, with its classes)."""
 
     def __init__(self, pool_size=50):
-        options = {"num_pools": 4, "maxsize": pool_size, "retries": False}
         self.pool_size = pool_size
-        self.direct = urllib3.PoolManager(**options)
-        self.origins = {}  # url -> (its origin's pool, the request target): see post
+        self.origins = {}  # url -> (its origin's pool, the request target): see origin
+        options = {"num_pools": 4, "maxsize": pool_size, "retries": False}
         self.proxied = {scheme: _proxy_manager(url, options)
                         for scheme, url in urllib.request.getproxies().items()
                         if scheme in SCHEMES}
-        for manager in (self.direct, *self.proxied.values()):
+        for manager in self.proxied.values():
             manager.pool_classes_by_scheme = POOL_CLASSES
         self.bypassed = {}  # host -> whether NO_PROXY names it
 
-    def manager(self, url):
+    def proxy_for(self, url):
+        """The proxy's manager ``url`` goes through, or None (direct)."""
         if not self.proxied:  # the usual case: no look at the URL
-            return self.direct
+            return None
         parsed = urllib3.util.parse_url(url)
         proxied = self.proxied.get(parsed.scheme)
         if proxied is None:
-            return self.direct
+            return None
         host = parsed.host or ""
         if host not in self.bypassed:  # once per host: the look walks the environment
             self.bypassed[host] = bool(urllib.request.proxy_bypass(host))
-        return self.direct if self.bypassed[host] else proxied
+        return None if self.bypassed[host] else proxied
 
     def post(self, url, body, headers, timeout):
         if not url.lower().startswith(("http://", "https://")):  # urllib3 would guess http
             raise LocationValueError(f"not an http(s) URL: {url!r}")
         timeout = urllib3.Timeout(connect=timeout, read=timeout)
-        manager = self.manager(url)
-        if manager is not self.direct:  # a proxy's manager shapes the request itself
-            response = manager.request("POST", url, body=body, headers=headers,
-                                       retries=False, redirect=False, timeout=timeout)
+        proxy = self.proxy_for(url)
+        if proxy is not None:  # the proxy's manager shapes the request itself
+            response = proxy.request("POST", url, body=body, headers=headers,
+                                     retries=False, redirect=False, timeout=timeout)
         else:
             pool, target = self.origin(url)
             response = pool.urlopen("POST", target, body=body, headers=headers,
@@ -128,9 +128,9 @@ class Pool:
 
     def origin(self, url):
         """The pool of ``url``'s origin and its request target, looked up once per URL (a
-        provider's URL comes from the settings). The manager's own look, per request, was
-        a tenth of a send's CPU; its pools are also evicted past ``num_pools`` origins,
-        these are kept (a deployment names a handful)."""
+        provider's URL comes from the settings). urllib3's ``PoolManager`` looked it up on
+        every request, a tenth of a send's CPU, and evicted pools past ``num_pools``
+        origins; these are kept (a deployment names a handful)."""
         found = self.origins.get(url)
         if found is None:
             parsed = urllib3.util.parse_url(url)
@@ -143,7 +143,6 @@ class Pool:
         for pool, _ in self.origins.values():
             pool.close()
         self.origins.clear()
-        self.direct.clear()
         for manager in self.proxied.values():
             manager.clear()
 
