@@ -85,7 +85,8 @@ def serve_process(config, module, port, ready_path="/health/ready", log=None,
 
     def up():
         if process.poll() is not None:
-            raise RuntimeError(f"{module} exited with {process.returncode} while starting")
+            raise RuntimeError(f"{module} exited with {process.returncode} while starting"
+                               + _log_tail(log))
         try:
             return requests.get(f"http://127.0.0.1:{port}{ready_path}", timeout=2).ok
         except requests.ConnectionError:
@@ -93,6 +94,18 @@ def serve_process(config, module, port, ready_path="/health/ready", log=None,
 
     wait_until(up, timeout=ready_timeout, message=f"{module} answering on {ready_path}")
     return process
+
+
+def _log_tail(log, lines=15):
+    """The last ``lines`` of a child's log file, so a crash at start-up says why."""
+    name = getattr(log, "name", None)
+    if not isinstance(name, str):
+        return ""
+    log.flush()
+    with open(name, "rb") as file:
+        file.seek(max(0, file.seek(0, 2) - 16384))
+        tail = file.read().decode("utf-8", "replace").splitlines()[-lines:]
+    return ":\n" + "\n".join(tail)
 
 
 def drop_databases(config):
