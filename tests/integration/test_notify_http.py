@@ -1,8 +1,9 @@
-"""The HTTP channels' client (``services/notify/channels/http.py``, urllib3) against real local
+"""The HTTP channels' client (``services/notify/channels/http.py``) against real local
 sockets: each way a call can fail gets its result class (refused before sending and a
 connect timeout: temporary; a read timeout or a connection dropped after the request went
-out: unknown; an invalid URL: technical), a reply keeps its connection alive, and a proxy
-from the environment is used unless ``NO_PROXY`` names the host."""
+out: unknown; an invalid URL or header: technical), a reply (by length, in chunks, up to the
+close) is read whole and keeps its connection alive unless it ends it, and a proxy from the
+environment is used unless ``NO_PROXY`` names the host."""
 
 import json
 import socket
@@ -18,6 +19,18 @@ from services.notify.channels.http import json_of, post, session
 pytestmark = pytest.mark.integration
 
 REPLY = b'{"messages": [{"id": "wamid.1"}]}'
+# the reply of each server mode: by length (kept alive), in chunks (kept alive), up to the
+# close (no length), saying it closes
+REPLIES = {
+    "ok": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+          % (len(REPLY), REPLY),
+    "chunked": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+               b"\r\n%x;ext=1\r\n%s\r\n%x\r\n%s\r\n0\r\nX-Trailer: 1\r\n\r\n"
+               % (10, REPLY[:10], len(REPLY) - 10, REPLY[10:]),
+    "until_close": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n%s" % REPLY,
+    "says_close": b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                  % (len(REPLY), REPLY),
+}
 
 
 class RawServer:
@@ -66,9 +79,8 @@ class RawServer:
                 if self.mode == "hold":
                     self.released.wait()
                     return
-                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                   b"Content-Length: %d\r\n\r\n%s" % (len(REPLY), REPLY))
-                if self.mode == "close_after":
+                connection.sendall(REPLIES.get(self.mode, REPLIES["ok"]))
+                if self.mode in ("close_after", "until_close", "says_close"):
                     return
 
     def close(self):
@@ -112,6 +124,30 @@ def test_a_reply_is_read_and_the_connection_kept_alive(server):
     assert "content-type: application/json" in lines and "authorization: bearer t" in lines
 
 
+@pytest.mark.parametrize(("mode", "kept"), [("chunked", True), ("until_close", False),
+                                            ("says_close", False)])
+def test_a_reply_in_chunks_up_to_the_close_or_saying_close_is_read_whole(server, mode, kept):
+    """A chunked reply (after an informational 100) keeps its connection; one delimited by
+    the close, or saying ``Connection: close``, is read whole and its connection let go."""
+    replying = server(mode)
+    http = session(SMALL)
+    for n in (1, 2):
+        reply, failed, _ = call(replying.url, http=http)
+        assert failed is None and reply.status_code == 200
+        assert json_of(reply) == json.loads(REPLY)
+        assert replying.connections == (1 if kept else n)
+        assert len(http.origin(replying.url).idle) == (1 if kept else 0)
+
+
+def test_a_header_with_a_line_break_is_a_technical_failure_and_nothing_is_sent(server):
+    ok = server("ok")
+    reply, failed, _ = post(session(SMALL), ok.url, json={"to": "1"},
+                            headers={"Authorization": "Bearer t\r\nX-Injected: 1"},
+                            timeout=0.5)
+    assert reply is None and failed.kind == domain.TECHNICAL
+    assert failed.error.startswith("config:") and ok.requests == []
+
+
 def test_a_kept_connection_the_server_closed_is_not_reused(server):
     """The pool's check before reusing a connection (a real ``poll``, not eventlet's
     select) sees the server's close: the next call opens a new connection and is answered,
@@ -123,8 +159,7 @@ def test_a_kept_connection_the_server_closed_is_not_reused(server):
         reply, failed, _ = call(closing.url, http=http)
         assert failed is None and reply.status_code == 200
         assert closing.connections == n
-        pool, _ = http.origin(closing.url)
-        kept = [c for c in pool.pool.queue if c is not None]
+        kept = list(http.origin(closing.url).idle)
         assert len(kept) == 1
         others_ran = []
         eventlet.spawn_n(others_ran.append, True)

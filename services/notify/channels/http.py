@@ -1,8 +1,14 @@
-"""What the HTTP channels share: a pool of kept-alive connections (urllib3 directly: requests
-cost about a quarter of notify's CPU per message) and the mapping of failures to result
-classes. Refused before sending (also a connect timeout): temporary. A read timeout or a
-dropped connection after the request went out: unknown outcome. An invalid URL: our
-configuration (technical).
+"""What the HTTP channels share: kept-alive connections per origin and the mapping of failures
+to result classes. Refused before sending (also a connect timeout): temporary. A read timeout
+or a dropped connection after the request went out: unknown outcome. An invalid URL or
+header: our configuration (technical).
+
+urllib3 opens each connection (its TLS settings and certificate checks, its connect errors);
+the request and its reply are written and read here (``_Origin``). Through urllib3 and
+``http.client`` a send cost a fifth of notify's CPU per message in the bench, most of it
+``http.client`` parsing the reply's headers with the ``email`` package and building response
+objects; ``requests`` on top had cost a quarter more. A reply is read whole (a length, chunks,
+or up to the close); the connection is kept unless either side says ``close``.
 
 Proxies: ``HTTP_PROXY`` / ``HTTPS_PROXY`` (``urllib.request.getproxies()``), read when the
 channel is built, send through a ``urllib3.ProxyManager`` (https through a CONNECT tunnel);
@@ -11,6 +17,7 @@ in the proxy's URL are sent to it (basic auth). Not covered (``requests`` was):
 ``ALL_PROXY`` and SOCKS proxies.
 """
 
+import re
 import time
 import urllib.request
 from json import dumps, loads
@@ -22,6 +29,7 @@ from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
     LocationValueError,
+    ProtocolError,
     ProxyError,
     ReadTimeoutError,
 )
@@ -69,7 +77,11 @@ class _HTTPSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
-POOL_CLASSES = {"http": _HTTPPool, "https": _HTTPSPool}
+POOL_CLASSES = {"http": _HTTPPool, "https": _HTTPSPool}  # through a proxy (urllib3's)
+CONNECTION_CLASSES = {"http": _HTTPConnection, "https": _HTTPSConnection}
+MAX_LINE = 65536  # a status or header line, a chunk's size line
+MAX_HEADERS = 100
+UNSAFE = re.compile(r"[\r\n\x00]")  # what would end a header line early (an injection)
 
 
 class Reply(NamedTuple):
@@ -84,12 +96,12 @@ class Reply(NamedTuple):
 
 
 class Pool:
-    """Connections kept alive across messages, per host, up to ``pool_size`` each; no
+    """Connections kept alive across messages, per origin, up to ``pool_size`` idle each; no
     retries and no redirects (a retry is the delivery run's decision, with its classes)."""
 
     def __init__(self, pool_size=50):
         self.pool_size = pool_size
-        self.origins = {}  # url -> (its origin's pool, the request target): see origin
+        self.origins = {}  # url -> its _Origin: see origin
         options = {"num_pools": 4, "maxsize": pool_size, "retries": False}
         self.proxied = {scheme: _proxy_manager(url, options)
                         for scheme, url in urllib.request.getproxies().items()
@@ -114,37 +126,161 @@ class Pool:
     def post(self, url, body, headers, timeout):
         if not url.lower().startswith(("http://", "https://")):  # urllib3 would guess http
             raise LocationValueError(f"not an http(s) URL: {url!r}")
-        timeout = urllib3.Timeout(connect=timeout, read=timeout)
         proxy = self.proxy_for(url)
         if proxy is not None:  # the proxy's manager shapes the request itself
-            response = proxy.request("POST", url, body=body, headers=headers,
-                                     retries=False, redirect=False, timeout=timeout)
-        else:
-            pool, target = self.origin(url)
-            response = pool.urlopen("POST", target, body=body, headers=headers,
-                                    retries=False, redirect=False, timeout=timeout,
-                                    assert_same_host=False)
-        return Reply(response.status, response.data)
+            response = proxy.request("POST", url, body=body, headers=headers, retries=False,
+                                     redirect=False,
+                                     timeout=urllib3.Timeout(connect=timeout, read=timeout))
+            return Reply(response.status, response.data)
+        return self.origin(url).post(url, body, headers, timeout)
 
     def origin(self, url):
-        """The pool of ``url``'s origin and its request target, looked up once per URL (a
-        provider's URL comes from the settings). urllib3's ``PoolManager`` looked it up on
-        every request, a tenth of a send's CPU, and evicted pools past ``num_pools``
-        origins; these are kept (a deployment names a handful)."""
+        """The connections of ``url``'s origin, looked up once per URL (a provider's URL
+        comes from the settings; a deployment names a handful)."""
         found = self.origins.get(url)
         if found is None:
-            parsed = urllib3.util.parse_url(url)
-            pool = POOL_CLASSES[parsed.scheme](parsed.host, parsed.port,
-                                                maxsize=self.pool_size, retries=False)
-            found = self.origins[url] = (pool, parsed.request_uri)
+            found = self.origins[url] = _Origin(url, self.pool_size)
         return found
 
     def close(self):
-        for pool, _ in self.origins.values():
-            pool.close()
+        for origin in self.origins.values():
+            origin.close()
         self.origins.clear()
         for manager in self.proxied.values():
             manager.clear()
+
+
+class _Origin:
+    """The kept-alive connections to one origin (the most recently used reused first) and
+    the request head of its URL, built once."""
+
+    def __init__(self, url, pool_size):
+        parsed = urllib3.util.parse_url(url)
+        if parsed.scheme not in CONNECTION_CLASSES or not parsed.host:
+            raise LocationValueError(f"not an http(s) URL with a host: {url!r}")
+        self.connection_class = CONNECTION_CLASSES[parsed.scheme]
+        self.host, self.port = parsed.host, parsed.port
+        self.request_line = f"POST {parsed.request_uri} HTTP/1.1\r\nHost: {parsed.netloc}\r\n"
+        self.pool_size = pool_size
+        self.idle = []
+
+    def post(self, url, body, headers, timeout):
+        head = self._head(headers, len(body))
+        connection = self._take(timeout)
+        try:
+            connection.sock.settimeout(timeout)
+            connection.sock.sendall(head + body)
+            status, data, keep = _read_reply(connection.reader)
+        except TimeoutError as exc:  # sent, no answer in time: the outcome is unknown
+            _discard(connection)
+            raise ReadTimeoutError(None, url, f"read timed out ({timeout} s)") from exc
+        except (OSError, ValueError) as exc:  # dropped or garbled after the request went out
+            _discard(connection)
+            raise ProtocolError(f"connection lost: {exc!r}") from exc
+        if keep and len(self.idle) < self.pool_size:
+            self.idle.append(connection)
+        else:
+            _discard(connection)
+        return Reply(status, data)
+
+    def _head(self, headers, length):
+        lines = [self.request_line]
+        for name, value in headers.items():
+            if UNSAFE.search(name) or UNSAFE.search(str(value)):
+                raise LocationValueError(f"header {name!r} holds a line break")
+            lines.append(f"{name}: {value}\r\n")
+        lines.append(f"Content-Length: {length}\r\n\r\n")
+        return "".join(lines).encode("latin-1")
+
+    def _take(self, timeout):
+        """A kept-alive connection the server has not closed, or a new one (urllib3 connects:
+        refused, unresolved and timed out are its errors, raised before anything is sent)."""
+        while self.idle:
+            connection = self.idle.pop()
+            if connection.is_connected:
+                return connection
+            _discard(connection)
+        connection = self.connection_class(self.host, self.port, timeout=timeout)
+        connection.connect()
+        connection.reader = connection.sock.makefile("rb")
+        return connection
+
+    def close(self):
+        for connection in self.idle:
+            _discard(connection)
+        self.idle.clear()
+
+
+def _discard(connection):
+    """Close a connection and its reader (the socket's descriptor stays open while a file
+    made from it is)."""
+    connection.reader.close()
+    connection.close()
+
+
+def _read_reply(reader):
+    """``(status, body, keep alive)`` of the next reply on ``reader`` (informational 1xx
+    replies skipped). Raises ValueError on a malformed reply, ConnectionError when the
+    connection ends before the reply does."""
+    while True:
+        version, status = _status_line(_line(reader))
+        fields = _fields(reader)
+        if not 100 <= status < 200:
+            break
+    connection = fields.get("connection", "").lower()
+    keep = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
+    if status in (204, 304):
+        return status, b"", keep
+    if "chunked" in fields.get("transfer-encoding", "").lower():
+        return status, _chunked(reader), keep
+    if "content-length" in fields:
+        return status, _exactly(reader, int(fields["content-length"])), keep
+    return status, reader.read(), False  # delimited by the close
+
+
+def _line(reader):
+    line = reader.readline(MAX_LINE + 1)
+    if not line:
+        raise ConnectionError("closed before the reply ended")
+    if len(line) > MAX_LINE or not line.endswith(b"\n"):
+        raise ValueError("reply line too long or cut")
+    return line
+
+
+def _status_line(line):
+    version, _, rest = line.decode("latin-1").partition(" ")
+    if not version.startswith("HTTP/"):
+        raise ValueError(f"not an HTTP status line: {line[:40]!r}")
+    return version, int(rest[:3])
+
+
+def _fields(reader):
+    fields = {}
+    for _ in range(MAX_HEADERS):
+        line = _line(reader)
+        if line in (b"\r\n", b"\n"):
+            return fields
+        name, _, value = line.decode("latin-1").partition(":")
+        fields[name.strip().lower()] = value.strip()
+    raise ValueError(f"more than {MAX_HEADERS} header lines")
+
+
+def _chunked(reader):
+    parts = []
+    while True:
+        size = int(_line(reader).split(b";", 1)[0], 16)
+        if size == 0:
+            _fields(reader)  # the trailer, up to its blank line
+            return b"".join(parts)
+        parts.append(_exactly(reader, size))
+        _line(reader)  # the chunk's CRLF
+
+
+def _exactly(reader, length):
+    data = reader.read(length)
+    if len(data) != length:
+        raise ConnectionError("closed before the reply's body ended")
+    return data
 
 
 def _proxy_manager(url, options):
