@@ -7,6 +7,9 @@ environment is used unless ``NO_PROXY`` names the host."""
 
 import json
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import eventlet
 import eventlet.event
@@ -18,6 +21,7 @@ from services.notify.channels.http import json_of, post, session
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[2]
 REPLY = b'{"messages": [{"id": "wamid.1"}]}'
 # the reply of each server mode: by length (kept alive), in chunks (kept alive), up to the
 # close (no length), saying it closes
@@ -28,8 +32,10 @@ REPLIES = {
                b"\r\n%x;ext=1\r\n%s\r\n%x\r\n%s\r\n0\r\nX-Trailer: 1\r\n\r\n"
                % (10, REPLY[:10], len(REPLY) - 10, REPLY[10:]),
     "until_close": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n%s" % REPLY,
-    "says_close": b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
-                  % (len(REPLY), REPLY),
+    "says_close": b"HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: %d"
+                  b"\r\n\r\n%s" % (len(REPLY), REPLY),
+    "extra_bytes": b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(REPLY), REPLY),
+    "garbled": b"HTTP/1.1 2\r\nContent-Length: 0\r\n\r\n",
 }
 
 
@@ -61,6 +67,9 @@ class RawServer:
     def _serve(self, connection):
         buffered = b""
         with connection:
+            if self.mode == "speaks_first":  # not TLS: whatever the client says
+                connection.sendall(REPLIES["ok"])
+                return
             while True:
                 while b"\r\n\r\n" not in buffered:
                     chunk = connection.recv(65536)
@@ -125,10 +134,12 @@ def test_a_reply_is_read_and_the_connection_kept_alive(server):
 
 
 @pytest.mark.parametrize(("mode", "kept"), [("chunked", True), ("until_close", False),
-                                            ("says_close", False)])
+                                            ("says_close", False), ("extra_bytes", False)])
 def test_a_reply_in_chunks_up_to_the_close_or_saying_close_is_read_whole(server, mode, kept):
     """A chunked reply (after an informational 100) keeps its connection; one delimited by
-    the close, or saying ``Connection: close``, is read whole and its connection let go."""
+    the close, one whose ``Connection`` names ``close``, and one followed by bytes past its
+    length (which the next reply would start with) are read whole and their connection let
+    go."""
     replying = server(mode)
     http = session(SMALL)
     for n in (1, 2):
@@ -137,6 +148,40 @@ def test_a_reply_in_chunks_up_to_the_close_or_saying_close_is_read_whole(server,
         assert json_of(reply) == json.loads(REPLY)
         assert replying.connections == (1 if kept else n)
         assert len(http.origin(replying.url).idle) == (1 if kept else 0)
+
+
+def test_a_garbled_reply_is_an_unknown_outcome(server):
+    garbled = server("garbled")
+    reply, failed, _ = call(garbled.url)
+    assert reply is None and failed.kind == domain.UNKNOWN
+    assert failed.error == "lost: ProtocolError" and len(garbled.requests) == 1
+
+
+TLS_CALL = """
+import eventlet
+eventlet.monkey_patch()  # first, as `pamong serve` does (ssl patched before use)
+import json, sys
+from services.notify.channels.http import post, session
+reply, failed, _ = post(session({"NOTIFY_SEND_CONCURRENCY": 4}), sys.argv[1], json={"to": "1"},
+                        headers={}, timeout=2)
+print(json.dumps([reply is None, failed and failed.kind, failed and failed.error]))
+"""
+
+
+def test_a_failed_tls_handshake_is_temporary_and_nothing_is_sent(server):
+    """An https URL whose server does not speak TLS: the handshake fails before the request
+    could go out. (In a process of its own: this one imported ``ssl`` before eventlet
+    patched it, and eventlet's TLS then recurses.)"""
+    plain = server("speaks_first")
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", TLS_CALL, plain.url.replace("http://", "https://")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    wait_until(lambda: process.poll() is not None, timeout=30, interval=0.05,
+               message="the TLS call ended")
+    out, err = process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert json.loads(out) == [True, domain.TEMPORARY, "refused: NewConnectionError"]
+    assert plain.connections == 1 and plain.requests == []
 
 
 def test_a_header_with_a_line_break_is_a_technical_failure_and_nothing_is_sent(server):

@@ -1,14 +1,15 @@
-"""What the HTTP channels share: kept-alive connections per origin and the mapping of failures
-to result classes. Refused before sending (also a connect timeout): temporary. A read timeout
-or a dropped connection after the request went out: unknown outcome. An invalid URL or
-header: our configuration (technical).
+"""What the HTTP channels share: kept-alive connections per provider URL and the mapping of
+failures to result classes. Refused before sending (also a connect timeout or a failed TLS
+handshake): temporary. A read timeout, a dropped connection or a garbled reply after the
+request went out: unknown outcome. An invalid URL or header: our configuration (technical).
 
 urllib3 opens each connection (its TLS settings and certificate checks, its connect errors);
 the request and its reply are written and read here (``_Origin``). Through urllib3 and
 ``http.client`` a send cost a fifth of notify's CPU per message in the bench, most of it
 ``http.client`` parsing the reply's headers with the ``email`` package and building response
 objects; ``requests`` on top had cost a quarter more. A reply is read whole (a length, chunks,
-or up to the close); the connection is kept unless either side says ``close``.
+or up to the close; no compression is asked for); its connection is kept unless a side says
+``close``, the reply ran to the close, or bytes came past it.
 
 Proxies: ``HTTP_PROXY`` / ``HTTPS_PROXY`` (``urllib.request.getproxies()``), read when the
 channel is built, send through a ``urllib3.ProxyManager`` (https through a CONNECT tunnel);
@@ -29,6 +30,7 @@ from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
     LocationValueError,
+    NewConnectionError,
     ProtocolError,
     ProxyError,
     ReadTimeoutError,
@@ -39,7 +41,7 @@ from services.notify.settings import DEFAULT_SEND_CONCURRENCY
 
 SCHEMES = ("http", "https")
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json",
-           "User-Agent": "pamong-notify"}
+           "Accept-Encoding": "identity", "User-Agent": "pamong-notify"}
 
 
 _select = patcher.original("select")  # the kernel's poll, not eventlet's green select
@@ -82,6 +84,8 @@ CONNECTION_CLASSES = {"http": _HTTPConnection, "https": _HTTPSConnection}
 MAX_LINE = 65536  # a status or header line, a chunk's size line
 MAX_HEADERS = 100
 UNSAFE = re.compile(r"[\r\n\x00]")  # what would end a header line early (an injection)
+DIGITS = re.compile(r"[0-9]+")
+HEX = re.compile(rb"[0-9A-Fa-f]+")
 
 
 class Reply(NamedTuple):
@@ -151,8 +155,8 @@ class Pool:
 
 
 class _Origin:
-    """The kept-alive connections to one origin (the most recently used reused first) and
-    the request head of its URL, built once."""
+    """The kept-alive connections to one provider URL's origin (the most recently used reused
+    first) and the request head of that URL, built once."""
 
     def __init__(self, url, pool_size):
         parsed = urllib3.util.parse_url(url)
@@ -170,17 +174,21 @@ class _Origin:
         try:
             connection.sock.settimeout(timeout)
             connection.sock.sendall(head + body)
-            status, data, keep = _read_reply(connection.reader)
+            reader = _Reader(connection.sock)
+            status, data, keep = _read_reply(reader)
         except TimeoutError as exc:  # sent, no answer in time: the outcome is unknown
-            _discard(connection)
+            connection.close()
             raise ReadTimeoutError(None, url, f"read timed out ({timeout} s)") from exc
         except (OSError, ValueError) as exc:  # dropped or garbled after the request went out
-            _discard(connection)
+            connection.close()
             raise ProtocolError(f"connection lost: {exc!r}") from exc
-        if keep and len(self.idle) < self.pool_size:
+        except BaseException:  # the worker killed mid-call: the connection is in no state
+            connection.close()
+            raise
+        if keep and reader.drained() and len(self.idle) < self.pool_size:
             self.idle.append(connection)
-        else:
-            _discard(connection)
+        else:  # (bytes past the reply would be read as the next one's)
+            connection.close()
         return Reply(status, data)
 
     def _head(self, headers, length):
@@ -190,97 +198,141 @@ class _Origin:
                 raise LocationValueError(f"header {name!r} holds a line break")
             lines.append(f"{name}: {value}\r\n")
         lines.append(f"Content-Length: {length}\r\n\r\n")
-        return "".join(lines).encode("latin-1")
+        try:
+            return "".join(lines).encode("latin-1")
+        except UnicodeEncodeError as exc:
+            raise LocationValueError(f"a header is not latin-1: {exc.reason}") from None
 
     def _take(self, timeout):
-        """A kept-alive connection the server has not closed, or a new one (urllib3 connects:
-        refused, unresolved and timed out are its errors, raised before anything is sent)."""
+        """A kept-alive connection the server has not closed, or a new one. Nothing is sent
+        before it is open: urllib3's errors while connecting (refused, unresolved, timed
+        out) are raised as they are, a TLS handshake's as a ``NewConnectionError``."""
         while self.idle:
             connection = self.idle.pop()
             if connection.is_connected:
                 return connection
-            _discard(connection)
+            connection.close()
         connection = self.connection_class(self.host, self.port, timeout=timeout)
-        connection.connect()
-        connection.reader = connection.sock.makefile("rb")
+        try:
+            connection.connect()
+        except HTTPError:
+            connection.close()
+            raise
+        except (OSError, ValueError) as exc:  # the TLS handshake (urllib3 passes it on)
+            connection.close()
+            raise NewConnectionError(connection, f"TLS handshake failed: {exc!r}") from exc
         return connection
 
     def close(self):
         for connection in self.idle:
-            _discard(connection)
+            connection.close()
         self.idle.clear()
 
 
-def _discard(connection):
-    """Close a connection and its reader (the socket's descriptor stays open while a file
-    made from it is)."""
-    connection.reader.close()
-    connection.close()
+class _Reader:
+    """Lines and lengths of a reply, from what the socket received (kept in ``buffer``: what
+    is left after the reply tells that the connection cannot be reused)."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buffer = bytearray()
+
+    def _receive(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before the reply ended")
+        self.buffer += chunk
+
+    def line(self):
+        while (end := self.buffer.find(b"\n")) < 0:
+            if len(self.buffer) > MAX_LINE:
+                raise ValueError("reply line too long")
+            self._receive()
+        if end > MAX_LINE:
+            raise ValueError("reply line too long")
+        line = bytes(self.buffer[:end + 1])
+        del self.buffer[:end + 1]
+        return line
+
+    def exactly(self, length):
+        while len(self.buffer) < length:
+            self._receive()
+        data = bytes(self.buffer[:length])
+        del self.buffer[:length]
+        return data
+
+    def rest(self):
+        """Everything up to the close."""
+        while chunk := self.sock.recv(65536):
+            self.buffer += chunk
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        return data
+
+    def drained(self):
+        """Nothing received past the reply (nor decrypted and waiting, over TLS)."""
+        pending = getattr(self.sock, "pending", None)
+        return not self.buffer and not (pending and pending())
 
 
 def _read_reply(reader):
-    """``(status, body, keep alive)`` of the next reply on ``reader`` (informational 1xx
-    replies skipped). Raises ValueError on a malformed reply, ConnectionError when the
-    connection ends before the reply does."""
+    """``(status, body, keep alive)`` of the next reply (informational 1xx replies skipped).
+    Raises ValueError on a malformed reply, ConnectionError when the connection ends before
+    the reply does."""
     while True:
-        version, status = _status_line(_line(reader))
+        version, status = _status_line(reader.line())
         fields = _fields(reader)
         if not 100 <= status < 200:
             break
-    connection = fields.get("connection", "").lower()
-    keep = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
+    tokens = {token.strip().lower() for token in fields.get("connection", "").split(",")}
+    keep = "close" not in tokens if version == "HTTP/1.1" else "keep-alive" in tokens
     if status in (204, 304):
         return status, b"", keep
     if "chunked" in fields.get("transfer-encoding", "").lower():
         return status, _chunked(reader), keep
     if "content-length" in fields:
-        return status, _exactly(reader, int(fields["content-length"])), keep
-    return status, reader.read(), False  # delimited by the close
-
-
-def _line(reader):
-    line = reader.readline(MAX_LINE + 1)
-    if not line:
-        raise ConnectionError("closed before the reply ended")
-    if len(line) > MAX_LINE or not line.endswith(b"\n"):
-        raise ValueError("reply line too long or cut")
-    return line
+        lengths = {value.strip() for value in fields["content-length"].split(",")}
+        if len(lengths) != 1 or not DIGITS.fullmatch(next(iter(lengths))):
+            raise ValueError(f"bad Content-Length {fields['content-length']!r}")
+        return status, reader.exactly(int(lengths.pop())), keep
+    return status, reader.rest(), False  # delimited by the close
 
 
 def _status_line(line):
     version, _, rest = line.decode("latin-1").partition(" ")
-    if not version.startswith("HTTP/"):
+    code = rest[:3]
+    if not version.startswith("HTTP/") or not DIGITS.fullmatch(code) \
+            or rest[3:4] not in ("", " ", "\r", "\n") or not 100 <= int(code) <= 599:
         raise ValueError(f"not an HTTP status line: {line[:40]!r}")
-    return version, int(rest[:3])
+    return version, int(code)
 
 
 def _fields(reader):
+    """The header fields up to the blank line, names lowercased; a repeated one joined with
+    commas."""
     fields = {}
     for _ in range(MAX_HEADERS):
-        line = _line(reader)
+        line = reader.line()
         if line in (b"\r\n", b"\n"):
             return fields
         name, _, value = line.decode("latin-1").partition(":")
-        fields[name.strip().lower()] = value.strip()
+        name, value = name.strip().lower(), value.strip()
+        fields[name] = f"{fields[name]}, {value}" if name in fields else value
     raise ValueError(f"more than {MAX_HEADERS} header lines")
 
 
 def _chunked(reader):
     parts = []
     while True:
-        size = int(_line(reader).split(b";", 1)[0], 16)
-        if size == 0:
+        size = reader.line().split(b";", 1)[0].strip()
+        if not HEX.fullmatch(size):
+            raise ValueError(f"bad chunk size {size[:20]!r}")
+        if int(size, 16) == 0:
             _fields(reader)  # the trailer, up to its blank line
             return b"".join(parts)
-        parts.append(_exactly(reader, size))
-        _line(reader)  # the chunk's CRLF
-
-
-def _exactly(reader, length):
-    data = reader.read(length)
-    if len(data) != length:
-        raise ConnectionError("closed before the reply's body ended")
-    return data
+        parts.append(reader.exactly(int(size, 16)))
+        if reader.line() not in (b"\r\n", b"\n"):
+            raise ValueError("a chunk longer than its size")
 
 
 def _proxy_manager(url, options):
