@@ -52,7 +52,7 @@ class RawServer:
         self.connections = 0
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
+        self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/v21.0/1/messages"
         self.released = eventlet.event.Event()  # a held connection is kept until close()
@@ -191,6 +191,27 @@ def test_a_header_with_a_line_break_is_a_technical_failure_and_nothing_is_sent(s
                             timeout=0.5)
     assert reply is None and failed.kind == domain.TECHNICAL
     assert failed.error.startswith("config:") and ok.requests == []
+
+
+def test_concurrent_calls_on_one_pool_each_get_their_own_reply_and_connection(server):
+    """Twenty green threads at once (a send per delivering worker): each request goes out
+    once, each gets a reply, and a second round reuses the connections the first kept."""
+    ok = server("ok")
+    http = session(SMALL)  # 14 idle connections kept at most
+
+    def round_of(n):
+        pool = eventlet.GreenPool(n)
+        return list(pool.imap(lambda _: call(ok.url, http=http), range(n)))
+
+    first = round_of(20)
+    assert all(failed is None and reply.status_code == 200 for reply, failed, _ in first)
+    assert len(ok.requests) == 20 and ok.connections <= 20
+    kept = len(http.origin(ok.url).idle)
+    assert 1 <= kept <= 14
+    opened = ok.connections
+    second = round_of(kept)
+    assert all(failed is None for _, failed, _ in second)
+    assert ok.connections == opened and len(ok.requests) == 20 + kept
 
 
 def test_a_kept_connection_the_server_closed_is_not_reused(server):

@@ -100,7 +100,7 @@ class Reply(NamedTuple):
 
 
 class Pool:
-    """Connections kept alive across messages, per origin, up to ``pool_size`` idle each; no
+    """Connections kept alive across messages, per provider URL, up to ``pool_size`` idle each; no
     retries and no redirects (a retry is the delivery run's decision, with its classes)."""
 
     def __init__(self, pool_size=50):
