@@ -17,7 +17,9 @@ A request already running when the caller gives up still finishes, and the calle
 whether it did, so it retries with the same key: a state-changing method is ``@idempotent``
 and called with ``idempotency_key=`` (one key per intended change, e.g. ``uuid4().hex``, reused
 for every retry of that change). A retry that arrives while the first call still runs raises
-``CallInProgress`` after the RPC timeout: retry again later, with the same key.
+``CallInProgress`` after the RPC timeout: retry again later, with the same key. A reply the
+broker cannot take (it went away while the request ran) is lost like one the caller stopped
+waiting for: the caller times out and retries; the service keeps running.
 
 ``RPC_TIMEOUT_SECONDS`` (default 10) is the timeout when none is given. Keep RPC off hot paths
 (DESIGN §11): shared data travels as events.
@@ -32,6 +34,8 @@ from datetime import UTC, datetime, timedelta
 
 import eventlet
 import pymongo.errors
+from amqp.exceptions import ConnectionError as AmqpConnectionError
+from kombu.exceptions import OperationalError
 from kombu.utils import json
 from nameko.dependency_providers import Config
 from nameko.exceptions import RpcTimeout, deserialize_to_instance
@@ -91,6 +95,21 @@ class _ExpiringServiceProxy(ServiceProxy):
 # (one per container, as nameko shares its own): it stops in a tenth of a second, not 2 s
 class _RpcConsumer(RpcConsumer):
     queue_consumer = PamongQueueConsumer()
+
+    def handle_result(self, message, result, exc_info):
+        """nameko's reply, but a broker out of reach while it is sent costs the reply, not
+        the service: nameko let the error end the worker's thread, which kills the container
+        (a broker restart during a request stopped the whole module). The request ran, so
+        it is acknowledged (if that connection is gone too, the broker delivers it again
+        until its TTL lapses); the caller times out and retries, as after any lost reply."""
+        try:
+            return super().handle_result(message, result, exc_info)
+        except (OperationalError, AmqpConnectionError, OSError) as exc:
+            routing_key = message.delivery_info.get("routing_key")
+            _log.warning("could not send the reply to %s, the broker is out of reach (%s): "
+                         "its caller times out", routing_key, exc)
+            self.queue_consumer.ack_message(message)
+            return result, exc_info
 
 
 class _RpcEntrypoint(RpcEntrypoint):
