@@ -45,23 +45,46 @@ def race(workers, task):
 
 
 _HANDED_OUT = set()  # ports free_port() gave this process
+# the local stack's fixed ports in the range free_port() draws from (RabbitMQ's distribution
+# port, the database): a test must not take them while that server is down for a while
+_RESERVED = {25672, 27017}
+_RANGE_WIDTH = 10000
 
 
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on right now, and that this process was
-    not given before: the kernel may hand the same free port to two asks in a row, and a
-    service's server binds with SO_REUSEPORT (eventlet's default), so two services given one
-    port would both listen on it and share its requests without an error (seen in the chaos
-    day: a letters request answered 404 by notify)."""
+    not given before: a service's server binds with SO_REUSEPORT (eventlet's default), so two
+    services given one port would both listen on it and share its requests without an error
+    (seen in the chaos day: a letters request answered 404 by notify).
+
+    It is drawn from just below the kernel's ephemeral range (``ip_local_port_range``), never
+    from it: a server stopped and started again on its port (a module, the broker or the
+    database in a crash test) would otherwise find it taken meanwhile as the local end of
+    some outgoing connection, and fail to bind."""
+    import random
     import socket
 
+    low = _ephemeral_low()
+    draw = random.SystemRandom()
     while True:
+        port = draw.randrange(max(1024, low - _RANGE_WIDTH), low)
+        if port in _HANDED_OUT or port in _RESERVED:
+            continue
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # in use
+                continue
+        _HANDED_OUT.add(port)
+        return port
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as file:
+            return int(file.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def serve_process(config, module, port, ready_path="/health/ready", log=None,
