@@ -72,13 +72,6 @@ class Day:
         self.letters.transfer_seen(nip, unit)
         self.directory.notify_sees(nip, unit)
 
-    def run(self, between=None):
-        """Every step; ``between(name)`` (a chaos run's hook) is called after each."""
-        for name, step in self.steps():
-            step()
-            if between:
-                between(name)
-
     def counts(self):
         """``{module: {what: count}}`` of every journey."""
         return {name: journey.counts() for name, journey in (

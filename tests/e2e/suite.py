@@ -15,6 +15,7 @@ and the next midnight's close happen in a minute of test. RabbitMQ and the datab
 time; our code never asks them the time (``pamong.storage.db_now`` is the process's clock).
 """
 
+import json
 import signal
 import subprocess
 from datetime import UTC, datetime, time, timedelta
@@ -208,6 +209,30 @@ class Suite:
     def alive(self):
         """``{name: exit code or None}``: a module that died by itself is a failure."""
         return {name: process.poll() for name, process in self.processes.items()}
+
+    def exits(self):
+        """A line per module that is not running, with its exit code and the errors its log
+        ends with: after a failed step, which module died and why ("" when all run)."""
+        lines = []
+        for name, code in self.alive().items():
+            if code is not None:
+                lines.append(f"{name} exited with {code}; its last errors:")
+                lines += [f"  {error}" for error in self._last_errors(name)]
+        return "\n".join(lines)
+
+    def _last_errors(self, name, count=5):
+        errors = []
+        with open(self.workdir / f"{name}.log", encoding="utf-8", errors="replace") as log:
+            for line in log:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("level") in ("ERROR", "CRITICAL"):
+                    exc = record.get("exc", "").strip().rsplit("\n", 1)[-1]
+                    errors.append(f"{record.get('ts')} {record['level']} "
+                                  f"{record.get('message', '')[:300]}{' | ' + exc if exc else ''}")
+        return errors[-count:]
 
     # -- the clock ---------------------------------------------------------------------------
 

@@ -14,7 +14,11 @@ def test_a_day_in_a_pemda(suite):
     day = Day(suite)
     for name, step in day.steps():
         print(f"[day] {name}", flush=True)
-        step()
+        try:
+            step()
+        except BaseException:
+            print(f"[day] modules not running: {suite.exits() or 'none'}", flush=True)
+            raise
     assert all(code is None for code in suite.alive().values()), suite.alive()
     counts = day.counts()
     print("[day] counts " + json.dumps(counts, indent=1, sort_keys=True))

@@ -100,7 +100,11 @@ def test_the_day_survives_crashes_a_broker_restart_and_a_database_outage(private
         for index, (name, step) in enumerate(steps):
             print(f"[chaos] {name}", flush=True)
             act = chaos.during(index)
-            step()
+            try:
+                step()
+            except BaseException:  # (a module the act restarts may be down for a moment)
+                print(f"[chaos] modules not running: {suite.exits() or 'none'}", flush=True)
+                raise
             if act is not None:
                 act.wait()
         poisoned = poison(config, exported["RABBIT_MANAGEMENT_URL"])
