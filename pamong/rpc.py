@@ -64,21 +64,44 @@ class _ExpiringMethodProxy(MethodProxy):
 
     def __init__(self, worker_ctx, service_name, method_name, reply_listener, timeout):
         self.timeout = timeout
-        super().__init__(worker_ctx, service_name, method_name, reply_listener,
+        super().__init__(worker_ctx, service_name, method_name, _Waiters(reply_listener),
                          expiration=timeout)
 
     def __call__(self, *args, **kwargs):
-        reply = self._call(*args, **kwargs)
+        waited = None
         try:
-            with eventlet.Timeout(self.timeout):
+            reply = self._call(*args, **kwargs)
+            with eventlet.Timeout(self.timeout) as waited:
                 return reply.result()
-        except eventlet.Timeout:
-            # a reply can no longer come: forget the waiter (it is keyed by correlation id)
-            events = self.reply_listener._reply_events
-            for correlation_id, event in list(events.items()):
-                if event is reply.reply_event:
-                    del events[correlation_id]
+        except eventlet.Timeout as timeout:
+            if timeout is not waited:
+                raise
             raise RpcTimeout(self.timeout) from None
+        finally:
+            self.reply_listener.forget()
+
+
+class _Waiters:
+    """The reply listener as a method proxy uses it, remembering which correlation id each
+    green thread's call waits on. A reply takes its waiter from the listener; when none
+    came (a timeout) or none can (publishing the request failed: the broker away, no such
+    service), nameko left the waiter there for good: ``forget`` takes it."""
+
+    def __init__(self, listener):
+        self.listener = listener
+        self.waiting = {}  # green thread -> the correlation id of its call
+
+    @property
+    def routing_key(self):
+        return self.listener.routing_key
+
+    def get_reply_event(self, correlation_id):
+        self.waiting[eventlet.getcurrent()] = correlation_id
+        return self.listener.get_reply_event(correlation_id)
+
+    def forget(self):
+        correlation_id = self.waiting.pop(eventlet.getcurrent(), None)
+        self.listener._reply_events.pop(correlation_id, None)
 
 
 class _ExpiringServiceProxy(ServiceProxy):

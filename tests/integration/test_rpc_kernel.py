@@ -11,7 +11,7 @@ import weakref
 import eventlet
 import pytest
 from nameko.dependency_providers import Config
-from nameko.exceptions import RemoteError, RpcTimeout
+from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from pymongo import ReturnDocument
@@ -71,6 +71,31 @@ class Caller:
     @rpc
     def forward(self, entry):
         return self.ledger.record(entry)
+
+
+class Asker:
+    name = "rpcasker"
+    ledger = Rpc("rpcledger", timeout=1)
+    ghost = Rpc("rpcghost", timeout=1)  # no such service: its requests cannot be published
+
+    @rpc
+    def ask_ghost(self):
+        with pytest.raises(UnknownService):
+            self.ghost.anything()
+
+    @rpc
+    def ask_too_slow(self):
+        with pytest.raises(RpcTimeout):
+            self.ledger.slow(3, idempotency_key=uuid.uuid4().hex)
+
+    @rpc
+    def forward(self, entry):
+        return self.ledger.record(entry)
+
+    @rpc
+    def waiters(self):
+        """The calls the service's reply listener still waits for."""
+        return len(self.ledger.reply_listener._reply_events)
 
 
 WORKERS = []  # a weak reference to each WatchedCaller worker's service instance
@@ -168,6 +193,18 @@ def test_a_retry_waits_for_a_running_call_no_longer_than_the_rpc_timeout(config)
         first = eventlet.spawn(call, "slow_with_own_timeout", 3)
         wait_until(lambda: claims.count_documents({}) == 2, message="the first call's claim")
         assert call("slow_with_own_timeout", 3) == first.wait()
+
+
+def test_a_call_that_gets_no_reply_leaves_no_waiter_behind(config):
+    """A waiter left in the service's reply listener stays there for good: one per call
+    whose request could not be published (nameko's own proxy leaves it), or whose reply
+    did not come in time."""
+    with running(config, Ledger), running(config, Asker), \
+            RpcClient(config, timeout=10) as client:
+        client.rpcasker.ask_ghost()
+        client.rpcasker.ask_too_slow()
+        assert client.rpcasker.forward(f"answered-{uuid.uuid4().hex}").startswith("answered-")
+        assert client.rpcasker.waiters() == 0
 
 
 def test_a_worker_with_an_rpc_proxy_is_freed_when_it_ends(config):
